@@ -1,0 +1,37 @@
+"""``python -m advlens models`` and ``python -m advlens datasets``: what is available."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list the models in the zoo")
+    p.set_defaults(func=run_models)
+    p = sub.add_parser("datasets", help="list the datasets")
+    p.set_defaults(func=run_datasets)
+    p = sub.add_parser("device", help="print the device advlens will use")
+    p.set_defaults(func=run_device)
+
+
+def run_models(args) -> int:
+    from ..zoo import list_models
+
+    for e in list_models():
+        acc = e.metrics.get("test_accuracy")
+        extra = f"  test acc {acc * 100:.1f}%" if isinstance(acc, (int, float)) else ""
+        print(f"{e.name:<28s} {e.arch:<20s} {e.dataset:<10s} [{e.source}] {e.description}{extra}")
+    return 0
+
+
+def run_datasets(args) -> int:
+    from ..data import DATASETS
+
+    for d in DATASETS.values():
+        print(f"{d.name:<18s} {'offline' if d.offline else 'needs files':<12s} {d.description}")
+    return 0
+
+
+def run_device(args) -> int:
+    from ..device import describe_device
+
+    print(describe_device())
+    return 0

@@ -1,0 +1,102 @@
+"""Decoding and fitting single images: uploads, folder files and sample photos.
+
+Uploads may be PNG, JPEG, WebP or BMP. EXIF orientation is applied, the colour mode is
+converted to what the model needs (RGB or grayscale), and the image is centre-cropped and
+resized (or only resized) to the model's input size with OpenCV.
+"""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .base import DataError
+
+UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
+UPLOAD_EXTENSIONS = ["png", "jpg", "jpeg", "webp", "bmp"]
+MAX_PIXELS = 50_000_000
+
+
+def decode_image(blob: bytes, name: str = "the image", formats: set[str] | None = UPLOAD_FORMATS) -> np.ndarray:
+    """Bytes -> HxWx3 uint8 RGB numpy array, with EXIF orientation applied."""
+    if not blob:
+        raise DataError(f"{name} is empty.")
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            if formats is not None and im.format not in formats:
+                raise DataError(f"{name} is a {im.format or 'unknown'} image; "
+                                f"use one of: {', '.join(sorted(formats))}.")
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(f"{name} is too large ({im.width}x{im.height}).")
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = np.asarray(im.convert("RGB"))
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{name} could not be decoded as an image ({type(exc).__name__}: {exc}). "
+                        "Upload a valid PNG, JPEG, WebP or BMP file.") from None
+    return rgb
+
+
+def fit_image(rgb: np.ndarray, size: tuple[int, int, int], mode: str = "center_crop") -> torch.Tensor:
+    """HxWx3 uint8 RGB -> (C, H, W) float in [0,1] for an input of ``size`` = (C, H, W)."""
+    c, h, w = size
+    if mode not in {"center_crop", "resize"}:
+        raise ValueError(f"mode must be 'center_crop' or 'resize', not {mode!r}")
+    img = rgb
+    if mode == "center_crop":
+        ih, iw = img.shape[:2]
+        target = w / h
+        if iw / ih > target:
+            new_w = max(1, round(ih * target))
+            x0 = (iw - new_w) // 2
+            img = img[:, x0:x0 + new_w]
+        else:
+            new_h = max(1, round(iw / target))
+            y0 = (ih - new_h) // 2
+            img = img[y0:y0 + new_h]
+    if img.shape[:2] != (h, w):
+        shrinking = img.shape[0] > h or img.shape[1] > w
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if c == 1:
+        img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[..., None]
+    elif c != 3:
+        raise ValueError(f"only 1 or 3 input channels are supported, not {c}")
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_upload(blob: bytes, size: tuple[int, int, int], name: str = "the upload",
+                mode: str = "center_crop", invert_if_light: bool = False) -> torch.Tensor:
+    """An uploaded file -> (1, C, H, W) float in [0,1], ready for a model of input ``size``.
+
+    ``invert_if_light`` inverts grayscale images with a light background, so a photo of a dark
+    digit on white paper looks like MNIST (white on black).
+    """
+    x = fit_image(decode_image(blob, name), size, mode)
+    if invert_if_light and size[0] == 1 and float(x.mean()) > 0.5:
+        x = 1.0 - x
+    return x.unsqueeze(0)
+
+
+def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) or (1, C, H, W) float in [0,1] -> HxWxC uint8 (C is 1 or 3) for display."""
+    if x.ndim == 4:
+        x = x[0]
+    arr = (x.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return np.transpose(arr, (1, 2, 0))
+
+
+def encode_png(x: torch.Tensor) -> bytes:
+    """Lossless PNG bytes of a (C, H, W) image in [0,1] (8 bits per channel)."""
+    arr = to_uint8_hwc(x)
+    if arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise DataError("PNG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,90 @@
+"""The registry of architectures: name -> builder and default spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from .base import Classifier, ModelSpec
+from .efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite0, imagenet_class_names
+from .preact_resnet import PreActResNet18
+from .small_cnn import SmallCNN
+
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    description: str
+    make_net: Callable[..., nn.Module]  # (spec, pretrained) -> nn.Module
+    default_spec: Callable[[], ModelSpec]
+    pretrained_available: bool = False
+
+
+def _small_cnn(spec: ModelSpec, pretrained: bool) -> nn.Module:
+    c, h, w = spec.input_size
+    if h != w or h % 4:
+        raise ValueError(f"small_cnn needs a square input with a side divisible by 4, got {h}x{w}")
+    return SmallCNN(num_classes=spec.num_classes, in_channels=c, input_hw=h)
+
+
+def _preact(spec: ModelSpec, pretrained: bool) -> nn.Module:
+    return PreActResNet18(num_classes=spec.num_classes, in_channels=spec.input_size[0])
+
+
+def _lite0(spec: ModelSpec, pretrained: bool) -> nn.Module:
+    return EfficientNetLite0(num_classes=spec.num_classes, pretrained=pretrained)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture(
+            "small_cnn", "Madry's MNIST CNN: conv32-pool-conv64-pool-fc1024 (1x28x28)", _small_cnn,
+            lambda: ModelSpec("small_cnn", (1, 28, 28), DIGIT_NAMES, (0.0,), (1.0,), "digits")),
+        Architecture(
+            "preact_resnet18", "PreAct-ResNet-18 for 3x32x32 images", _preact,
+            lambda: ModelSpec("preact_resnet18", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD,
+                              "cifar10")),
+        Architecture(
+            "efficientnet_lite0", "EfficientNet-Lite0, ImageNet-pretrained (3x224x224)", _lite0,
+            lambda: ModelSpec("efficientnet_lite0", (3, 224, 224), imagenet_class_names(), LITE_MEAN,
+                              LITE_STD, "imagenet"),
+            pretrained_available=True),
+    )
+}
+
+
+def list_architectures() -> list[str]:
+    return list(ARCHITECTURES)
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def build_model(arch: str, spec: ModelSpec | None = None, pretrained: bool = False, **overrides
+                ) -> Classifier:
+    """Build a :class:`Classifier`. ``overrides`` replace fields of the default spec
+    (e.g. ``class_names=...``, ``input_size=(1, 28, 28)``, ``dataset='mnist'``)."""
+    a = get_architecture(arch)
+    if spec is None:
+        d = a.default_spec().to_dict()
+        for k, v in overrides.items():
+            if k not in d:
+                raise TypeError(f"unknown model option {k!r}")
+            d[k] = list(v) if isinstance(v, tuple) else v
+        spec = ModelSpec.from_dict(d)
+    if pretrained and not a.pretrained_available:
+        raise ValueError(f"{arch} has no pretrained weights; load a checkpoint instead")
+    model = Classifier(a.make_net(spec, pretrained), spec)
+    return model.eval()

@@ -1,0 +1,29 @@
+"""Madry et al.'s MNIST network: conv32 -> pool -> conv64 -> pool -> fc1024 -> classes."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    feature_layer_names = ("conv1", "conv2")
+    cam_layer_name = "conv2"
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_hw: int = 28):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 32, 5, padding=2)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        side = input_hw // 4
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64 * side * side, 1024)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.fc2(self.relu3(self.fc1(self.flatten(x))))

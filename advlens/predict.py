@@ -1,0 +1,35 @@
+"""Predictions: top-k classes and probabilities for a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .models import Classifier
+
+
+@dataclass
+class TopK:
+    indices: list[int]
+    names: list[str]
+    probs: list[float]
+
+    def as_rows(self) -> list[tuple[str, float]]:
+        return list(zip(self.names, self.probs))
+
+
+@torch.no_grad()
+def predict_proba(model: Classifier, x: torch.Tensor) -> torch.Tensor:
+    device = next(model.parameters()).device
+    model.eval()
+    return model(x.to(device)).softmax(1).cpu()
+
+
+def top_k(model: Classifier, x: torch.Tensor, k: int = 5) -> list[TopK]:
+    """Top-k predictions for each image of the batch ``x`` (N, C, H, W) in [0,1]."""
+    probs = predict_proba(model, x)
+    k = min(k, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    return [TopK(idx.tolist(), [model.class_names[i] for i in idx.tolist()], val.tolist())
+            for val, idx in zip(values, indices)]

@@ -1,0 +1,1 @@
+"""Training: the loop, objectives registry, jobs and the run store."""
