@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from .device import get_device
-from .models import Classifier, CheckpointError, build_model, load_checkpoint, load_checkpoint_upload, save_checkpoint
+from .models import CheckpointError, Classifier, build_model, load_checkpoint, load_checkpoint_upload, save_checkpoint
 from .paths import ASSET_MODELS_DIR, user_models_dir
 
 

@@ -57,7 +57,7 @@ class ImageDataset:
         x, y = self.batch([index])
         return x, int(y[0])
 
-    def subset(self, indices) -> "ImageDataset":
+    def subset(self, indices) -> ImageDataset:
         idx = torch.as_tensor(indices, dtype=torch.long)
         names = [self.item_names[i] for i in idx.tolist()] if self.item_names else None
         return ImageDataset(self.name, self.pixels[idx], self.labels[idx], self.class_names, self.split,

@@ -67,7 +67,7 @@ def fit_image(rgb: np.ndarray, size: tuple[int, int, int], mode: str = "center_c
         img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[..., None]
     elif c != 3:
         raise ValueError(f"only 1 or 3 input channels are supported, not {c}")
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
 def load_upload(blob: bytes, size: tuple[int, int, int], name: str = "the upload",

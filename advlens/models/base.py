@@ -41,7 +41,7 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
+    def from_dict(cls, d: dict) -> ModelSpec:
         return cls(
             arch=str(d["arch"]),
             input_size=tuple(int(v) for v in d["input_size"]),

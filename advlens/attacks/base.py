@@ -1,0 +1,285 @@
+"""The shared base of every attack: parameter descriptors, validation, eval mode, progress.
+
+An attack is a small class in the style of torchattacks::
+
+    attack = PGD(model, eps=8 / 255, steps=10)
+    x_adv = attack(x, y)                 # untargeted: push x away from its class y
+    x_adv = attack(x, y, target=t)       # targeted: pull x toward class t
+
+``x`` is an NCHW float batch in [0, 1] (normalisation lives inside the model), ``y`` the true
+labels. The result is a detached batch in [0, 1] on the device of ``x``. Attacks run the model
+in eval mode (the previous mode of every submodule is restored afterwards) and take gradients
+with ``torch.autograd.grad`` with respect to the input only, so nothing ever accumulates in the
+model's parameters' ``.grad``.
+
+Each class lists its parameters as :class:`Param` descriptors (``Attack.params()``), so the
+dashboard and the CLI build their controls without knowing the attack. L-inf budgets are floats
+in [0, 1] here; a param whose ``unit`` is :data:`PIXEL` is shown to people in 1/255 units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .trajectory import Trajectory
+
+PIXEL = "1/255"  # a float in [0,1] that people read in 1/255 units
+ProgressFn = Callable[[int, int], Any]
+StopFn = Callable[[], bool]
+
+
+class AttackConfigError(ValueError):
+    """A bad attack parameter or input; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of an attack, described for generic UIs and validation.
+
+    ``kind`` is ``float``, ``int``, ``bool`` or ``str`` (with ``choices``). ``optional`` means
+    that ``None`` is accepted and stands for an automatic value described in ``help``.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    help: str = ""
+    choices: tuple = ()
+    optional: bool = False
+
+    @property
+    def scale(self) -> float:
+        """Display units per engine unit (255 for L-inf pixel budgets, else 1)."""
+        return 255.0 if self.unit == PIXEL else 1.0
+
+    def to_display(self, value):
+        if value is None or self.kind is not float:
+            return value
+        return value * self.scale
+
+    def from_display(self, value):
+        if value is None or self.kind is not float:
+            return value
+        return float(value) / self.scale
+
+    def format(self, value) -> str:
+        if value is None:
+            return "auto"
+        if self.unit == PIXEL:
+            return f"{value * 255:.4g}/255"
+        if self.kind is float:
+            return f"{value:.4g}"
+        return str(value)
+
+    def validate(self, value):
+        """Coerce ``value`` to ``kind`` and check its range; raise :class:`AttackConfigError`."""
+        if value is None:
+            if self.optional:
+                return None
+            raise AttackConfigError(f"{self.name} needs a value")
+        try:
+            if self.kind is bool:
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                        raise ValueError(value)
+                    value = low in {"1", "true", "yes", "on"}
+                else:
+                    value = bool(value)
+            elif self.kind is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                value = int(value)
+            elif self.kind is float:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(value)
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            raise AttackConfigError(f"{self.name} must be {_kind_name(self.kind)}, not {value!r}") from None
+        if self.choices and value not in self.choices:
+            raise AttackConfigError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, "
+                                    f"not {value!r}")
+        if self.min is not None and value < self.min:
+            raise AttackConfigError(f"{self.name} = {self.format(value)} is too small: the minimum is "
+                                    f"{self.format(self.min)}")
+        if self.max is not None and value > self.max:
+            raise AttackConfigError(f"{self.name} = {self.format(value)} is too large: the maximum is "
+                                    f"{self.format(self.max)}")
+        return value
+
+
+def _kind_name(kind: type) -> str:
+    return {float: "a number", int: "a whole number", bool: "true or false"}.get(kind, "text")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, and restore each one's previous mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+class Attack:
+    """Base class. Subclasses set the class attributes and implement :meth:`_perturb`.
+
+    Keyword arguments besides the attack's own params:
+
+    * ``record``: keep a :class:`Trajectory` (iterative attacks) in ``self.trajectory``;
+    * ``record_images``: also keep the image at (up to ``max_frames``) steps;
+    * ``progress(step, total)``: called once per iteration;
+    * ``should_stop()``: polled once per iteration; when it returns true the attack stops early,
+      returns its best result so far and sets ``self.stopped``.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    norm: ClassVar[str | None] = "Linf"  # the norm of the budget; None for minimal-norm attacks
+    iterative: ClassVar[bool] = False
+    uses_gradients: ClassVar[bool] = True
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, model: nn.Module, *, record: bool = False, record_images: bool = False,
+                 max_frames: int = 200, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None, **params):
+        self.model = model
+        self.config = self.validate_params(params)
+        for key, value in self.config.items():
+            setattr(self, key, value)
+        self.check_config()
+        self.record = bool(record or record_images)
+        self.record_images = bool(record_images)
+        self.max_frames = int(max_frames)
+        self.progress = progress
+        self.should_stop = should_stop
+        self.trajectory: Trajectory | None = None
+        self.stopped = False
+
+    # ----- parameter description and validation -------------------------------------------
+    @classmethod
+    def params(cls) -> tuple[Param, ...]:
+        return cls.PARAMS
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        for p in cls.PARAMS:
+            if p.name == name:
+                return p
+        raise AttackConfigError(f"{cls.name} has no parameter {name!r}; it takes: "
+                                f"{', '.join(p.name for p in cls.PARAMS) or 'none'}")
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {p.name: p.default for p in cls.PARAMS}
+
+    @classmethod
+    def validate_params(cls, params: dict) -> dict:
+        """Defaults overlaid with ``params``, each validated; unknown names are an error."""
+        for key in params:
+            cls.param(key)
+        return {p.name: p.validate(params.get(p.name, p.default)) for p in cls.PARAMS}
+
+    def check_config(self) -> None:
+        """Checks that involve several params or the model; subclasses extend it."""
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{p.name}={p.format(self.config[p.name])}" for p in self.PARAMS)
+        return f"{self.title or self.name}({shown})"
+
+    # ----- running ---------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, target=None) -> torch.Tensor:
+        device = model_device(self.model)
+        x, y, target = self.check_inputs(x, y, target, device)
+        self.stopped = False
+        self.trajectory = Trajectory(targeted=target is not None, keep_images=self.record_images) \
+            if self.record and self.iterative else None
+        with eval_mode(self.model):
+            x_adv = self._perturb(x, y, target)
+        return x_adv.detach().clamp_(0.0, 1.0)
+
+    def check_inputs(self, x, y, target, device: torch.device):
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            raise AttackConfigError("the images must be a 4-D tensor (N, C, H, W)")
+        if x.numel() == 0:
+            raise AttackConfigError("the batch is empty")
+        x = x.detach().to(device=device, dtype=torch.float32)
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise AttackConfigError(f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+        expected = getattr(self.model, "input_size", None)
+        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+            raise AttackConfigError(f"the model expects images of shape {tuple(expected)}, "
+                                    f"got {tuple(x.shape[1:])}")
+        k = self.num_classes
+        y = self._labels(y, len(x), device, "label")
+        if int(y.min()) < 0 or int(y.max()) >= k:
+            raise AttackConfigError(f"labels must be class indices in [0, {k - 1}]")
+        if target is not None:
+            target = self._labels(target, len(x), device, "target")
+            if int(target.min()) < 0 or int(target.max()) >= k:
+                bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
+                raise AttackConfigError(f"target class {bad} is out of range: the model has {k} classes "
+                                        f"(0 to {k - 1})")
+            if bool((target == y).any()):
+                raise AttackConfigError("the target class must differ from the true class")
+        return x, y, target
+
+    @staticmethod
+    def _labels(v, n: int, device, what: str) -> torch.Tensor:
+        t = torch.as_tensor(v, device=device)
+        if t.is_floating_point():
+            raise AttackConfigError(f"the {what} must be a class index, not {v!r}")
+        t = t.long().reshape(-1)
+        if t.numel() == 1 and n > 1:
+            t = t.expand(n)
+        if t.numel() != n:
+            raise AttackConfigError(f"got {t.numel()} {what}s for {n} images")
+        return t
+
+    @property
+    def num_classes(self) -> int:
+        k = getattr(self.model, "num_classes", None)
+        if k is None:
+            raise AttackConfigError("the model must expose num_classes")
+        return int(k)
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tick(self, step: int, total: int) -> bool:
+        """Report progress; return True when the caller asked to stop (and remember it)."""
+        if self.progress is not None:
+            self.progress(step, total)
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+            return True
+        return False
+
+    def image_every(self, total: int) -> int:
+        """Record one image every this many steps, so at most ``max_frames`` images are kept."""
+        return max(1, math.ceil(total / max(1, self.max_frames)))

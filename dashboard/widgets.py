@@ -1,0 +1,266 @@
+"""Widgets shared by the pages: device set-up, the model picker, the image picker, the
+checkpoint loader, and the example shared between pages through session state.
+
+No tensor math here: the widgets call the engine (advlens) and hand tensors to the pages.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from advlens.data import (
+    DATASETS,
+    SAMPLE_PHOTOS,
+    UPLOAD_EXTENSIONS,
+    DataError,
+    ImageDataset,
+    fit_image,
+    load_dataset,
+    load_upload,
+    sample_photo,
+)
+from advlens.device import describe_device, force_cpu, get_device
+from advlens.models import CheckpointError, Classifier
+from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model
+
+CURRENT_KEY = "advlens_current_example"
+
+
+@dataclass
+class Example:
+    """An image picked by the user, ready for the model: x is (1, C, H, W) in [0,1] on the CPU."""
+
+    x: torch.Tensor
+    label: int
+    title: str
+    source: dict = field(default_factory=dict)
+
+
+@dataclass
+class CurrentExample:
+    """The Attack Lab's latest example, shared with the Attention and Features pages."""
+
+    model_name: str
+    x: torch.Tensor
+    label: int
+    x_adv: torch.Tensor
+    attack: str
+    params: dict
+    title: str
+
+
+def configure_device() -> torch.device:
+    """Honour ``streamlit run streamlit_app.py -- --cpu`` (ADVLENS_DEVICE=cpu works too)."""
+    if "--cpu" in sys.argv[1:]:
+        force_cpu()
+    return get_device()
+
+
+def page_setup(title: str, icon: str | None = None) -> None:
+    """Title plus the sidebar's device line. Call first on every page."""
+    device = configure_device()
+    st.sidebar.caption(f"Device: **{describe_device(device)}**")
+    st.title(f"{icon} {title}" if icon else title)
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=8)
+def cached_model(name: str, device: str, stamp: float) -> Classifier:
+    """One loaded copy of each model per process. ``stamp`` (file mtime) invalidates it."""
+    return load_model(name, device=device)
+
+
+def _stamp(entry: ZooEntry) -> float:
+    try:
+        return entry.path.stat().st_mtime if entry.path else 0.0
+    except OSError:
+        return 0.0
+
+
+def get_model(name: str) -> Classifier:
+    entry = next(e for e in list_models() if e.name == name)
+    return cached_model(name, str(get_device()), _stamp(entry))
+
+
+def model_picker(key: str = "model", label: str = "Model", entries: list[ZooEntry] | None = None
+                 ) -> tuple[str, Classifier] | tuple[None, None]:
+    """A selectbox over the zoo, synced with ``st.query_params[key]``. Shows the active model in
+    the sidebar."""
+    entries = entries if entries is not None else list_models()
+    names = [e.name for e in entries]
+    if not names:
+        st.error("No models are available. Import a checkpoint on the Home page.")
+        return None, None
+    wanted = st.query_params.get(key)
+    if key not in st.session_state:
+        st.session_state[key] = wanted if wanted in names else names[min(1, len(names) - 1)]
+    if st.session_state[key] not in names:
+        st.session_state[key] = names[0]
+    describe = {e.name: f"{e.name}  ({e.arch}, {e.dataset})" for e in entries}
+    name = st.selectbox(label, names, key=key, format_func=lambda n: describe[n])
+    if st.query_params.get(key) != name:
+        st.query_params[key] = name
+    try:
+        model = get_model(name)
+    except (CheckpointError, OSError, RuntimeError) as exc:
+        st.error(f"Could not load {name}: {exc}")
+        return None, None
+    st.sidebar.caption(f"Model: **{name}** · {model.spec.arch} · input {'x'.join(map(str, model.input_size))}")
+    return name, model
+
+
+@st.cache_resource(show_spinner="Loading dataset...", max_entries=6)
+def cached_dataset(name: str, split: str, root: str | None) -> ImageDataset:
+    return load_dataset(name, split=split, root=root)
+
+
+def compatible_datasets(model: Classifier) -> list[str]:
+    return [d.name for d in DATASETS.values() if d.input_size == tuple(model.input_size) or d.name == "folder"]
+
+
+def _label_for(model: Classifier, ds: ImageDataset, label: int) -> int:
+    """The dataset label as a model class index, or -1 when the class sets differ."""
+    if 0 <= label < len(ds.class_names) and tuple(ds.class_names) == tuple(model.class_names):
+        return label
+    return -1
+
+
+def _samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
+    """Offline sample images suited to ``model``: digits for 1-channel models, photos otherwise."""
+    c = model.input_size[0]
+    if c == 1:
+        ds = cached_dataset("digits", "test", None)
+        firsts = {}
+        for i, y in enumerate(ds.labels.tolist()):
+            firsts.setdefault(y, i)
+        out = []
+        for y, i in sorted(firsts.items()):
+            x, _ = ds.item(i)
+            x = torch.nn.functional.interpolate(x, size=model.input_size[1:], mode="bilinear") \
+                if tuple(x.shape[1:]) != tuple(model.input_size) else x
+            out.append((f"digit {y} (digits test #{i})", x, _label_for(model, ds, y)))
+        return out
+    imagenet = len(model.class_names) == 1000
+    return [(f"photo: {n}", fit_image(sample_photo(n), model.input_size).unsqueeze(0),
+             SAMPLE_PHOTOS[n] if imagenet else -1) for n in SAMPLE_PHOTOS]
+
+
+def image_picker(model: Classifier, key: str = "image") -> Example | None:
+    """Pick a sample, a dataset item by index, or an upload. Errors are shown, and None returned."""
+    sources = ["Sample", "Dataset item", "Upload"]
+    qp_src = st.query_params.get(f"{key}_src")
+    if f"{key}_src" not in st.session_state:
+        st.session_state[f"{key}_src"] = qp_src if qp_src in sources else "Sample"
+    src = st.radio("Image", sources, key=f"{key}_src", horizontal=True)
+    st.query_params[f"{key}_src"] = src
+    if src == "Sample":
+        samples = _samples(model)
+        titles = [s[0] for s in samples]
+        qp = st.query_params.get(f"{key}_sample")
+        if f"{key}_sample" not in st.session_state or st.session_state[f"{key}_sample"] not in titles:
+            st.session_state[f"{key}_sample"] = qp if qp in titles else titles[0]
+        title = st.selectbox("Sample", titles, key=f"{key}_sample")
+        st.query_params[f"{key}_sample"] = title
+        _, x, label = samples[titles.index(title)]
+        return Example(x, label, title, {"kind": "sample", "name": title})
+    if src == "Dataset item":
+        return _dataset_item(model, key)
+    return _upload(model, key)
+
+
+def _dataset_item(model: Classifier, key: str) -> Example | None:
+    names = compatible_datasets(model)
+    qp = st.query_params.get(f"{key}_ds")
+    if f"{key}_ds" not in st.session_state:
+        st.session_state[f"{key}_ds"] = qp if qp in names else names[0]
+    cols = st.columns([2, 1, 1])
+    name = cols[0].selectbox("Dataset", names, key=f"{key}_ds",
+                             format_func=lambda n: f"{n} — {DATASETS[n].description}")
+    split = cols[1].selectbox("Split", ["test", "train"], key=f"{key}_split")
+    root = None
+    if not DATASETS[name].offline:
+        root = st.text_input("Local folder with the files", key=f"{key}_root",
+                             help="MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; "
+                                  "folder: root/<class>/<images>").strip() or None
+    try:
+        ds = cached_dataset(name, split, root)
+    except DataError as exc:
+        st.error(str(exc))
+        return None
+    qp_idx = st.query_params.get(f"{key}_idx")
+    if f"{key}_idx" not in st.session_state:
+        st.session_state[f"{key}_idx"] = int(qp_idx) if (qp_idx or "").isdigit() else 0
+    index = cols[2].number_input(f"Index (0-{len(ds) - 1})", min_value=0, step=1, key=f"{key}_idx")
+    st.query_params[f"{key}_ds"], st.query_params[f"{key}_idx"] = name, str(index)
+    try:
+        x, y = ds.item(int(index))
+    except DataError as exc:
+        st.error(str(exc))
+        return None
+    if tuple(x.shape[1:]) != tuple(model.input_size):
+        st.error(f"{name} images are {'x'.join(map(str, x.shape[1:]))}, but the model expects "
+                 f"{'x'.join(map(str, model.input_size))}. Pick a dataset that fits the model.")
+        return None
+    return Example(x, _label_for(model, ds, y), ds.item_name(int(index)),
+                   {"kind": "dataset", "dataset": name, "split": split, "index": int(index), "root": root})
+
+
+def _upload(model: Classifier, key: str) -> Example | None:
+    up = st.file_uploader("PNG, JPEG, WebP or BMP", type=UPLOAD_EXTENSIONS, key=f"{key}_upload")
+    if up is None:
+        st.info("Upload an image to continue.")
+        return None
+    mode = st.radio("Fit to the model input", ["center_crop", "resize"], horizontal=True, key=f"{key}_fit",
+                    format_func=lambda m: "centre-crop" if m == "center_crop" else "resize (squash)")
+    try:
+        x = load_upload(up.getvalue(), model.input_size, name=up.name, mode=mode,
+                        invert_if_light=model.input_size[0] == 1)
+    except DataError as exc:
+        st.error(str(exc))
+        return None
+    options = ["unknown (use the prediction)"] + list(model.class_names)
+    choice = st.selectbox("True class", options, key=f"{key}_label")
+    label = options.index(choice) - 1
+    return Example(x, label, up.name, {"kind": "upload", "name": up.name})
+
+
+def set_current_example(example: CurrentExample) -> None:
+    st.session_state[CURRENT_KEY] = example
+
+
+def get_current_example() -> CurrentExample | None:
+    return st.session_state.get(CURRENT_KEY)
+
+
+def checkpoint_loader() -> None:
+    """Import a checkpoint from an upload or a path into the user's models. Nothing is executed."""
+    tab_up, tab_path = st.tabs(["Upload", "Path"])
+    with tab_up:
+        weights = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key="ckpt_weights")
+        meta = st.file_uploader("Metadata (.json, optional if embedded)", type=["json"], key="ckpt_meta")
+        if weights is not None and st.button("Import checkpoint", key="ckpt_import_upload"):
+            _import(weights.getvalue(), meta.getvalue() if meta else None, weights.name)
+    with tab_path:
+        path = st.text_input("Path to a .safetensors checkpoint (its .json beside it)", key="ckpt_path").strip()
+        if path and st.button("Import from path", key="ckpt_import_path"):
+            p = Path(path).expanduser()
+            weights_path = p if p.suffix == ".safetensors" else p.with_suffix(".safetensors")
+            if not weights_path.is_file():
+                st.error(f"No checkpoint at {weights_path}.")
+                return
+            meta_path = weights_path.with_suffix(".json")
+            _import(weights_path.read_bytes(), meta_path.read_bytes() if meta_path.is_file() else None,
+                    weights_path.name)
+
+
+def _import(weights: bytes, meta: bytes | None, name: str) -> None:
+    try:
+        entry = import_checkpoint(weights, meta, name)
+    except CheckpointError as exc:
+        st.error(f"Not imported: {exc}")
+        return
+    st.success(f"Imported **{entry.name}** ({entry.arch}, {entry.dataset}). It is now in every model picker.")
