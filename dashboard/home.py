@@ -38,7 +38,7 @@ def gallery(model_name: str, k: int = 5) -> list[tuple[str, object, int, object]
 
 
 def render() -> None:
-    page_setup("advlens", "🔬")
+    page_setup("advlens")
     st.markdown(INTRO)
 
     models = list_models()

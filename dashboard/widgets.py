@@ -62,10 +62,14 @@ def configure_device() -> torch.device:
 
 
 def page_setup(title: str, icon: str | None = None) -> None:
-    """Title plus the sidebar's device line. Call first on every page."""
+    """Title plus the sidebar's device line. Call first on every page.
+
+    ``icon`` is accepted for symmetry with ``st.Page`` but not drawn: the navigation already shows
+    each page's Material icon, and emoji fonts are missing on many headless machines.
+    """
     device = configure_device()
     st.sidebar.caption(f"Device: **{describe_device(device)}**")
-    st.title(f"{icon} {title}" if icon else title)
+    st.title(title)
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=8)

@@ -80,7 +80,8 @@ def test_home_page_shows_predictions(server, page, tmp_path):
 
 
 def test_navigation_reaches_every_page(server, page):
-    for path, marker in (("attack", "Attack Lab"), ("attention", "Attention"), ("features", "Features")):
+    for path, marker in (("attack", "Attack Lab"), ("attention", "Attention"), ("features", "Features"),
+                         ("training", "Training"), ("compare", "Compare models")):
         page.goto(f"{server}/{path}", wait_until="domcontentloaded")
         page.get_by_role("heading", name=marker).first.wait_for(timeout=90_000)
         page.wait_for_timeout(1500)

@@ -68,3 +68,16 @@ def test_cpu_flag_forces_cpu(capsys):
         assert capsys.readouterr().out.startswith("cpu")
     finally:
         force_cpu(False)
+
+
+def test_import_command_adds_a_checkpoint(tmp_path, capsys):
+    from advlens.models import build_model, save_checkpoint
+    from advlens.zoo import list_models
+
+    path = save_checkpoint(build_model("small_cnn"), tmp_path / "mine")
+    assert main(["import", str(path), "--name", "my digits"]) == 0
+    assert "my_digits" in [e.name for e in list_models()]
+    assert main(["predict", "--model", "my_digits", "--image", str(path)]) == 2  # not an image
+    assert "could not be decoded" in capsys.readouterr().err
+    (tmp_path / "junk.safetensors").write_bytes(b"junkjunkjunk")
+    assert main(["import", str(tmp_path / "junk.safetensors")]) == 2

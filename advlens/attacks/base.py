@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .losses import is_success
 from .trajectory import Trajectory
 
 PIXEL = "1/255"  # a float in [0,1] that people read in 1/255 units
@@ -144,6 +145,22 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def check_images(model: nn.Module, x, device: torch.device) -> torch.Tensor:
+    """``x`` as a float32 batch on ``device``, checked: 4-D, not empty, in [0, 1], the model's shape."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise AttackConfigError("the images must be a 4-D tensor (N, C, H, W)")
+    if x.numel() == 0:
+        raise AttackConfigError("the batch is empty")
+    x = x.detach().to(device=device, dtype=torch.float32)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise AttackConfigError(f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+    expected = getattr(model, "input_size", None)
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise AttackConfigError(f"the model expects images of shape {tuple(expected)}, got {tuple(x.shape[1:])}")
+    return x
+
+
 class Attack:
     """Base class. Subclasses set the class attributes and implement :meth:`_perturb`.
 
@@ -218,23 +235,13 @@ class Attack:
         self.stopped = False
         self.trajectory = Trajectory(targeted=target is not None, keep_images=self.record_images) \
             if self.record and self.iterative else None
-        with eval_mode(self.model):
+        grad_mode = torch.enable_grad() if self.uses_gradients else contextlib.nullcontext()
+        with eval_mode(self.model), grad_mode:
             x_adv = self._perturb(x, y, target)
         return x_adv.detach().clamp_(0.0, 1.0)
 
     def check_inputs(self, x, y, target, device: torch.device):
-        if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            raise AttackConfigError("the images must be a 4-D tensor (N, C, H, W)")
-        if x.numel() == 0:
-            raise AttackConfigError("the batch is empty")
-        x = x.detach().to(device=device, dtype=torch.float32)
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise AttackConfigError(f"pixel values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
-        expected = getattr(self.model, "input_size", None)
-        if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-            raise AttackConfigError(f"the model expects images of shape {tuple(expected)}, "
-                                    f"got {tuple(x.shape[1:])}")
+        x = check_images(self.model, x, device)
         k = self.num_classes
         y = self._labels(y, len(x), device, "label")
         if int(y.min()) < 0 or int(y.max()) >= k:
@@ -280,6 +287,75 @@ class Attack:
             return True
         return False
 
-    def image_every(self, total: int) -> int:
-        """Record one image every this many steps, so at most ``max_frames`` images are kept."""
-        return max(1, math.ceil(total / max(1, self.max_frames)))
+    def record_step(self, *, step: int, entries: int, x: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor,
+                    y: torch.Tensor, target: torch.Tensor | None, loss: torch.Tensor, restart: int = 0,
+                    index: torch.Tensor | None = None, n: int | None = None, last: bool = False) -> None:
+        """Add a trajectory entry when recording (a no-op otherwise).
+
+        ``entries`` is how many entries the whole run records at most; images are kept every
+        ``ceil(entries / max_frames)`` entries, and at the ``last`` entry of a run.
+        """
+        if self.trajectory is None:
+            return
+        image = self.record_images and (last or len(self.trajectory) % self.image_every(entries) == 0)
+        self.trajectory.record(step=step, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y, target=target,
+                               loss=loss, success=is_success(logits.detach(), y, target), index=index, n=n,
+                               image=image)
+
+    def image_every(self, entries: int) -> int:
+        """Keep one image every this many entries, so about ``max_frames`` images are kept."""
+        return max(1, math.ceil(entries / max(1, self.max_frames)))
+
+
+# ----- parameter descriptors shared by several attacks ---------------------------------------
+def linf_eps(default: float = 8 / 255) -> Param:
+    return Param("eps", float, default, 0.0, 1.0, PIXEL, "L-inf budget: the largest change of any pixel")
+
+
+def linf_step_size(default: float | None = None, auto: str = "2.5 * eps / steps") -> Param:
+    return Param("step_size", float, default, 0.0, 1.0, PIXEL,
+                 f"L-inf step per iteration (blank: {auto})", optional=default is None)
+
+
+def steps(default: int, maximum: int = 10_000, what: str = "iterations") -> Param:
+    return Param("steps", int, default, 1, maximum, "", f"number of {what}")
+
+
+def restarts(default: int = 1) -> Param:
+    return Param("restarts", int, default, 1, 100, "",
+                 "random restarts; later ones attack only the images not broken yet")
+
+
+def worst_case_over_restarts(attack: Attack, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                             run_one: Callable) -> torch.Tensor:
+    """Run ``attack.restarts`` restarts and keep the worst case per sample.
+
+    ``run_one(x, y, target, restart, index)`` attacks the rows ``index`` of the batch (all rows
+    when None) and returns ``(x_adv, loss, success)`` for them, the loss being the objective the
+    attack increases. Restart 1 attacks every sample; later ones only the samples not broken
+    yet. A sample keeps an adversarial point when one was found, else its highest-loss point.
+    """
+    best_x = best_loss = best_succ = None
+    for r in range(attack.restarts):
+        if r == 0:
+            index, xs, ys, ts = None, x, y, target
+        else:
+            index = (~best_succ).nonzero()[:, 0]
+            if index.numel() == 0:
+                break
+            xs, ys = x[index], y[index]
+            ts = target[index] if target is not None else None
+        x_adv, loss, succ = run_one(xs, ys, ts, r, index)
+        if r == 0:
+            best_x, best_loss, best_succ = x_adv, loss, succ
+            if loss is None:  # a single restart that was not evaluated
+                break
+        else:
+            better = succ | (loss > best_loss[index])
+            rows = index[better]
+            best_x[rows] = x_adv[better]
+            best_loss[rows] = loss[better]
+            best_succ[rows] = succ[better]
+        if attack.stopped:
+            break
+    return best_x

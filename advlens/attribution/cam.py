@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from .hooks import inference_guard, model_device, record_outputs, resolve_layer
+from .hooks import LayerError, inference_guard, model_device, resolve_layer
 from .targets import as_target_tensor
 
 UPSAMPLE_MODES = ("bilinear", "nearest", "bicubic", "area")
@@ -63,6 +63,9 @@ def gradcam(model: nn.Module, x: torch.Tensor, target, layer: str | None = None,
     with inference_guard(model):
         maps = LayerGradCam(model, module).attribute(x, target=t, relu_attributions=relu)
     maps = maps.detach()
+    if maps.ndim != 4:
+        raise LayerError(f"layer {layer or model.default_cam_layer()!r} is not a spatial map (its Grad-CAM has "
+                         f"shape {tuple(maps.shape)}); pick a conv layer")
     if upsample_mode is not None:
         maps = upsample(maps, x.shape[-2:], upsample_mode)
     return maps[:, 0]
@@ -87,10 +90,11 @@ def activations_and_gradients(model: nn.Module, x: torch.Tensor, target: torch.T
     finally:
         handle.remove()
     if "a" not in store:
-        raise ValueError("the chosen layer was not used in the forward pass")
+        raise LayerError("the chosen layer was not used in the forward pass")
     acts = store["a"]
     if acts.ndim != 4:
-        raise ValueError(f"the chosen layer's output is not a spatial map (shape {tuple(acts.shape)}); pick a conv layer")
+        raise LayerError(f"the chosen layer's output is not a spatial map (shape {tuple(acts.shape)}); "
+                         "pick a conv layer")
     score = logits.gather(1, target.view(-1, 1)).sum()
     (grads,) = torch.autograd.grad(score, acts, create_graph=create_graph)
     return acts, grads, logits

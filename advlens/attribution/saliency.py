@@ -24,7 +24,7 @@ def _prepare(model: nn.Module, x: torch.Tensor, target):
         raise ValueError(f"images must be a batch N x C x H x W, got shape {tuple(x.shape)}")
     device = model_device(model)
     t = as_target_tensor(target, x.shape[0], getattr(model, "num_classes", None), device)
-    return x.detach().to(device).float(), t
+    return x.detach().to(device).float().requires_grad_(True), t
 
 
 def saliency(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:

@@ -10,6 +10,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_datasets)
     p = sub.add_parser("device", help="print the device advlens will use")
     p.set_defaults(func=run_device)
+    register_import(sub)
 
 
 def run_models(args) -> int:
@@ -34,4 +35,29 @@ def run_device(args) -> int:
     from ..device import describe_device
 
     print(describe_device())
+    return 0
+
+
+def register_import(sub) -> None:
+    p = sub.add_parser("import", help="validate a checkpoint and add it to your models")
+    p.add_argument("path", help="a .safetensors checkpoint (its .json beside it, or embedded)")
+    p.add_argument("--name", help="the name in the zoo (default: the file name)")
+    p.set_defaults(func=run_import)
+
+
+def run_import(args) -> int:
+    from pathlib import Path
+
+    from ..zoo import import_checkpoint
+    from . import UsageError
+
+    weights = Path(args.path)
+    if weights.suffix != ".safetensors":
+        weights = weights.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise UsageError(f"no checkpoint at {weights}")
+    meta = weights.with_suffix(".json")
+    entry = import_checkpoint(weights.read_bytes(), meta.read_bytes() if meta.is_file() else None,
+                              (args.name or weights.stem) + ".safetensors")
+    print(f"imported {entry.name} ({entry.arch}, {entry.dataset}) -> {entry.path}")
     return 0

@@ -61,6 +61,25 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+def register_architecture(arch: Architecture, replace: bool = False) -> Architecture:
+    """Add ``arch`` to :data:`ARCHITECTURES`, so :func:`build_model` and checkpoint loading know it.
+
+    For architectures defined outside this package (e.g. a network with inserted defense blocks,
+    rebuilt from the checkpoint metadata's ``arch_kwargs``). Registering a name again with the same
+    builder (the same module and function name, e.g. after a module reload) replaces the entry; a
+    different builder is an error unless ``replace`` is set.
+    """
+    existing = ARCHITECTURES.get(arch.name)
+
+    def origin(a: Architecture) -> tuple[str, str]:
+        return getattr(a.make_net, "__module__", ""), getattr(a.make_net, "__qualname__", "")
+
+    if existing is not None and not replace and origin(existing) != origin(arch):
+        raise ValueError(f"architecture name {arch.name!r} is already registered by {'.'.join(origin(existing))}")
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
 def list_architectures() -> list[str]:
     return list(ARCHITECTURES)
 

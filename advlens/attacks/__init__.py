@@ -1,0 +1,30 @@
+"""Adversarial attacks: one small class per attack on a shared :class:`Attack` base.
+
+>>> from advlens.attacks import ATTACKS, run_attack
+>>> x_adv = ATTACKS["pgd"](model, eps=8 / 255, steps=10)(x, y)             # doctest: +SKIP
+>>> result = run_attack(model, x, y, "pgd", eps=8 / 255, record=True)     # doctest: +SKIP
+
+``ATTACKS`` maps a name to its class; ``cls.params()`` describes the parameters for UIs.
+"""
+
+from __future__ import annotations
+
+from .apgd import APGD, APGDDLR
+from .base import PIXEL, Attack, AttackConfigError, Param, eval_mode
+from .cw import CWL2
+from .deepfool import DeepFool
+from .fgsm import FGSM
+from .mifgsm import MIFGSM
+from .minimal_eps import MinimalEps, find_minimal_eps
+from .pgd import PGD, PGDL2
+from .registry import ATTACKS, get_attack
+from .result import AttackResult, run_attack
+from .square import Square
+from .stepll import StepLL
+from .trajectory import Trajectory
+
+__all__ = [
+    "APGD", "APGDDLR", "ATTACKS", "Attack", "AttackConfigError", "AttackResult", "CWL2", "DeepFool", "FGSM",
+    "MIFGSM", "MinimalEps", "PGD", "PGDL2", "PIXEL", "Param", "Square", "StepLL", "Trajectory", "eval_mode",
+    "find_minimal_eps", "get_attack", "run_attack",
+]

@@ -1,0 +1,135 @@
+"""APGD, Auto-PGD, L-inf (Croce and Hein 2020, arXiv 2003.01690), with the CE or the DLR loss.
+
+A step-size-free PGD. From a random point of the eps-ball, with eta_0 = 2 * eps and alpha = 0.75:
+
+    z_{k+1} = P(x_k + eta_k * sign(grad L(x_k)))
+    x_{k+1} = P(x_k + alpha (z_{k+1} - x_k) + (1 - alpha)(x_k - x_{k-1}))     (alpha = 1 at k = 0)
+
+where P projects onto the ball and [0, 1]. At checkpoints w_j (w_0 = 0, w_1 = 0.22 N, then gaps
+shrinking by 0.03 N down to 0.06 N) the step is halved, and the iterate restarts from the best
+point found so far, for each image where either
+  1. the loss increased in fewer than rho = 0.75 of the steps since the last checkpoint, or
+  2. the step was not halved at the last checkpoint and the best loss has not improved since.
+Each image returns the last adversarial iterate found, else its highest-loss point; restarts
+run on the images not broken yet. L is CE (APGD-CE) or the shift- and scale-invariant DLR loss
+(APGD-DLR, see :func:`advlens.attacks.losses.dlr_objective`). N + 1 gradient evaluations per run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Attack, AttackConfigError, Param, linf_eps, restarts, steps, worst_case_over_restarts
+from .fgsm import gradient
+from .losses import ce_objective, dlr_objective, is_success
+from .pgd import linf_bounds, project_linf_
+
+
+def checkpoints(n_iter: int) -> list[int]:
+    """The iterations after which APGD checks its progress (as in the authors' code)."""
+    first = max(int(0.22 * n_iter), 1)
+    least = max(int(0.06 * n_iter), 1)
+    decr = max(int(0.03 * n_iter), 1)
+    out, at, gap = [], first, first
+    while at <= n_iter:
+        out.append(at)
+        gap = max(gap - decr, least)
+        at += gap
+    return out
+
+
+class APGD(Attack):
+    name = "apgd_ce"
+    title = "APGD-CE"
+    paper = "Croce and Hein 2020, arXiv 2003.01690"
+    norm = "Linf"
+    iterative = True
+    loss = "ce"
+    PARAMS = (
+        linf_eps(),
+        steps(100),
+        restarts(1),
+        Param("rho", float, 0.75, 0.0, 1.0, "", "halve the step when the loss rose in fewer than this fraction "
+              "of the steps since the last checkpoint"),
+    )
+
+    def objective(self, logits, y, target):
+        return (dlr_objective if self.loss == "dlr" else ce_objective)(logits, y, target)
+
+    def _perturb(self, x, y, target):
+        if self.loss == "dlr":
+            need = 4 if target is not None else 3
+            if self.num_classes < need:
+                raise AttackConfigError(f"the DLR loss needs at least {need} classes; the model has "
+                                        f"{self.num_classes}")
+        total = self.steps * self.restarts
+
+        def run_one(xs, ys, ts, restart, index):
+            return self._run(xs, ys, ts, restart, total, index, len(x))
+
+        return worst_case_over_restarts(self, x, y, target, run_one)
+
+    def _run(self, x, y, target, restart, total, index, n):
+        n_iter, eps, k = self.steps, float(self.eps), len(x)
+        entries = self.restarts * (n_iter + 1)
+        shape = (k,) + (1,) * (x.ndim - 1)
+        lo, hi = linf_bounds(x, torch.full((), eps, device=x.device))
+
+        def evaluate(point):
+            return gradient(self.model, point, lambda z: self.objective(z, y, target))
+
+        noise = torch.rand_like(x).mul_(2).sub_(1)
+        x_adv = (x + eps * noise / noise.abs().flatten(1).amax(1).clamp_min(1e-12).view(shape)).clamp_(0.0, 1.0)
+        grad, logits, loss = evaluate(x_adv)
+        found = is_success(logits, y, target)
+        x_best_adv = x_adv.clone()
+        x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
+        history = torch.empty(n_iter + 1, k, device=x.device)
+        history[0] = loss
+        self.record_step(step=0, entries=entries, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y,
+                         target=target, loss=loss, index=index, n=n)
+        step = torch.full(shape, 2.0 * eps, device=x.device)
+        x_old = x_adv.clone()
+        checks = set(checkpoints(n_iter))
+        last_check, loss_best_last = 0, loss_best.clone()
+        reduced_last = torch.ones(k, dtype=torch.bool, device=x.device)
+        for i in range(n_iter):
+            with torch.no_grad():
+                a = 0.75 if i > 0 else 1.0
+                z = project_linf_(x_adv + step * grad.sign(), lo, hi)
+                x_new = project_linf_(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_old), lo, hi)
+                x_old, x_adv = x_adv, x_new
+            grad, logits, loss = evaluate(x_adv)
+            with torch.no_grad():
+                succ = is_success(logits, y, target)
+                x_best_adv[succ] = x_adv[succ]
+                found |= succ
+                history[i + 1] = loss
+                improved = loss > loss_best
+                x_best[improved] = x_adv[improved]
+                grad_best[improved] = grad[improved]
+                loss_best = torch.where(improved, loss, loss_best)
+            self.record_step(step=i + 1, entries=entries, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y,
+                             target=target, loss=loss, index=index, n=n, last=i == n_iter - 1)
+            if i + 1 in checks:
+                with torch.no_grad():
+                    span = i + 1 - last_check
+                    rises = (history[last_check + 1:i + 2] > history[last_check:i + 1]).sum(0)
+                    oscillating = rises <= span * self.rho
+                    stalled = ~reduced_last & (loss_best_last >= loss_best)
+                    reduce = oscillating | stalled
+                    reduced_last, loss_best_last, last_check = reduce, loss_best.clone(), i + 1
+                    if bool(reduce.any()):
+                        step[reduce] /= 2.0
+                        x_adv[reduce] = x_best[reduce]
+                        grad[reduce] = grad_best[reduce]
+            if self.tick(restart * n_iter + i + 1, total):
+                break
+        x_out = torch.where(found.view(shape), x_best_adv, x_best)
+        return x_out, loss_best, found
+
+
+class APGDDLR(APGD):
+    name = "apgd_dlr"
+    title = "APGD-DLR"
+    loss = "dlr"

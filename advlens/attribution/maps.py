@@ -1,0 +1,65 @@
+"""One entry point for every attribution method: :func:`compute_map`.
+
+``compute_map(model, x, method, layer, target) -> Tensor (N, H, W)`` at the input resolution,
+non-negative, on the CPU. ``layer`` matters for the CAM methods only (default: the model's
+``default_cam_layer()``); ``target`` is a class index or a per-sample LongTensor (N,). The model
+is put in eval mode for the call and its parameters receive no gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import cam, saliency
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    uses_layer: bool
+    fn: Callable[..., torch.Tensor]
+    description: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("gradcam", "Grad-CAM", True, cam.gradcam,
+               "ReLU(sum_k mean(dS/dA^k) A^k) on a conv layer (captum LayerGradCam), upsampled"),
+        Method("gradcam++", "Grad-CAM++", True, cam.gradcam_plus_plus,
+               "Grad-CAM with pixel-wise weights from 2nd/3rd-order terms (Chattopadhay et al. 2018)"),
+        Method("saliency", "Saliency", False, saliency.saliency,
+               "max over channels of |dS/dx| (Simonyan et al. 2014)"),
+        Method("integrated_gradients", "Integrated Gradients", False, saliency.integrated_gradients,
+               "|sum_c IG_c| from a black baseline (Sundararajan et al. 2017)"),
+        Method("smoothgrad", "SmoothGrad", False, saliency.smoothgrad,
+               "gradient saliency averaged over Gaussian-noised copies (Smilkov et al. 2017)"),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown attribution method {name!r}; use one of {', '.join(METHODS)}") from None
+
+
+def compute_map(model: nn.Module, x: torch.Tensor, method: str = "gradcam", layer: str | None = None,
+                target: int | torch.Tensor = 0, **options) -> torch.Tensor:
+    """Attribution maps (N, H, W) of ``method`` for the class ``target``; see :data:`METHODS`.
+
+    ``options`` go to the method (e.g. ``n_steps`` for integrated gradients, ``nt_samples`` and
+    ``stdev`` for SmoothGrad, ``upsample_mode`` or ``relu`` for Grad-CAM).
+    """
+    m = get_method(method)
+    if m.uses_layer:
+        maps = m.fn(model, x, target, layer=layer, **options)
+    else:
+        maps = m.fn(model, x, target, **options)
+    return maps.detach().float().cpu()

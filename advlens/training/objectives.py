@@ -1,0 +1,276 @@
+"""Training objectives: the base class, the hooks the trainer calls, and the registry.
+
+An objective is one small class (one module in ``defenses/objectives/``) that says *what* to
+minimise; the trainer (:mod:`advlens.training.loop`) does everything else. The class declares:
+
+- ``name`` (the registry key, used in configs and the CLI), ``title``, ``formula`` (LaTeX for
+  ``st.latex``) and ``source`` (paper and arXiv id);
+- ``hyperparams``: :class:`HyperParam` descriptors with defaults and descriptions, and
+  ``presets`` per data family ("mnist": 1-channel digits, "cifar": colour images) for values
+  the papers set per dataset (e.g. PGD steps and step size);
+- ``loss(model, x, y, ctx) -> (loss, {name: float})``: the training loss of one batch and the
+  scalars to log.
+
+Extension points, for defenses that need more than a loss:
+
+- :meth:`Objective.prepare_model` transforms the model before training (e.g. insert feature
+  denoising blocks). A transform that changes the state-dict keys must also register an
+  architecture that rebuilds the same module from the checkpoint metadata (``arch_kwargs``), so the
+  trained checkpoint loads everywhere.
+- :meth:`Objective.on_epoch_end` runs after every epoch with an :class:`EpochContext` and may
+  stop training and restore the previous epoch's weights (Fast-AT's catastrophic-overfitting guard).
+- ``extra_plots`` (plot title -> logged scalar keys) adds curves to the training page;
+  :meth:`Objective.notes` adds text under the formula.
+
+The registry is filled lazily: :func:`get_objective` and :func:`list_objectives` import the
+``defenses.objectives`` package once, whose modules call :func:`register`. This module is the only
+place in advlens that imports ``defenses``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+PIXEL = "pixel"  # a hyperparameter in image units ([0, 1]); shown in /255 units for colour data
+ONE_CHANNEL_DATASETS = ("digits", "mnist", "fashion_mnist")
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One hyperparameter of an objective: its default, meaning and valid range."""
+
+    name: str
+    default: Any
+    description: str
+    kind: type = float
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    choices: tuple = ()
+
+    def validate(self, value: Any, owner: str = "") -> Any:
+        where = f"{owner}: " if owner else ""
+        try:
+            if self.kind is bool:
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in {"true", "false", "1", "0", "yes", "no"}:
+                        raise ValueError
+                    value = low in {"true", "1", "yes"}
+                elif not isinstance(value, (bool, int)):
+                    raise ValueError
+                value = bool(value)
+            elif self.kind is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                value = int(value)
+            elif self.kind is float:
+                if isinstance(value, bool):
+                    raise ValueError
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            kind = {float: "a number", int: "a whole number", bool: "true or false"}.get(self.kind, "text")
+            raise ValueError(f"{where}{self.name} must be {kind}, not {value!r}.") from None
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, not {value!r}.")
+        if self.min is not None and value < self.min:
+            raise ValueError(f"{where}{self.name} must be >= {self.min}, not {value}.")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"{where}{self.name} must be <= {self.max}, not {value}.")
+        return value
+
+
+@dataclass
+class StepContext:
+    """What an objective may use in :meth:`Objective.loss`, besides the model and the batch.
+
+    ``attack_model`` is the bare module (never the DistributedDataParallel wrapper): generate
+    adversarial examples with it, and compute the training loss with the ``model`` argument, so
+    that exactly one backward pass follows the DDP forward passes. ``eps`` is the training budget
+    of this step: the configured eps, ramped up from 0 during ``eps_warmup``.
+    """
+
+    step: int
+    epoch: int
+    total_steps: int
+    eps: float
+    num_classes: int
+    attack_model: nn.Module
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+    @property
+    def progress(self) -> float:
+        return self.step / max(1, self.total_steps)
+
+
+@dataclass
+class EpochContext:
+    """What :meth:`Objective.on_epoch_end` gets: the bare model after the epoch, and helpers."""
+
+    epoch: int
+    model: nn.Module
+    eps: float
+    device: torch.device
+    guard_batch: tuple[torch.Tensor, torch.Tensor]  # a fixed batch of *training* images
+    robust_accuracy: Callable[[nn.Module, torch.Tensor, torch.Tensor, float, int], float]
+    history: dict[str, list[float]] = field(default_factory=dict)  # values the objective kept per epoch
+    log: Callable[[str], None] = print
+    folder: Path | None = None  # the run's folder, for objectives that write extra files
+
+
+@dataclass
+class EpochVerdict:
+    """Returned by :meth:`Objective.on_epoch_end`: scalars to log, and whether to stop."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    stop: bool = False
+    restore_previous: bool = False  # put back the weights from before this epoch
+    message: str = ""
+
+
+class Objective:
+    """Base class of training objectives. Subclasses set the class attributes and ``loss``."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    formula: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    arxiv: ClassVar[str] = ""
+    uses_eps: ClassVar[bool] = True
+    hyperparams: ClassVar[tuple[HyperParam, ...]] = ()
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    extra_plots: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init__(self, params: dict | None = None, cfg: TrainConfig | None = None):
+        from .config import TrainConfig
+
+        self.cfg = cfg if cfg is not None else TrainConfig(objective=self.name)
+        self.params = self.resolve_params(params or {}, self.cfg)
+        self.eps = float(self.cfg.eps)
+        for key, value in self.params.items():
+            setattr(self, key, value)
+
+    # ---------------------------------------------------------------------- hyperparameters
+    @classmethod
+    def family(cls, dataset: str) -> str:
+        return "mnist" if dataset in ONE_CHANNEL_DATASETS else "cifar"
+
+    @classmethod
+    def defaults(cls, dataset: str = "digits") -> dict[str, Any]:
+        """Each hyperparameter's default, with the dataset family's preset applied."""
+        d = {h.name: h.default for h in cls.hyperparams}
+        d.update(cls.presets.get(cls.family(dataset), {}))
+        return d
+
+    @classmethod
+    def resolve_params(cls, params: dict, cfg: TrainConfig | None) -> dict[str, Any]:
+        """Defaults overlaid with ``params``, validated. Unknown names raise ValueError."""
+        known = {h.name: h for h in cls.hyperparams}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            takes = ", ".join(known) or "no hyperparameters"
+            raise ValueError(f"{cls.name}: unknown hyperparameter(s) {', '.join(unknown)}; it takes {takes}.")
+        merged = cls.defaults(cfg.dataset if cfg is not None else "digits")
+        merged.update(params)
+        return {k: known[k].validate(v, cls.name) for k, v in merged.items()}
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params.items())
+        eps = f"eps={self.eps:.4g}" if self.uses_eps else ""
+        return f"{self.title} ({', '.join(s for s in (eps, shown) if s)})"
+
+    @classmethod
+    def notes(cls) -> str:
+        """Markdown shown under the formula on the training page."""
+        return ""
+
+    # ---------------------------------------------------------------------------------- hooks
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Transform the model before training (default: unchanged)."""
+        return model
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext
+             ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        raise NotImplementedError
+
+    def on_epoch_end(self, ctx: EpochContext) -> EpochVerdict | None:
+        """Called after each epoch; default: nothing to add."""
+        return None
+
+
+# -------------------------------------------------------------------------------- helpers
+def accuracy_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The fraction of correct predictions, as a 0-d tensor (no device sync)."""
+    return (logits.detach().argmax(1) == y).float().mean()
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), y)
+
+
+# ------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Objective]] = {}
+_LOADED = False
+BUILTIN_PACKAGE = "defenses.objectives"
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: add an objective to the registry under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"objective name {cls.name!r} is taken by {existing.__module__}.{existing.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if not _LOADED:
+        importlib.import_module(BUILTIN_PACKAGE)
+        _LOADED = True
+
+
+def list_objectives() -> list[type[Objective]]:
+    _load_builtin()
+    return list(_REGISTRY.values())
+
+
+def get_objective(name: str) -> type[Objective]:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown objective {name!r}; available: {', '.join(_REGISTRY)}.") from None
+
+
+@contextlib.contextmanager
+def no_param_grads(model: nn.Module) -> Iterator[None]:
+    """Temporarily stop tracking parameter gradients (cheaper input-gradient attacks)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -1,0 +1,142 @@
+"""CIFAR-10 Fast-AT (Wong, Rice and Kolter 2020) with PreAct-ResNet-18, through the real trainer.
+
+The recipe of the paper: eps 8/255, FGSM with a uniform random start and alpha = 1.25 eps = 10/255,
+15 epochs, SGD momentum 0.9, weight decay 5e-4, a cyclic learning rate 0 -> 0.2 -> 0, batch 128,
+random crop (4 px) and flips, mixed precision on CUDA, and the catastrophic-overfitting guard.
+Evaluation: clean accuracy and PGD-50 x 10 restarts (step 2/255) on the test set (published:
+86.06% / 46.06% in 12 minutes on a GPU; on this JPEG q75 copy the numbers are not directly
+comparable).
+
+The data is the JPEG copy ``../shared/data/cifar10-jpeg.tar.gz``, unpacked once to
+``/tmp/cifar10-jpeg`` and read as an image folder. On the 2-core CPU only a short version runs
+(``--short``: a subset, one epoch, a small PGD evaluation), which checks the pipeline and the
+throughput but is far from the published accuracy:
+
+    python bench/train_cifar_fast_at.py --short             # CPU: minutes, a pipeline check
+    python bench/train_cifar_fast_at.py                     # the full recipe (needs a GPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tarfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.at_step_cost import cpu_model  # noqa: E402
+
+ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+UNPACKED = Path("/tmp/cifar10-jpeg")
+
+
+def ensure_unpacked(archive: Path = ARCHIVE, target: Path = UNPACKED) -> Path:
+    """Unpack the JPEG copy once (``tar xzf ... -C /tmp``); returns the image-folder root."""
+    if (target / "train").is_dir() and (target / "test").is_dir():
+        return target
+    if not archive.is_file():
+        raise SystemExit(f"{archive} not found; unpack CIFAR-10 as an image folder to {target} yourself.")
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(target.parent, filter="data")
+    return target
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="CIFAR-10 Fast-AT benchmark (PreAct-ResNet-18, eps 8/255)")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.2, help="peak of the cyclic learning rate")
+    ap.add_argument("--limit-train", type=int, default=0)
+    ap.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N test images (0: all)")
+    ap.add_argument("--eval-steps", type=int, default=50)
+    ap.add_argument("--eval-restarts", type=int, default=10)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--home", default=None, help="ADVLENS_HOME for the run")
+    ap.add_argument("--out", default=None, help="also write the JSON report here")
+    ap.add_argument("--short", action="store_true",
+                    help="the CPU version: 2000 training images, 1 epoch, PGD-10 x 1 on 200 test images")
+    args = ap.parse_args(argv)
+    if args.short:
+        args.epochs, args.limit_train, args.eval_limit, args.eval_steps, args.eval_restarts = 1, 2000, 200, 10, 1
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.home:
+        os.environ["ADVLENS_HOME"] = args.home
+    from advlens.data import load_dataset
+    from advlens.models import load_checkpoint
+    from advlens.training import jobs
+    from advlens.training.config import TrainConfig
+    from advlens.training.evaluate import clean_accuracy, robust_predictions
+
+    root = ensure_unpacked()
+    eps = 8 / 255
+    cfg = TrainConfig(objective="fast_at", objective_params={"alpha_ratio": 1.25}, dataset="folder",
+                      data_root=str(root), arch="preact_resnet18", epochs=args.epochs, batch_size=args.batch_size,
+                      optimizer="sgd", lr=args.lr, momentum=0.9, weight_decay=5e-4, schedule="cyclic", eps=eps,
+                      crop_padding=4, flip=True, val_size=min(1000, args.limit_train // 10) if args.limit_train else 1000,
+                      eval_size=256 if not args.short else 64, eval_steps=10, limit_train=args.limit_train,
+                      seed=args.seed, device=args.device, log_every=5, test_eval=not args.short,
+                      name="bench: CIFAR-10 Fast-AT" + (" (short CPU version)" if args.short else ""))
+    t0 = time.time()
+    rec = jobs.run_in_foreground(cfg)
+    train_s = time.time() - t0
+    if rec.status != "done":
+        raise SystemExit(f"training ended {rec.status}: {rec.message}")
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    model, _ = load_checkpoint(rec.final_path, map_location=device)
+    model.eval()
+    test = load_dataset("folder", split="test", root=str(root))
+    idx = balanced_indices(test.labels, args.eval_limit) if args.eval_limit else torch.arange(len(test))
+    x, y = test.pixels[idx], test.labels[idx]
+    t1 = time.time()
+    clean = clean_accuracy(model, x, y)
+    torch.manual_seed(0)
+    robust = robust_predictions(model, x, y, eps, args.eval_steps, 2 / 255, args.eval_restarts, batch_size=256)
+    eval_s = time.time() - t1
+    report = {
+        "benchmark": "CIFAR-10 (JPEG q75 copy) Fast-AT, preact_resnet18, eps 8/255"
+                     + (" — SHORT CPU VERSION (subset, 1 epoch): a pipeline check, not the published recipe"
+                        if args.short else ""),
+        "run_id": rec.id, "clean_accuracy": clean, "robust_accuracy": float(robust.float().mean()),
+        "test_images": len(idx), "attack": f"PGD-{args.eval_steps}, step 2/255, {args.eval_restarts} restart(s)",
+        "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        "stopped_early": rec.metrics.get("stopped_early", ""),
+        "recipe": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "limit_train", "seed")},
+        "device": str(device), "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "date": date.today().isoformat(),
+        "command": "python bench/train_cifar_fast_at.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    print(json.dumps(report, indent=2))
+    print(f"| CIFAR-10 Fast-AT (preact_resnet18, 8/255){' SHORT' if args.short else ''} | {clean * 100:.2f}% | "
+          f"{report['robust_accuracy'] * 100:.2f}% ({report['attack']}, {len(idx)} images) | "
+          f"{train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | `{report['command'].strip()}` | "
+          f"{report['date']} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def balanced_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """n indices with (about) n / classes images of each class, in a seeded random order."""
+    g = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    per = max(1, n // len(classes))
+    picks = [torch.nonzero(labels == c)[:, 0][torch.randperm(int((labels == c).sum()), generator=g)[:per]]
+             for c in classes]
+    return torch.cat(picks).sort().values
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""Attack Lab: attack one image live and watch the attack step by step.
+
+Pick a model, an image and an attack; the page shows the clean image, the amplified perturbation
+and the adversarial image, both top-5s, the norms and whether the attack succeeded. Iterative
+attacks come with a step scrubber over their trajectory (loss, confidences, norms and the image
+at each step). A minimal-eps finder bisects the smallest L-inf budget that flips the image.
+
+Every setting lives in the URL (``st.query_params``), so a link reproduces the experiment. All
+computation goes through the engine (:mod:`advlens.attacks`); this page only lays it out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import OrderedDict
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, find_minimal_eps, get_attack, run_attack
+from advlens.attacks.display import image_rgb, perturbation_rgb, step_pictures
+from advlens.data import encode_png
+from dashboard.charts import ADV_COLOR, CLEAN_COLOR, line_chart, topk_bars
+from dashboard.widgets import CurrentExample, image_picker, model_picker, page_setup, set_current_example
+
+MEMO_KEY = "atk_memo"
+MEMO_SIZE = 6
+STOP_KEY = "atk_stop_requested"
+URL_READ_KEY = "atk_url_read"
+MAX_FRAMES = 60
+PARAM_KEYS = sorted({p.name for cls in ATTACKS.values() for p in cls.params()})
+COMMON_KEYS = ("attack", "target", "seed", "auto")
+MIN_EPS_DEFAULTS = {"max_eps": 64.0, "tol": 0.25, "steps": 20}
+
+
+# ----- session memo and the stop request ---------------------------------------------------------
+def memo() -> OrderedDict:
+    return st.session_state.setdefault(MEMO_KEY, OrderedDict())
+
+
+def memo_put(key, value) -> None:
+    store = memo()
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > MEMO_SIZE:
+        store.popitem(last=False)
+
+
+def request_stop() -> None:
+    st.session_state[STOP_KEY] = True
+
+
+def digest(example) -> str:
+    return hashlib.sha1(example.x.numpy().tobytes()).hexdigest()[:16]
+
+
+def attack_blurb(cls) -> str:
+    """The first sentence of the attack module's docstring (it names the method and the paper)."""
+    doc = (sys.modules[cls.__module__].__doc__ or cls.title).strip()
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+# ----- controls --------------------------------------------------------------------------------------
+def suggested_display_default(model, prm):
+    """Attack defaults, except budgets that show something on this kind of image."""
+    c, h, _ = model.input_size
+    if prm.name == "eps" and prm.unit == PIXEL:
+        return 32.0 if c == 1 else (2.0 if h >= 128 else 8.0)
+    if prm.name == "eps" and prm.unit == "L2":
+        return 2.0 if c == 1 else float(prm.default)
+    value = prm.to_display(prm.default)
+    return float(value) if prm.kind is float and value is not None else value
+
+
+def parse_url_value(prm, text: str):
+    """A query-param string -> a display value for ``prm`` (None when it cannot be read)."""
+    text = (text or "").strip()
+    try:
+        if prm.kind is bool:
+            low = text.lower()
+            return True if low in {"1", "true", "yes", "on"} else False if low in {"0", "false", "no", "off"} else None
+        if prm.kind is int:
+            return int(float(text))
+        if prm.kind is float:
+            return None if text.lower() in {"", "auto", "none"} else float(text)
+    except ValueError:
+        return None
+    return text
+
+
+def display_label(prm) -> str:
+    if prm.unit == PIXEL:
+        return f"{prm.name} (x/255)"
+    if prm.unit == "L2":
+        return f"{prm.name} (L2)"
+    return prm.name
+
+
+def param_controls(cls, model, from_url: bool) -> dict:
+    """One widget per parameter, in display units; returns {name: display value}."""
+    values = {}
+    cols = st.columns(min(4, max(1, len(cls.params()))))
+    for i, prm in enumerate(cls.params()):
+        key = f"atk_{cls.name}_{prm.name}"
+        if key not in st.session_state:
+            value = suggested_display_default(model, prm)
+            if from_url and prm.name in st.query_params:
+                parsed = parse_url_value(prm, st.query_params[prm.name])
+                if parsed is None and not (prm.optional and st.query_params[prm.name] in {"", "auto"}):
+                    st.warning(f"Ignored {prm.name}={st.query_params[prm.name]!r} from the link (not a valid value).")
+                else:
+                    value = parsed
+            st.session_state[key] = value
+        col = cols[i % len(cols)]
+        help_text = prm.help + (" Leave blank for auto." if prm.optional else "")
+        if prm.kind is bool:
+            values[prm.name] = col.checkbox(display_label(prm), key=key, help=help_text)
+        elif prm.kind is int:
+            values[prm.name] = col.number_input(display_label(prm), step=1, key=key, help=help_text)
+        else:
+            step = 1.0 if prm.unit == PIXEL else 0.01
+            values[prm.name] = col.number_input(display_label(prm), step=step, format="%g", key=key, help=help_text,
+                                                placeholder="auto" if prm.optional else None)
+    return values
+
+
+def target_control(model, label: int, from_url: bool) -> tuple[int | None, bool]:
+    """(target class or None, ok). A bad target from the link is reported and blocks the run."""
+    k = len(model.class_names)
+    key = "atk_target"
+    ok = True
+    if from_url and "target" in st.query_params and key not in st.session_state:
+        text = st.query_params["target"].strip()
+        if text.lstrip("-").isdigit() and 0 <= int(text) < k:
+            st.session_state[key] = int(text)
+        elif text not in {"", "none", "-1"}:
+            st.error(f"The link asks for target class {text!r}, which is out of range: this model has {k} classes "
+                     f"(0 to {k - 1}). Pick a target below.")
+            ok = False
+    if st.session_state.get(key, -1) not in range(-1, k):
+        st.session_state[key] = -1
+    names = model.class_names
+    true_name = f" (true: {names[label]})" if 0 <= label < k else ""
+    choice = st.selectbox(f"Target class{true_name}", list(range(-1, k)), key=key,
+                          format_func=lambda i: "untargeted (any wrong class)" if i < 0 else f"{i} · {names[i]}",
+                          help="Targeted attacks pull the image toward this class.")
+    return (None if choice < 0 else int(choice)), ok
+
+
+def sync_url(name: str, cls, display: dict, target: int | None, seed: int, auto: bool) -> None:
+    wanted = {"attack": name, "seed": str(seed)}
+    for prm in cls.params():
+        v = display.get(prm.name)
+        if v is not None:
+            wanted[prm.name] = ("1" if v else "0") if prm.kind is bool else f"{v:g}" if isinstance(v, float) else str(v)
+    if target is not None:
+        wanted["target"] = str(target)
+    if not auto:
+        wanted["auto"] = "0"
+    for key in (*COMMON_KEYS, *PARAM_KEYS):
+        if key in wanted:
+            if st.query_params.get(key) != wanted[key]:
+                st.query_params[key] = wanted[key]
+        elif key in st.query_params:
+            del st.query_params[key]
+
+
+# ----- running with progress and stop ----------------------------------------------------------------
+def with_progress(title: str, work):
+    """Run ``work(progress, should_stop)`` with a progress bar and a Stop button.
+
+    Streamlit interrupts a running script at its next UI update when the user clicks anything;
+    the progress callback catches that interruption, asks the engine to stop (the attack returns
+    its best result so far), and re-raises it afterwards so Streamlit reruns.
+    """
+    bar = st.progress(0.0, text=f"{title}: starting")
+    stop_box = st.empty()
+    stop_box.button("Stop", key="atk_stop", on_click=request_stop, help="Stop the attack and keep its result so far")
+    state = {"interrupt": None, "last": 0.0}
+
+    def progress(step: int, total: int) -> None:
+        if state["interrupt"] is not None:
+            return
+        now = time.monotonic()
+        if step < total and now - state["last"] < 0.1:
+            return
+        state["last"] = now
+        try:
+            bar.progress(min(1.0, step / max(1, total)), text=f"{title}: step {step}/{total}")
+        except BaseException as exc:  # Streamlit's rerun request (Stop or any click) lands here
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            state["interrupt"] = exc
+
+    try:
+        result = work(progress, lambda: state["interrupt"] is not None)
+    except Exception:
+        clear((bar, stop_box))
+        raise
+    return result, state["interrupt"], (bar, stop_box)
+
+
+def clear(widgets) -> None:
+    for w in widgets:
+        w.empty()
+
+
+def run_and_store(key, model, example, name, params, target, seed, keep_images):
+    import torch
+
+    title = ATTACKS[name].title
+
+    def work(progress, should_stop):
+        torch.manual_seed(seed)
+        return run_attack(model, example.x, example.label, name, target=target, record=ATTACKS[name].iterative,
+                          record_images=keep_images, max_frames=MAX_FRAMES, progress=progress,
+                          should_stop=should_stop, **params)
+
+    res, interrupt, widgets = with_progress(title, work)
+    res.extra["interrupted"] = interrupt is not None
+    memo_put(key, res)
+    if interrupt is not None:
+        raise interrupt
+    clear(widgets)
+    return res
+
+
+# ----- results ---------------------------------------------------------------------------------------
+def show_images(res, cls) -> None:
+    names = res.class_names
+    pert, k = perturbation_rgb(res.perturbation(0))
+    c1, c2, c3 = st.columns(3)
+    c1.image(image_rgb(res.x[0]), caption=f"clean: {names[int(res.clean_pred[0])]} "
+                                          f"({float(res.clean_probs[0].max()) * 100:.1f}%)", width="stretch")
+    c2.image(pert, caption=f"perturbation x {k}, mid-grey = 0", width="stretch")
+    c3.image(image_rgb(res.x_adv[0]), caption=f"adversarial: {names[int(res.adv_pred[0])]} "
+                                              f"({float(res.adv_probs[0].max()) * 100:.1f}%)", width="stretch")
+
+
+def show_metrics(res) -> None:
+    m = st.columns(4)
+    linf = float(res.linf[0])
+    m[0].metric("L-inf", f"{linf * 255:.2f}/255", help=f"{linf:.5f} in [0,1] units")
+    m[1].metric("L2", f"{float(res.l2[0]):.4f}")
+    goal = f"→ {res.class_names[int(res.target[0])]}" if res.targeted else "untargeted"
+    m[2].metric("Success", "yes" if bool(res.success[0]) else "no", goal)
+    m[3].metric("Time", f"{res.seconds:.2f} s")
+    if res.stopped:
+        st.warning("The attack was stopped early; these are its results so far.")
+    if bool(res.y_from_prediction[0]):
+        st.caption(f"The true class is unknown, so the clean prediction ({res.class_names[int(res.y[0])]}) "
+                   "stands in for it.")
+
+
+def show_topk(res) -> None:
+    names = res.class_names
+    true_name = names[int(res.y[0])]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(topk_bars(res.topk("clean"), "Clean top-5", highlight=true_name, color=CLEAN_COLOR),
+                    key="atk_top_clean")
+    highlight = names[int(res.target[0])] if res.targeted else true_name
+    c2.plotly_chart(topk_bars(res.topk("adv"), "Adversarial top-5", highlight=highlight, color=ADV_COLOR),
+                    key="atk_top_adv")
+
+
+def show_trajectory(res, run_id: str) -> None:
+    traj = res.trajectory
+    if traj is None or len(traj) == 0:
+        return
+    st.subheader("Trajectory")
+    series = traj.series(0)
+    labels = series["label"]
+    n = len(traj)
+    entry = st.select_slider("Step", options=list(range(n)), value=n - 1, key=f"atk_scrub_{run_id}",
+                             format_func=lambda i: labels[i])
+    x = series["entry"]
+    pct = {"p(true class) %": [v * 100 for v in series["p_true"]]}
+    if res.targeted:
+        pct["p(target) %"] = [v * 100 for v in series["p_target"]]
+    c1, c2, c3 = st.columns(3)
+    c1.plotly_chart(line_chart(x, {"loss": series["loss"]}, "Attack objective", "model call", "loss",
+                               marker_x=entry), key=f"atk_loss_{run_id}")
+    c2.plotly_chart(line_chart(x, pct, "Confidence", "model call", "%", marker_x=entry), key=f"atk_conf_{run_id}")
+    c3.plotly_chart(line_chart(x, {"L-inf (/255)": [v * 255 for v in series["linf"]], "L2": series["l2"]},
+                               "Perturbation size", "model call", "norm", marker_x=entry), key=f"atk_norm_{run_id}")
+    state = "adversarial" if series["success"][entry] else "not adversarial yet"
+    st.caption(f"{labels[entry]}: loss {series['loss'][entry]:.4g}, p(true) {series['p_true'][entry] * 100:.1f}%, "
+               f"L-inf {series['linf'][entry] * 255:.2f}/255, L2 {series['l2'][entry]:.4f}, {state}.")
+    pics = step_pictures(traj, entry, res.x[0])
+    if pics is None:
+        st.caption("No image kept for this step (turn on 'Keep the image at each step' in the settings).")
+        return
+    img, pert, k, frame = pics
+    note = "" if frame == entry else f" (nearest kept image: {labels[frame]})"
+    c1, c2 = st.columns(2)
+    c1.image(img, caption=f"image at {labels[entry]}{note}", width="stretch")
+    c2.image(pert, caption=f"perturbation at that step x {k}, mid-grey = 0", width="stretch")
+
+
+def show_downloads(res, settings: dict) -> None:
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the adversarial image (PNG, lossless)", encode_png(res.x_adv[0]),
+                       file_name=f"adv_{settings['attack']}.png", mime="image/png", key="atk_dl_png")
+    blob = json.dumps({**settings, "result": res.summary(0)}, indent=2)
+    c2.download_button("Download the settings (JSON)", blob, file_name=f"adv_{settings['attack']}.json",
+                       mime="application/json", key="atk_dl_json")
+
+
+def min_eps_section(model, example, target, digest_: str) -> None:
+    st.subheader("Minimal budget")
+    st.caption("Binary search for the smallest L-inf eps at which PGD flips this image, and DeepFool's "
+               "minimal L2 perturbation for comparison.")
+    cols = st.columns(4)
+    max_eps = cols[0].number_input("search up to (x/255)", value=MIN_EPS_DEFAULTS["max_eps"], step=1.0,
+                                   key="atk_me_max")
+    tol = cols[1].number_input("precision (x/255)", value=MIN_EPS_DEFAULTS["tol"], step=0.25, key="atk_me_tol")
+    steps = cols[2].number_input("PGD steps", value=MIN_EPS_DEFAULTS["steps"], step=1, key="atk_me_steps")
+    key = ("min_eps", digest_, example.label, target, float(max_eps), float(tol), int(steps), model.spec.arch)
+    if cols[3].button("Find the minimal eps", key="atk_me_run"):
+        if int(steps) < 1:
+            st.error(f"PGD steps must be at least 1, got {int(steps)}.")
+            return
+
+        def work(progress, should_stop):
+            return find_minimal_eps(model, example.x, example.label, target=target, max_eps=float(max_eps) / 255,
+                                    tol=float(tol) / 255, steps=int(steps), progress=progress,
+                                    should_stop=should_stop)
+
+        try:
+            found, interrupt, widgets = with_progress("Minimal eps search", work)
+        except AttackConfigError as exc:
+            st.error(f"Search settings rejected: {exc}")
+            return
+        memo_put(key, found)
+        if interrupt is not None:
+            raise interrupt
+        clear(widgets)
+    found = memo().get(key)
+    if found is None:
+        return
+    s = found.summary(0)
+    c1, c2 = st.columns(2)
+    if s["min_linf_eps_255"] is None:
+        c1.metric("Smallest L-inf eps", f"> {s['max_eps_255']:g}/255",
+                  help="PGD did not flip the image within the range")
+    else:
+        c1.metric("Smallest L-inf eps", f"{s['min_linf_eps_255']:.2f}/255",
+                  help=f"within {s['tol_255']:g}/255, after {s['searches']} bisections with PGD-{int(steps)}")
+    c2.metric("DeepFool L2", "not flipped" if s["deepfool_l2"] is None else f"{s['deepfool_l2']:.4f}")
+    if s["stopped"]:
+        st.warning("The search was stopped early; the numbers are upper bounds.")
+
+
+# ----- the page --------------------------------------------------------------------------------------
+def render() -> None:
+    page_setup("Attack Lab", "⚔️")
+    from_url = not st.session_state.get(URL_READ_KEY, False)
+    st.session_state[URL_READ_KEY] = True
+    model_name, model = model_picker()
+    if model is None:
+        return
+    example = image_picker(model)
+    if example is None:
+        return
+    names = list(ATTACKS)
+    if "atk_name" not in st.session_state:
+        wanted = st.query_params.get("attack")
+        st.session_state["atk_name"] = wanted if from_url and wanted in names else "pgd"
+    name = st.selectbox("Attack", names, key="atk_name", format_func=lambda n: f"{ATTACKS[n].title} ({n})")
+    cls = get_attack(name)
+    st.caption(attack_blurb(cls))
+    display = param_controls(cls, model, from_url)
+    target, target_ok = target_control(model, example.label, from_url)
+    with st.expander("Run settings"):
+        if "atk_seed" not in st.session_state:
+            qp_seed = st.query_params.get("seed", "0")
+            st.session_state["atk_seed"] = int(qp_seed) if from_url and qp_seed.isdigit() else 0
+        seed = int(st.number_input("Random seed", step=1, key="atk_seed"))
+        keep_images = st.checkbox("Keep the image at each step", value=True, key="atk_keep_images",
+                                  help=f"Needed for the step scrubber's image; at most {MAX_FRAMES} images are kept.")
+    if "atk_auto" not in st.session_state:
+        st.session_state["atk_auto"] = not (from_url and st.query_params.get("auto") == "0")
+    c_run, c_auto = st.columns([1, 3])
+    clicked = c_run.button("Run attack", type="primary", key="atk_run")
+    auto = c_auto.toggle("Run automatically when a setting changes", key="atk_auto")
+    sync_url(name, cls, display, target, seed, auto)
+
+    try:
+        params = cls.validate_params({k: ATTACKS[name].param(k).from_display(v) for k, v in display.items()})
+    except AttackConfigError as exc:
+        st.error(f"Attack settings rejected: {exc}")
+        return
+    if not target_ok:
+        return
+    dg = digest(example)
+    key = (model_name, dg, example.label, name, tuple(sorted(params.items())), target, seed, keep_images)
+    stop_requested = st.session_state.pop(STOP_KEY, False)
+    res = memo().get(key)
+    if res is not None and res.extra.get("interrupted"):
+        if stop_requested:
+            res.extra["interrupted"] = False  # the user's Stop: keep the partial result from now on
+        else:
+            res = None  # interrupted by another click, not by Stop: run it again
+    if clicked or (auto and res is None and not stop_requested):
+        try:
+            res = run_and_store(key, model, example, name, params, target, seed, keep_images)
+        except AttackConfigError as exc:
+            st.error(f"Attack settings rejected: {exc}")
+            return
+        except (RuntimeError, ValueError) as exc:
+            st.error(f"The attack failed: {exc}")
+            return
+    if res is None:
+        st.info("Press **Run attack** to attack this image." if not stop_requested else "Stopped.")
+    else:
+        show_result(res, cls, key, model_name, example, name, display, params, target, seed)
+    min_eps_section(model, example, target, dg)
+
+
+def show_result(res, cls, key, model_name, example, name, display, params, target, seed) -> None:
+    show_images(res, cls)
+    show_metrics(res)
+    show_topk(res)
+    run_id = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
+    show_trajectory(res, run_id)
+    settings = {"model": model_name, "image": example.source, "title": example.title, "label": example.label,
+                "attack": name, "params": display, "params_engine": params, "target": target, "seed": seed,
+                "url_query": urlencode(st.query_params.to_dict())}
+    show_downloads(res, settings)
+    set_current_example(CurrentExample(model_name=model_name, x=res.x, label=example.label, x_adv=res.x_adv,
+                                       attack=name, params=dict(params), title=example.title))
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,295 @@
+"""Attention: where the model looks on the clean and the adversarial image, on one shared scale.
+
+Thin page: maps, metrics and analysis come from :mod:`advlens.attribution`. It works on the
+Attack Lab's current example, or on its own (pick a model and an image; a PGD L-inf attack runs).
+``lens_source`` is shared with the Features page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from advlens.attacks import AttackConfigError, run_attack
+from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view, layer_choices
+from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image_rgb, overlay
+from advlens.attribution.metrics import ERASE_VALUES
+from advlens.models import CheckpointError
+from advlens.predict import TopK
+from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
+from dashboard.widgets import get_current_example, get_model, image_picker, model_picker, page_setup
+
+MEMO_KEY = "advlens_lens_memo"
+MEMO_SIZE = 12
+
+
+@dataclass
+class LensInput:
+    """A clean/adversarial pair and where it came from."""
+
+    model_name: str
+    model: object
+    x: torch.Tensor  # (1, C, H, W) in [0, 1], CPU
+    x_adv: torch.Tensor
+    label: int  # -1: unknown
+    attack: str
+    title: str
+    probs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def key(self) -> tuple:
+        digest = hashlib.sha1(self.x.numpy().tobytes() + self.x_adv.numpy().tobytes()).hexdigest()
+        return self.model_name, digest, self.label
+
+
+def memo(key: tuple, compute):
+    """Keep the last few expensive results of this session (attacks, views), keyed by their inputs."""
+    store: OrderedDict = st.session_state.setdefault(MEMO_KEY, OrderedDict())
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    value = compute()
+    store[key] = value
+    while len(store) > MEMO_SIZE:
+        store.popitem(last=False)
+    return value
+
+
+def default_eps_255(model) -> float:
+    """A budget that is visible in the results but small: 32/255 for grey digits, 2/255 for ImageNet photos."""
+    c, h, _ = model.input_size
+    if c == 1:
+        return 32.0
+    return 2.0 if h >= 128 else 8.0
+
+
+def lens_source(key: str) -> LensInput | None:
+    """The Attack Lab's current example, or a model + image picked here and attacked with PGD L-inf."""
+    current = get_current_example()
+    if current is not None:
+        other = st.toggle("Use another image", key=f"{key}_other",
+                          help="Off: the Attack Lab's latest example. On: pick a model and image here.")
+        if not other:
+            try:
+                model = get_model(current.model_name)
+            except (StopIteration, KeyError, CheckpointError, OSError, RuntimeError) as exc:
+                st.error(f"The Attack Lab's model {current.model_name!r} is not available: {exc}")
+                return None
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in (current.params or {}).items())
+            st.info(f"Attack Lab example: **{current.title}** on **{current.model_name}**, "
+                    f"attacked with **{current.attack}** ({shown}).")
+            return LensInput(current.model_name, model, current.x.detach().cpu().float(),
+                             current.x_adv.detach().cpu().float(), int(current.label), current.attack, current.title)
+    name, model = model_picker()
+    if model is None:
+        return None
+    example = image_picker(model)
+    if example is None:
+        return None
+    cols = st.columns(2)
+    eps255 = cols[0].number_input("PGD L-inf budget eps (x/255)", value=default_eps_255(model), step=1.0,
+                                  key=f"{key}_eps", help="The largest change of any pixel, in 1/255 units.")
+    steps = cols[1].number_input("PGD steps", min_value=1, max_value=200, value=10, step=1, key=f"{key}_steps")
+    params = {"eps": float(eps255) / 255.0, "steps": int(steps)}
+
+    def attack():
+        torch.manual_seed(0)
+        return run_attack(model, example.x, example.label, "pgd", **params)
+
+    try:
+        with st.spinner("Attacking (PGD L-inf)..."):
+            res = memo(("attack", name, hashlib.sha1(example.x.numpy().tobytes()).hexdigest(), example.label,
+                        tuple(sorted(params.items()))), attack)
+    except AttackConfigError as exc:
+        st.error(f"Attack settings rejected: {exc}")
+        return None
+    label = int(res.y[0])
+    return LensInput(name, model, res.x, res.x_adv, label, f"PGD L-inf eps {eps255:g}/255, {int(steps)} steps",
+                     example.title, (res.clean_probs, res.adv_probs))
+
+
+def topk_of(probs: torch.Tensor, names, k: int = 5) -> TopK:
+    values, idx = probs.topk(min(k, probs.numel()))
+    return TopK(idx.tolist(), [names[i] for i in idx.tolist()], values.tolist())
+
+
+def layer_control(model, key: str, default: str, label: str = "Layer") -> str:
+    """A layer selectbox plus a free-text override (any named submodule); validated by the engine."""
+    choices = layer_choices(model)
+    if default not in choices:
+        choices = [default] + choices
+    cols = st.columns([2, 1])
+    picked = cols[0].selectbox(label, choices, index=choices.index(default), key=f"{key}_layer")
+    typed = cols[1].text_input("or type a layer name", key=f"{key}_layer_text",
+                               help="Any submodule name, e.g. net.body._blocks.3").strip()
+    return typed or picked
+
+
+def settings_panel(model, key: str = "att") -> dict:
+    with st.expander("Map settings", expanded=True):
+        c1, c2, c3 = st.columns(3)
+        method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key=f"{key}_method")
+        kinds = list(TARGET_LABELS) + ["class"]
+        kind = c2.selectbox("Target class", kinds, key=f"{key}_target",
+                            format_func=lambda k: TARGET_LABELS.get(k, "a chosen class"))
+        target: str | int = kind
+        if kind == "class":
+            names = list(model.class_names)
+            target = c3.selectbox("Class", range(len(names)), format_func=lambda i: f"{i}: {names[i]}",
+                                  key=f"{key}_class")
+        layer = None
+        if METHODS[method].uses_layer:
+            layer = layer_control(model, key, model.default_cam_layer())
+        c4, c5, c6 = st.columns(3)
+        k = c4.number_input("Top-k% region (IoU, faithfulness)", value=20.0, step=5.0, key=f"{key}_k",
+                            help="Must lie in (0, 100].")
+        thr = c5.slider("Scatter threshold (fraction of the map's max)", 0.05, 1.0, 0.5, 0.05, key=f"{key}_thr")
+        erase = c6.selectbox("Erase value (faithfulness)", ERASE_VALUES, key=f"{key}_erase")
+        c7, c8 = st.columns(2)
+        cmap = c7.selectbox("Colormap", list(COLORMAPS), key=f"{key}_cmap")
+        alpha = c8.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{key}_alpha")
+    return {"method": method, "target": target, "layer": layer, "k_percent": float(k), "threshold": float(thr),
+            "erase": erase, "colormap": cmap, "alpha": float(alpha)}
+
+
+METRIC_HELP = """
+- **top-k% IoU**: overlap of the k% most attended pixels of the two maps (1: same region). Wu et al.
+  report ~0.12 for successful attacks and ~0.19 for failed ones.
+- **Pearson / Spearman**: pixel-wise correlation of the two maps (values / ranks).
+- **centre-of-mass shift**: how far the attention's centre moved, in pixels.
+- **connected components / entropy**: scatter — how many separate regions hold >= threshold x max, and
+  how spread out the map is (normalised entropy, 1 = uniform).
+- **attended area**: fraction of pixels >= threshold x max.
+- **faithfulness**: confidence drop for the map's class when its top-k% region is erased.
+"""
+
+
+def analysis_section(model_name: str, model, method: str, layer: str | None, target, k: float, thr: float) -> None:
+    """The seed paper's analysis over the first N images of a dataset: successful vs failed attacks."""
+    from advlens.attribution.analysis import analyze_attention_shift, distribution_figure, summarize, verdict
+    from dashboard.widgets import cached_dataset, compatible_datasets
+
+    st.caption("Wu et al. report a clean-vs-adversarial IoU of ~0.12 when the attack succeeds and ~0.19 when it "
+               "fails. Attack the first N images with PGD L-inf, compute both maps with the settings above, and "
+               "compare the two groups (images misclassified when clean are left out).")
+    names = [d for d in compatible_datasets(model) if d != "folder"]
+    if not names:
+        st.info("No offline dataset fits this model's input size.")
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    ds_name = c1.selectbox("Dataset", names, key="ana_ds")
+    n = int(c2.number_input("Images (N)", min_value=4, max_value=2000, value=100, step=20, key="ana_n"))
+    eps255 = float(c3.number_input("eps (x/255)", value=20.0, step=1.0, key="ana_eps"))
+    steps = int(c4.number_input("PGD steps", min_value=1, max_value=100, value=10, key="ana_steps"))
+    if st.button("Run the analysis", key="ana_run"):
+        try:
+            ds = cached_dataset(ds_name, "test", None)
+            x, y = ds.batch(range(min(n, len(ds))))
+            bar = st.progress(0.0, text="attacking...")
+            torch.manual_seed(0)
+            advs = []
+            for s0 in range(0, len(x), 64):
+                advs.append(run_attack(model, x[s0:s0 + 64], y[s0:s0 + 64], "pgd", eps=eps255 / 255.0,
+                                       steps=steps).x_adv)
+                bar.progress(0.5 * min(1.0, (s0 + 64) / len(x)), text="attacking...")
+            result = analyze_attention_shift(
+                model, x, y, torch.cat(advs), method=method, layer=layer, target=target, k_percent=k,
+                threshold=thr, progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."))
+            bar.empty()
+        except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
+            st.error(f"The analysis could not run: {exc}")
+            return
+        st.session_state["ana_result"] = (model_name, ds_name, len(x), eps255, steps, result)
+    stored = st.session_state.get("ana_result")
+    if not stored or stored[0] != model_name:
+        return
+    _, ds_name, n_done, eps_done, steps_done, result = stored
+    st.markdown(f"**{ds_name}**, first {n_done} images, PGD L-inf eps {eps_done:g}/255, {steps_done} steps: attack "
+                f"succeeded on **{result.n_success}**, failed on **{result.n_failure}** "
+                f"({result.n_clean_wrong} misclassified clean, left out).")
+    if result.n_success == 0 or result.n_failure == 0:
+        st.warning("One group is empty: change eps so that some attacks succeed and some fail.")
+    st.dataframe([{"metric": r["label"], "success mean": r["success_mean"], "success median": r["success_median"],
+                   "failure mean": r["failure_mean"], "failure median": r["failure_median"], "p": r["p_value"]}
+                  for r in summarize(result)], hide_index=True, width="stretch")
+    v = verdict(result)
+    if "lower_iou_on_success" in v:
+        st.markdown(f"Lower IoU when the attack succeeds: **{'yes' if v['lower_iou_on_success'] else 'no'}** "
+                    f"(p = {v['iou_p_value']:.2g}); higher adversarial-map entropy: "
+                    f"**{'yes' if v['higher_entropy_on_success'] else 'no'}** (p = {v['entropy_p_value']:.2g}).")
+    st.plotly_chart(distribution_figure(result), width="stretch", key="ana_fig")
+
+
+def render() -> None:
+    page_setup("Attention", "👁️")
+    st.caption("Grad-CAM and friends on the clean and adversarial image, normalised together: a weaker "
+               "map looks weaker. The difference is adversarial minus clean (red: more attention after the attack).")
+    src = lens_source("att")
+    if src is None:
+        return
+    model = src.model
+    s = settings_panel(model)
+    view_key = ("view", *src.key, s["method"], s["layer"], str(s["target"]), s["k_percent"], s["threshold"],
+                s["erase"])
+    try:
+        with st.spinner("Computing attention maps..."):
+            view = memo(view_key, lambda: attention_view(
+                model, src.x, src.x_adv, torch.tensor([src.label]), method=s["method"], layer=s["layer"],
+                target=s["target"], k_percent=s["k_percent"], threshold=s["threshold"], erase=s["erase"],
+                probs=src.probs))
+    except (LayerError, ValueError) as exc:
+        st.error(str(exc))
+        return
+
+    names = model.class_names
+    cp, ap = int(view.clean_pred[0]), int(view.adv_pred[0])
+    tc, ta = int(view.targets_clean[0]), int(view.targets_adv[0])
+    flipped = cp != ap
+    st.markdown(f"**{src.title}** · {src.attack} · clean prediction **{names[cp]}** "
+                f"({float(view.clean_probs[0, cp]) * 100:.1f}%) → adversarial **{names[ap]}** "
+                f"({float(view.adv_probs[0, ap]) * 100:.1f}%) · "
+                + ("the attack **changed** the prediction" if flipped else "the prediction **held**"))
+
+    img_clean, img_adv = image_rgb(src.x), image_rgb(src.x_adv)
+    ov_clean = overlay(img_clean, view.clean_norm[0].numpy(), s["alpha"], s["colormap"])
+    ov_adv = overlay(img_adv, view.adv_norm[0].numpy(), s["alpha"], s["colormap"])
+    diff = diverging_rgb(view.diff[0].numpy(), float(view.diff_limit[0]))
+    cols = st.columns([1, 1, 1, 1.2])
+    label = METHODS[s["method"]].label
+    cols[0].image(enlarge(ov_clean), caption=f"clean · {label} for '{names[tc]}'", width="stretch")
+    cols[1].image(enlarge(ov_adv), caption=f"adversarial · {label} for '{names[ta]}'", width="stretch")
+    cols[2].image(enlarge(diff), caption=f"adversarial − clean (blue −, red +; ±{float(view.diff_limit[0]):.2f} "
+                  "of the shared range)", width="stretch")
+    with cols[3]:
+        truth = names[src.label] if src.label >= 0 else None
+        st.plotly_chart(topk_bars(topk_of(view.clean_probs[0], names), "clean", color=CLEAN_COLOR, height=200),
+                        width="stretch", key="att_top_clean")
+        st.plotly_chart(topk_bars(topk_of(view.adv_probs[0], names), "adversarial", highlight=truth,
+                                  color=ADV_COLOR, height=200), width="stretch", key="att_top_adv")
+    st.caption(f"Shared scale: raw map values [{float(view.vmin[0]):.4g}, {float(view.vmax[0]):.4g}] → [0, 1] "
+               f"for both maps{'' if view.layer is None else f' · layer {view.layer}'}.")
+
+    st.subheader("Attention-shift metrics")
+    rows = view.table(0)
+    pair = [{"metric": r["metric"], "value": r["clean vs adversarial"]} for r in rows if r["clean"] is None]
+    per_map = [{"metric": r["metric"], "clean": r["clean"], "adversarial": r["adversarial"],
+                "change": r["clean vs adversarial"]} for r in rows if r["clean"] is not None]
+    left, right = st.columns([2, 3])
+    fmt = st.column_config.NumberColumn(format="%.4f")
+    left.markdown("**clean vs adversarial**")
+    left.dataframe(pair, hide_index=True, width="stretch", column_config={"value": fmt})
+    right.markdown("**each map** (scatter, area, faithfulness)")
+    right.dataframe(per_map, hide_index=True, width="stretch",
+                    column_config={c: fmt for c in ("clean", "adversarial", "change")})
+    with st.expander("What the metrics mean"):
+        st.markdown(METRIC_HELP)
+    with st.expander("Dataset analysis: successful vs failed attacks"):
+        analysis_section(src.model_name, model, s["method"], s["layer"], s["target"], s["k_percent"], s["threshold"])
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,156 @@
+"""Compare: a standard and a defended model under the same attack on the same image.
+
+Each model is attacked white-box (the attack uses that model's own gradients), with the same
+attack settings and the same starting image; the page shows the two predictions side by side,
+before and after, plus a transfer check (the standard model's adversarial image fed to the
+defended one) and, with :mod:`advlens.attribution`, both models' Grad-CAM on one colour scale.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, Param, run_attack
+from advlens.attribution import compute_map
+from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
+from advlens.predict import TopK
+from advlens.zoo import list_models
+from dashboard.charts import ADV_COLOR, topk_bars
+from dashboard.widgets import image_picker, model_picker, page_setup
+
+DEFAULT_ATTACK = "pgd"
+
+
+def _topk(probs: torch.Tensor, names, k: int = 5) -> TopK:
+    values, idx = probs.topk(min(k, probs.numel()))
+    return TopK(idx.tolist(), [names[i] for i in idx.tolist()], values.tolist())
+
+
+def _scale(p: Param, colour: bool) -> float:
+    """L-inf budgets in /255 units for colour models, raw for 1-channel ones."""
+    return 255.0 if (p.unit == PIXEL and colour) else 1.0
+
+
+def attack_settings(colour: bool) -> tuple[str, dict]:
+    names = list(ATTACKS)
+    name = st.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK) if DEFAULT_ATTACK in names else 0,
+                        format_func=lambda n: f"{ATTACKS[n].title} — {ATTACKS[n].paper}", key="cmp_attack")
+    cls = ATTACKS[name]
+    params = {}
+    shown = [p for p in cls.params() if p.kind in (float, int, bool) or p.choices]
+    cols = st.columns(max(1, min(4, len(shown))))
+    for i, p in enumerate(shown):
+        col = cols[i % len(cols)]
+        key = f"cmp_{name}_{p.name}_{'c' if colour else 'g'}"
+        scale = _scale(p, colour)
+        label = p.name + (" (/255)" if scale != 1.0 else "")
+        if p.choices:
+            params[p.name] = col.selectbox(label, list(p.choices), index=list(p.choices).index(p.default),
+                                           help=p.help, key=key)
+        elif p.kind is bool:
+            params[p.name] = col.checkbox(label, value=bool(p.default), help=p.help, key=key)
+        elif p.kind is int:
+            params[p.name] = int(col.number_input(label, value=int(p.default), step=1, help=p.help, key=key))
+        elif p.optional and p.default is None:
+            text = col.text_input(label, value="", help=p.help, key=key).strip()
+            params[p.name] = float(text) / scale if text else None
+        else:
+            default = p.default if colour or p.unit != PIXEL or p.name != "eps" else 0.3
+            params[p.name] = float(col.number_input(label, value=float(default) * scale, format="%.4g", help=p.help,
+                                                    key=key)) / scale
+    return name, params
+
+
+def _attention(model, x: torch.Tensor, x_adv: torch.Tensor, y: int, adv_class: int) -> tuple | None:
+    try:
+        clean = compute_map(model, x, "gradcam", target=torch.tensor([y]))
+        adv = compute_map(model, x_adv, "gradcam", target=torch.tensor([adv_class]))
+    except Exception as exc:  # an architecture without a CAM layer: say so, keep the comparison
+        st.caption(f"No attention map: {exc}")
+        return None
+    (a, b), _, _ = joint_normalize(clean, adv)
+    return overlay(image_rgb(x), a[0]), overlay(image_rgb(x_adv), b[0])
+
+
+def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor | None) -> None:
+    st.markdown(f"#### {title}: `{name}`")
+    truth = res.class_names[int(res.y[0])]
+    c1, c2 = st.columns(2)
+    c1.image(enlarge(image_rgb(res.x[0])), caption=f"clean · true {truth}", clamp=True)
+    c2.image(enlarge(image_rgb(res.x_adv[0])), caption=f"adversarial · L∞ {float(res.linf[0]) * 255:.1f}/255 · "
+             f"L2 {float(res.l2[0]):.3f}", clamp=True)
+    c1.plotly_chart(topk_bars(res.topk("clean"), title="clean", highlight=truth, height=220), width="stretch",
+                    key=f"cmp_clean_{title}")
+    c2.plotly_chart(topk_bars(res.topk("adv"), title="adversarial", highlight=truth, color=ADV_COLOR, height=220),
+                    width="stretch", key=f"cmp_adv_{title}")
+    verdict = "fooled" if bool(res.success[0]) else "still correct"
+    st.markdown(f"**{verdict}**: {res.class_names[int(res.clean_pred[0])]} → "
+                f"{res.class_names[int(res.adv_pred[0])]} ({float(res.adv_probs[0].max()) * 100:.1f}%)")
+    if transfer_probs is not None:
+        pred = int(transfer_probs.argmax())
+        st.caption(f"Transfer: the standard model's adversarial image → {res.class_names[pred]} "
+                   f"({float(transfer_probs.max()) * 100:.1f}%)")
+    maps = _attention(model, res.x, res.x_adv, int(res.y[0]), int(res.adv_pred[0]))
+    if maps is not None:
+        a1, a2 = st.columns(2)
+        a1.image(enlarge(maps[0]), caption="Grad-CAM, clean (true class)")
+        a2.image(enlarge(maps[1]), caption="Grad-CAM, adversarial (predicted class)")
+
+
+def render() -> None:
+    page_setup("Compare models")
+    st.markdown("Attack a standard and a defended model on the same image with the same attack, and compare "
+                "their predictions and attention side by side. Models trained on the Training page appear as "
+                "`run-<id>-<objective>`.")
+    entries = list_models()
+    c1, c2 = st.columns(2)
+    with c1:
+        name_a, model_a = model_picker("cmp_a", "Standard model", entries)
+    if model_a is None:
+        return
+    fits = [e for e in entries if e.input_size in (None, tuple(model_a.input_size)) and e.name != name_a]
+    if "cmp_b" not in st.session_state and st.query_params.get("cmp_b") is None:
+        runs = [e for e in fits if e.source == "run" and e.dataset == model_a.spec.dataset] or \
+               [e for e in fits if e.source == "run"]
+        if runs:
+            st.session_state["cmp_b"] = runs[0].name
+    with c2:
+        name_b, model_b = model_picker("cmp_b", "Defended model", fits or entries)
+    if model_b is None:
+        return
+    if tuple(model_a.input_size) != tuple(model_b.input_size) or model_a.class_names != model_b.class_names:
+        st.error(f"{name_a} and {name_b} do not take the same inputs and classes; pick two models of one dataset.")
+        return
+    example = image_picker(model_a, key="cmp_image")
+    if example is None:
+        return
+    colour = model_a.input_size[0] == 3
+    attack, params = attack_settings(colour)
+    key = (name_a, name_b, example.title, attack, tuple(sorted(params.items())))
+    if st.button("Attack both", type="primary", key="cmp_run"):
+        try:
+            with st.spinner("Attacking both models..."):
+                res_a = run_attack(model_a, example.x, example.label, attack, **params)
+                res_b = run_attack(model_b, example.x, example.label, attack, **params)
+                with torch.no_grad():
+                    device = next(model_b.parameters()).device
+                    transfer = model_b.eval()(res_a.x_adv.to(device)).softmax(1)[0].cpu()
+        except AttackConfigError as exc:
+            st.error(f"The attack could not run: {exc}")
+            return
+        st.session_state["cmp_result"] = (key, res_a, res_b, transfer)
+    stored = st.session_state.get("cmp_result")
+    if stored is None or stored[0] != key:
+        st.info("Press **Attack both** to attack the two models.")
+        return
+    _, res_a, res_b, transfer = stored
+    left, right = st.columns(2)
+    with left:
+        model_column("Standard", name_a, model_a, res_a, None)
+    with right:
+        model_column("Defended", name_b, model_b, res_b, transfer)
+
+
+if __name__ == "__main__":
+    render()

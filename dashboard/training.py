@@ -1,0 +1,280 @@
+"""Training: configure and start runs (standard and adversarial training), watch them live, cancel
+and resume them. Each run trains in its own OS process (``python -m advlens train --run-id ID``);
+this page only reads and writes the run store, so a run goes on when the tab closes or the server
+restarts. The selected run is kept in the URL (``?run=<id>``)."""
+
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from advlens.data import DATASETS
+from advlens.models import ARCHITECTURES
+from advlens.training import jobs
+from advlens.training.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, recommended_for_dataset
+from advlens.training.objectives import ONE_CHANNEL_DATASETS, PIXEL, HyperParam, Objective, list_objectives
+from advlens.training.store import ACTIVE, RunRecord, RunStore, read_log_tail
+from dashboard.widgets import page_setup
+
+TRAINABLE_DATASETS = [n for n in DATASETS if n != "imagenet_samples"]
+TRAINABLE_ARCHS = [a for a in ARCHITECTURES if a != "efficientnet_lite0"]
+SCHEDULE_HELP = {"constant": "constant", "step": "step decay (x0.1 at 50% and 75%)", "cosine": "cosine annealing",
+                 "onecycle": "one-cycle (Smith)", "cyclic": "cyclic triangle 0 -> lr -> 0 (Fast-AT)"}
+
+
+def pixel_scale(dataset: str) -> float:
+    """Budgets are shown in /255 units for colour data, raw for digits and MNIST."""
+    return 1.0 if dataset in ONE_CHANNEL_DATASETS else 255.0
+
+
+def eps_label(dataset: str) -> str:
+    return "eps (raw, images in [0,1])" if pixel_scale(dataset) == 1.0 else "eps (/255)"
+
+
+# ----------------------------------------------------------------------------------- the form
+def objective_header(cls: type[Objective]) -> None:
+    st.latex(cls.formula)
+    link = f" · [arXiv {cls.arxiv}](https://arxiv.org/abs/{cls.arxiv})" if cls.arxiv else ""
+    st.caption(f"Source: {cls.source}{link}")
+    if cls.notes():
+        st.info(cls.notes())
+
+
+def hyperparam_input(h: HyperParam, default, dataset: str, key: str):
+    scale = pixel_scale(dataset) if h.unit == PIXEL else 1.0
+    label = f"{h.name}{' (/255)' if scale != 1.0 else ''}"
+    if h.kind is bool:
+        return st.checkbox(label, value=bool(default), help=h.description, key=key)
+    if h.kind is int:
+        return int(st.number_input(label, value=int(default), step=1, help=h.description, key=key))
+    if h.choices:
+        return st.selectbox(label, list(h.choices), index=list(h.choices).index(default), help=h.description, key=key)
+    value = st.number_input(label, value=float(default) * scale, format="%.4g", help=h.description, key=key)
+    return float(value) / scale
+
+
+def new_run_form(store: RunStore) -> None:
+    objectives = {cls.name: cls for cls in list_objectives()}
+    names = list(objectives)
+    c1, c2 = st.columns(2)
+    obj_name = c1.selectbox("Objective", names, index=names.index("pgd_at") if "pgd_at" in names else 0,
+                            format_func=lambda n: objectives[n].title, key="tr_objective")
+    dataset = c2.selectbox("Dataset", TRAINABLE_DATASETS, key="tr_dataset",
+                           format_func=lambda n: f"{n} — {DATASETS[n].description}")
+    cls = objectives[obj_name]
+    objective_header(cls)
+    rec = recommended_for_dataset(dataset)
+    defaults = TrainConfig()
+    family = cls.family(dataset)
+    k = f"{obj_name}_{dataset}"
+    with st.form("tr_form"):
+        root = ""
+        if not DATASETS[dataset].offline:
+            root = st.text_input("Local folder with the dataset", key=f"tr_root_{dataset}",
+                                 help="MNIST/Fashion-MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; "
+                                      "folder: root/<class>/<images> or root/{train,test}/<class>/<images>. "
+                                      "Blank: the download cache.")
+        a1, a2, a3, a4 = st.columns(4)
+        arch = a1.selectbox("Model", TRAINABLE_ARCHS, index=TRAINABLE_ARCHS.index(rec["arch"]), key=f"tr_arch_{k}")
+        epochs = int(a2.number_input("Epochs", 1, 1000, 3 if family == "mnist" else 15, key=f"tr_epochs_{k}"))
+        batch = int(a3.number_input("Batch size", 1, 4096, 64 if family == "mnist" else 128, key=f"tr_batch_{k}"))
+        seed = int(a4.number_input("Seed", 0, 2**31 - 1, 0, key=f"tr_seed_{k}"))
+        b1, b2, b3, b4 = st.columns(4)
+        optimizer = b1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(rec["optimizer"]), key=f"tr_opt_{k}")
+        sched = b2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(rec["schedule"]),
+                             format_func=lambda s: SCHEDULE_HELP[s], key=f"tr_sched_{k}")
+        lr = b3.number_input("Learning rate (peak)", value=float(rec["lr"]), format="%.4g", key=f"tr_lr_{k}")
+        wd = b4.number_input("Weight decay", value=float(rec.get("weight_decay", 0.0)), format="%.4g",
+                             key=f"tr_wd_{k}")
+        scale = pixel_scale(dataset)
+        e1, e0, e2, e3 = st.columns(4)
+        eps_shown = e1.number_input(eps_label(dataset), value=round(float(rec["eps"]) * scale, 4), format="%.4g",
+                                    key=f"tr_eps_{k}",
+                                    help="L-inf budget of the training adversary and of the robust-accuracy curve")
+        warm = e0.number_input("eps warm-up (fraction of training)", 0.0, 0.99, 0.0, format="%.2f",
+                               key=f"tr_warm_{k}", help="ramp the training eps linearly from 0 over this part")
+        crop = int(e2.number_input("Random crop padding (px)", 0, 16, int(rec["crop_padding"]), key=f"tr_crop_{k}"))
+        flip = e3.checkbox("Random horizontal flips", value=bool(rec["flip"]), key=f"tr_flip_{k}")
+        params = {}
+        if cls.hyperparams:
+            st.markdown(f"**{cls.title}: hyperparameters**")
+            cols = st.columns(min(4, len(cls.hyperparams)))
+            preset = cls.defaults(dataset)
+            for i, h in enumerate(cls.hyperparams):
+                with cols[i % len(cols)]:
+                    params[h.name] = hyperparam_input(h, preset[h.name], dataset, f"tr_hp_{k}_{h.name}")
+        st.markdown("**Evaluation and limits**")
+        d1, d2, d3, d4, d5 = st.columns(5)
+        val_size = int(d1.number_input("Validation images", 0, 100_000, defaults.val_size, key="tr_val"))
+        eval_size = int(d2.number_input("Held-out batch", 1, 10_000, defaults.eval_size, key="tr_eval_size"))
+        eval_steps = int(d3.number_input("PGD steps (robust curve)", 0, 1000, defaults.eval_steps, key="tr_eval_steps"))
+        max_steps = int(d4.number_input("Max steps (0: all)", 0, 10**9, 0, key="tr_max_steps"))
+        limit = int(d5.number_input("Train images (0: all)", 0, 10**8, 0, key="tr_limit"))
+        f1, f2 = st.columns(2)
+        devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        device = f1.selectbox("Device", devices, key="tr_device")
+        name = f2.text_input("Run name (optional)", key="tr_name")
+        submitted = st.form_submit_button("Start", type="primary")
+    if not submitted:
+        return
+    cfg_dict = dict(objective=obj_name, objective_params=params, dataset=dataset, data_root=root.strip() or None,
+                    arch=arch, epochs=epochs, batch_size=batch, optimizer=optimizer, lr=lr, weight_decay=wd,
+                    schedule=sched, eps=float(eps_shown) / scale, eps_warmup=float(warm), crop_padding=crop, flip=flip, val_size=val_size,
+                    eval_size=eval_size, eval_steps=eval_steps, max_steps=max_steps, limit_train=limit, seed=seed,
+                    device=device, name=name.strip())
+    try:
+        rec_run = jobs.submit(TrainConfig.from_dict(cfg_dict), store)
+    except ConfigError as exc:
+        st.error(f"The run was not started:\n\n{exc}")
+        return
+    except OSError as exc:
+        st.error(f"Could not start the worker process: {exc}")
+        return
+    st.query_params["run"] = rec_run.id
+    st.session_state["tr_run"] = rec_run.id
+    st.success(f"Run **{rec_run.id}** is {rec_run.status} (worker pid {rec_run.pid}). Its curves are below.")
+
+
+# ------------------------------------------------------------------------------- runs table
+def runs_table(runs: list[RunRecord]) -> None:
+    rows = []
+    for r in runs:
+        acc, rob = r.metrics.get("test_accuracy"), r.metrics.get("heldout_robust_accuracy")
+        rows.append({"id": r.id, "status": r.status, "objective": r.objective,
+                     "dataset": r.dataset, "model": r.arch, "progress": round(100 * r.progress, 1),
+                     "test acc": f"{acc * 100:.1f}%" if isinstance(acc, float) else "",
+                     "robust (held-out)": f"{rob * 100:.1f}%" if isinstance(rob, float) else "",
+                     "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
+                     "message": r.message[:120]})
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100,
+                                                                            format="%.0f%%")})
+
+
+def _figure(metrics: dict, keys: list[str], title: str, ytitle: str, percent: bool = False) -> go.Figure | None:
+    fig = go.Figure()
+    for key in keys:
+        s = metrics.get(key)
+        if not s:
+            continue
+        ys = [v * 100 if (percent and v is not None) else v for v in s["value"]]
+        fig.add_trace(go.Scatter(x=s["step"], y=ys, mode="lines+markers" if len(ys) < 60 else "lines",
+                                 name=key.split("/", 1)[-1] if key.count("/") else key))
+    if not fig.data:
+        return None
+    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
+                      yaxis_title=ytitle, legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objective]]) -> None:
+    """The live part: status, buttons, curves and the log tail of one run."""
+    store.reap_dead()
+    rec = store.get(run_id)
+    if rec is None:
+        st.warning(f"Run {run_id} is no longer in the store.")
+        return
+    seen = st.session_state.setdefault("tr_seen_status", {})
+    previous = seen.get(run_id)
+    seen[run_id] = rec.status
+    if previous in ACTIVE and rec.status not in ACTIVE:
+        st.rerun(scope="app")  # refresh the table, and stop the auto-refresh
+    m = store.metrics(run_id)
+    last = {k: v["value"][-1] for k, v in m.items() if v["value"]}
+    cols = st.columns(6)
+    cols[0].metric("Status", rec.status)
+    cols[1].metric("Step", f"{rec.step}/{rec.total_steps or '?'}")
+    cols[2].metric("ETA", _fmt_s(rec.eta_s) if rec.status == "running" else "—")
+    cols[3].metric("Throughput", f"{last['img_per_s']:.0f} img/s" if "img_per_s" in last else "—")
+    mem_label = "GPU memory (max)" if rec.device.startswith("cuda") else "Memory (RSS)"
+    cols[4].metric(mem_label, f"{last['mem_mb']:.0f} MB" if "mem_mb" in last else "—")
+    rob = last.get("eval/robust_acc")
+    cols[5].metric("Robust acc (held-out)", f"{rob * 100:.1f}%" if rob is not None else "—")
+    st.progress(rec.progress, text=f"{rec.objective} on {rec.dataset} · {rec.arch} · device {rec.device}"
+                                   f"{' · ' + rec.message if rec.message else ''}")
+    b1, b2, _ = st.columns([1, 1, 4])
+    if rec.active and b1.button("Cancel", key=f"tr_cancel_{run_id}"):
+        jobs.cancel(run_id, store)
+        st.toast(f"Cancel requested for {run_id}; it stops after the current step, with a checkpoint.")
+        st.rerun(scope="app")
+    if rec.status in ("cancelled", "failed") and b2.button("Resume", key=f"tr_resume_{run_id}"):
+        try:
+            jobs.resume(run_id, store)
+        except (ConfigError, ValueError, OSError) as exc:
+            st.error(f"Cannot resume: {exc}")
+        else:
+            st.rerun(scope="app")
+    if rec.status == "done":
+        acc = rec.metrics.get("test_accuracy")
+        st.success(f"Finished. The model is **{rec.zoo_name}** in the model zoo: pick it in the Attack Lab, "
+                   f"Attention or Compare pages."
+                   + (f" Test accuracy {acc * 100:.2f}%." if isinstance(acc, float) else ""))
+    charts = [
+        _figure(m, ["train/loss"], "Training loss", "loss"),
+        _figure(m, ["train/acc", "train/acc_adv", "eval/clean_acc", "eval/robust_acc"],
+                "Accuracy (train batches; held-out batch: clean and PGD)", "%", percent=True),
+        _figure(m, ["img_per_s"], "Throughput", "images / s"),
+        _figure(m, ["mem_mb"], mem_label, "MB"),
+        _figure(m, ["eta_s"], "ETA", "seconds"),
+        _figure(m, ["lr"], "Learning rate", "lr"),
+    ]
+    cls = objectives.get(rec.objective)
+    for title, keys in (cls.extra_plots.items() if cls else []):
+        charts.append(_figure(m, list(keys), title, "", percent=any("acc" in k for k in keys)))
+    charts = [c for c in charts if c is not None]
+    if not charts:
+        st.info("No metrics yet: the run is starting (loading data, building the model)." if rec.active
+                else "This run logged no metrics.")
+    for i in range(0, len(charts), 2):
+        cs = st.columns(2)
+        for col, fig in zip(cs, charts[i:i + 2]):
+            col.plotly_chart(fig, width="stretch", key=f"tr_chart_{run_id}_{i}_{fig.layout.title.text}")
+    with st.expander("Log (tail)", expanded=rec.status == "failed"):
+        st.code(read_log_tail(rec.log_path, 40) or "(empty)", language=None)
+    with st.expander("Configuration"):
+        st.json(rec.config)
+        st.caption(f"Same run from the shell: `python -m advlens train --config {rec.folder / 'config.json'}`")
+
+
+def render() -> None:
+    page_setup("Training")
+    st.markdown("Train a model with standard or adversarial training. Each run trains in a background process; "
+                "it survives closing this tab and restarting the server. Finished runs join the model zoo.")
+    store = RunStore()
+    store.reap_dead()
+    objectives = {cls.name: cls for cls in list_objectives()}
+    runs = store.list_runs()
+    with st.expander("New run", expanded=not runs or "run" not in st.query_params):
+        new_run_form(store)
+    runs = store.list_runs()
+    st.subheader("Runs")
+    if not runs:
+        st.info("No runs yet. Configure one above and press Start.")
+        return
+    runs_table(runs)
+    ids = [r.id for r in runs]
+    by_id = {r.id: r for r in runs}
+    wanted = st.query_params.get("run")
+    if st.session_state.get("tr_run") not in ids:
+        st.session_state["tr_run"] = wanted if wanted in ids else ids[0]
+    run_id = st.selectbox("Run", ids, key="tr_run",
+                          format_func=lambda i: f"{i} · {by_id[i].status} · {by_id[i].objective} on "
+                                                f"{by_id[i].dataset}{' · ' + by_id[i].name if by_id[i].name else ''}")
+    if st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id
+    live = by_id[run_id].active
+    st.fragment(run_every=2 if live else None)(run_details)(store, run_id, objectives)
+
+
+if __name__ == "__main__":
+    render()

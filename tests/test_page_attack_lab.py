@@ -1,0 +1,158 @@
+"""The Attack Lab page (AppTest): every attack runs with its defaults, settings round-trip through
+the URL, bad settings show st.error, the scrubber, the minimal-eps finder and the shared example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from advlens.attacks import ATTACKS
+
+PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "attack_lab.py")
+
+
+def page(**query) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.query_params["model"] = "digits_small_cnn"
+    for k, v in query.items():
+        at.query_params[k] = str(v)
+    return at.run()
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_attack_runs_with_its_defaults(name):
+    at = page(attack=name)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not errors(at)
+    assert at.selectbox(key="atk_name").value == name
+    m = metrics(at)
+    assert m["Success"] in {"yes", "no"} and m["L-inf"].endswith("/255") and float(m["L2"]) > 0
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert sum("top-5" in c for c in charts) == 2
+    assert len(at.get("download_button")) == 2
+    if ATTACKS[name].iterative:
+        assert len(at.select_slider) == 1 and len(charts) == 5  # + loss, confidence, norms
+    if ATTACKS[name].norm == "Linf":
+        assert float(m["L-inf"].split("/")[0]) <= 32 + 1e-3  # the digits default budget, 32/255
+    assert at.query_params["attack"] == [name] or at.query_params["attack"] == name
+
+
+def test_url_settings_are_read_then_written_back():
+    at = page(attack="pgd", eps=40, steps=3, target=5, seed=2)
+    assert not at.exception and not errors(at)
+    assert at.number_input(key="atk_pgd_eps").value == 40.0
+    assert at.number_input(key="atk_pgd_steps").value == 3
+    assert at.selectbox(key="atk_target").value == 5 and at.number_input(key="atk_seed").value == 2
+    m = metrics(at)
+    assert float(m["L-inf"].split("/")[0]) <= 40 + 1e-3
+    assert [d.delta for d in at.metric if d.label == "Success"] == ["→ 5"]
+    assert len(at.select_slider[0].options) == 4  # steps 0..3
+    at.number_input(key="atk_pgd_eps").set_value(20.0).run()
+    assert not at.exception
+    assert _qp(at, "eps") == "20" and _qp(at, "steps") == "3" and _qp(at, "target") == "5"
+    assert float(metrics(at)["L-inf"].split("/")[0]) <= 20 + 1e-3
+
+
+def _qp(at, key):
+    value = at.query_params[key]
+    return value[0] if isinstance(value, list) else value
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("atk_pgd_eps", -3.0, "eps = -3/255 is too small"),
+    ("atk_pgd_steps", 0, "steps = 0 is too small"),
+    ("atk_pgd_eps", 400.0, "eps = 400/255 is too large"),
+])
+def test_bad_parameters_show_an_error(key, value, match):
+    at = page(attack="pgd", steps=2)
+    at.number_input(key=key).set_value(value).run()
+    assert not at.exception
+    assert any(match in e for e in errors(at)), errors(at)
+    assert not at.metric or "Smallest L-inf eps" not in metrics(at)
+
+
+def test_target_out_of_range_from_the_link_shows_an_error():
+    at = page(attack="pgd", steps=2, target=12)
+    assert not at.exception
+    assert any("target class '12'" in e and "out of range" in e for e in errors(at)), errors(at)
+    assert "L-inf" not in metrics(at)
+
+
+def test_target_equal_to_the_true_class_shows_an_error():
+    at = page(attack="pgd", steps=2, image_src="Dataset item", image_ds="digits", image_idx=3)
+    assert not at.exception and not errors(at)
+    at.selectbox(key="atk_target").set_value(7).run()  # digits test #3 is a 7
+    assert not at.exception
+    assert any("differ from the true class" in e for e in errors(at)), errors(at)
+
+
+def test_targeted_attack_and_scrubber():
+    at = page(attack="pgd", eps=64, steps=10, target=1, image_src="Dataset item", image_ds="digits", image_idx=3)
+    assert not at.exception and not errors(at)
+    assert metrics(at)["Success"] == "yes"
+    assert "p(target)" in " ".join(c.proto.spec for c in at.get("plotly_chart"))
+    at.select_slider[0].set_value(0).run()
+    assert not at.exception
+    assert any(c.value.startswith("step 0:") for c in at.caption)
+
+
+def test_manual_mode_waits_for_the_run_button():
+    at = page(attack="fgsm", auto=0)
+    assert not at.exception and "L-inf" not in metrics(at)
+    assert any("Run attack" in i.value for i in at.info)
+    at.button(key="atk_run").click().run()
+    assert not at.exception and "L-inf" in metrics(at)
+
+
+def test_a_stop_request_keeps_the_page_quiet():
+    at = page(attack="pgd", steps=2)
+    at.session_state["atk_stop_requested"] = True
+    at.number_input(key="atk_pgd_steps").set_value(3).run()  # new settings, but a stop is pending
+    assert not at.exception and "L-inf" not in metrics(at)
+    assert any("Stopped" in i.value for i in at.info)
+    at.number_input(key="atk_pgd_steps").set_value(4).run()  # the request is consumed: runs again
+    assert "L-inf" in metrics(at)
+
+
+def test_minimal_eps_finder_and_shared_example():
+    at = page(attack="fgsm", eps=8, image_src="Dataset item", image_ds="digits", image_idx=3)
+    assert not at.exception
+    current = at.session_state["advlens_current_example"]
+    assert current.attack == "fgsm" and current.model_name == "digits_small_cnn" and current.label == 7
+    assert tuple(current.x_adv.shape) == (1, 1, 28, 28) and current.params["eps"] == pytest.approx(8 / 255)
+    at.number_input(key="atk_me_steps").set_value(10).run()
+    at.button(key="atk_me_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    m = metrics(at)
+    eps = m["Smallest L-inf eps"]
+    assert eps.endswith("/255") and 0 < float(eps.split("/")[0]) <= 64
+    assert float(m["DeepFool L2"]) > 0
+
+
+def test_an_interrupted_run_is_kept_after_stop_and_rerun_otherwise():
+    """Simulates Streamlit interrupting a run: a Stop click keeps the partial result for good,
+    any other interruption runs the attack again."""
+    at = page(attack="pgd", steps=3)
+    (key, res), = at.session_state["atk_memo"].items()
+    res.extra["interrupted"], res.stopped = True, True
+    at.session_state["atk_stop_requested"] = True
+    at.run()
+    assert not at.exception and at.session_state["atk_memo"][key] is res
+    assert any("stopped early" in w.value for w in at.warning)
+    assert res.extra["interrupted"] is False
+    at.run()
+    assert at.session_state["atk_memo"][key] is res  # kept: no automatic rerun after a Stop
+    res.extra["interrupted"] = True  # now an interruption by some other click
+    at.run()
+    fresh = at.session_state["atk_memo"][key]
+    assert fresh is not res and not fresh.stopped and not any("stopped early" in w.value for w in at.warning)

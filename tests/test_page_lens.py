@@ -1,0 +1,119 @@
+"""The Attention and Features pages under Streamlit's AppTest, on the digits model, with bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from dashboard.widgets import CURRENT_KEY, CurrentExample  # noqa: E402
+
+TIMEOUT = 180
+ROOT = Path(__file__).resolve().parents[1]
+ATTENTION = str(ROOT / "dashboard" / "attention.py")
+FEATURES = str(ROOT / "dashboard" / "features.py")
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def current_example(digits_test) -> CurrentExample:
+    x, y = digits_test.item(5)
+    torch.manual_seed(0)
+    x_adv = (x + 0.1 * torch.randn_like(x).sign()).clamp(0, 1)
+    return CurrentExample("digits_small_cnn", x, y, x_adv, "test noise", {"eps": 0.1}, "digits test #5")
+
+
+def test_attention_page_standalone_and_bad_input():
+    at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert errors(at) == []
+    assert any("PGD L-inf" in m.value for m in at.markdown)
+    assert len(at.dataframe) == 2  # pair metrics and per-map metrics
+    pair = at.dataframe[0].value
+    assert pair["metric"].iloc[0] == "top-20% IoU" and 0.0 <= float(pair["value"].iloc[0]) <= 1.0
+
+    for bad in (0.0, 150.0):
+        at.number_input(key="att_k").set_value(bad).run()
+        assert not at.exception
+        assert any("(0, 100]" in e for e in errors(at)), errors(at)
+    at.number_input(key="att_k").set_value(10.0).run()
+    assert errors(at) == [] and at.dataframe[0].value["metric"].iloc[0] == "top-10% IoU"
+
+    at.text_input(key="att_layer_text").set_value("net.no_such_layer").run()
+    assert not at.exception
+    assert any("no layer 'net.no_such_layer'" in e for e in errors(at))
+    at.text_input(key="att_layer_text").set_value("net.conv1").run()
+    assert errors(at) == []
+
+    at.selectbox(key="att_method").set_value("saliency").run()
+    assert not at.exception and errors(at) == []
+    at.selectbox(key="att_target").set_value("own_pred").run()
+    assert not at.exception and errors(at) == []
+
+    at.number_input(key="att_eps").set_value(-3.0).run()  # a negative budget: the attack refuses it
+    assert not at.exception
+    assert any("Attack settings rejected" in e for e in errors(at))
+
+
+def test_attention_page_dataset_analysis():
+    at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT).run()
+    at.number_input(key="ana_n").set_value(24)
+    at.number_input(key="ana_steps").set_value(3)
+    at.number_input(key="ana_eps").set_value(25.0)
+    at.button(key="ana_run").click().run()
+    assert not at.exception, at.exception
+    assert errors(at) == []
+    assert any("first 24 images" in m.value for m in at.markdown)
+    table = at.dataframe[-1].value
+    assert "top-k% IoU" in set(table["metric"])
+    at.number_input(key="ana_eps").set_value(-1.0)
+    at.button(key="ana_run").click().run()
+    assert not at.exception
+    assert any("could not run" in e for e in errors(at))
+
+
+def test_attention_page_uses_the_attack_lab_example(digits_test):
+    at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT)
+    at.session_state[CURRENT_KEY] = current_example(digits_test)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Attack Lab example" in i.value for i in at.info)
+    assert any("test noise" in m.value for m in at.markdown)
+    at.toggle(key="att_other").set_value(True).run()  # switch to a picked image
+    assert not at.exception
+    assert not any("Attack Lab example" in i.value for i in at.info)
+    assert any("PGD L-inf" in m.value for m in at.markdown)
+
+
+def test_features_page_and_bad_input(digits_test):
+    at = AppTest.from_file(FEATURES, default_timeout=TIMEOUT)
+    at.session_state[CURRENT_KEY] = current_example(digits_test)
+    at.run()
+    assert not at.exception, at.exception
+    assert errors(at) == []
+    # the divergence verdict is stated either way
+    assert len(at.success) + len(at.warning) == 1
+    assert "divergence" in (at.success[0].value if at.success else at.warning[0].value)
+    ratio = float(at.metric[0].value)
+    assert 0.0 < ratio < 1.5
+
+    at.selectbox(key="feat_op").set_value("mean").run()
+    assert not at.exception and errors(at) == []
+    assert float(at.metric[0].value) < 1.0  # a 3x3 box filter shrinks the adversarial noise
+    at.number_input(key="feat_kernel").set_value(4).run()
+    assert not at.exception
+    assert any("odd" in e for e in errors(at)), errors(at)
+    at.number_input(key="feat_kernel").set_value(3).run()
+
+    at.text_input(key="feat_layer_text").set_value("net.fc2").run()
+    assert not at.exception
+    assert any("not a spatial feature map" in e for e in errors(at)), errors(at)
+    at.text_input(key="feat_layer_text").set_value("bogus.layer").run()
+    assert not at.exception
+    assert any("no layer 'bogus.layer'" in e for e in errors(at))
