@@ -33,3 +33,9 @@ def top_k(model: Classifier, x: torch.Tensor, k: int = 5) -> list[TopK]:
     values, indices = probs.topk(k, dim=1)
     return [TopK(idx.tolist(), [model.class_names[i] for i in idx.tolist()], val.tolist())
             for val, idx in zip(values, indices)]
+
+
+def topk_from_probs(probs: torch.Tensor, class_names, k: int = 5) -> TopK:
+    """Top-k of one probability vector (already computed, e.g. by an attack)."""
+    values, idx = probs.flatten().topk(min(k, probs.numel()))
+    return TopK(idx.tolist(), [class_names[i] for i in idx.tolist()], values.tolist())

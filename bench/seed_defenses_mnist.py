@@ -233,9 +233,27 @@ def report(results: dict, args, settings: dict) -> str:
         else:
             head = f"**{n} does not beat the PGD-AT baseline on any metric**"
         tail = f"; worse on {', '.join(worse)}" if worse else ""
+        if cmp["clean"]["verdict"] == "worse" and {"rho2", "iou"} & {k for k, c in cmp.items()
+                                                                   if c["verdict"] == "better"}:
+            tail += (". Its clean accuracy is significantly lower, so its rho_2 / IoU gains do not show robustness "
+                     "(a degenerate classifier also has a large DeepFool distance and flat, stable maps)")
         detail = ", ".join(f"{label(k)} {c['diff']:+.4f} ± {2 * c['se']:.4f}" for k, c in cmp.items())
         verdicts.append(f"- {head}{tail} (paired difference vs PGD-AT ± 2 s.e.: {detail}).")
-    return "\n".join(lines + [""] + verdicts + [""] + [f"Settings: {json.dumps(settings)}"])
+    notes = []
+    if "deep_defense" in results["models"]:
+        notes.append(f"deep_defense is fine-tuned from the standard model (the paper's protocol), so it trained for "
+                     f"{args.epochs} + {args.epochs} epochs; its clean accuracy is not a same-budget comparison.")
+    return "\n".join(lines + [""] + verdicts + [""] + notes + [f"Settings: {json.dumps(settings)}"])
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_section(path: Path, body: str) -> None:
@@ -300,7 +318,8 @@ def main(argv=None) -> dict:
     text = report(results, args, settings)
     total = time.time() - t_start
     print("\n" + text + f"\n\nTotal {total / 60:.1f} min.")
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}" + (
+        f", {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ", no GPU used")
     if args.results:
         cmd = "python bench/seed_defenses_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv)
         write_section(Path(args.results), f"Machine: {machine}. Date: {date.today().isoformat()}. "

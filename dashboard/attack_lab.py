@@ -23,7 +23,7 @@ import streamlit as st
 from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, find_minimal_eps, get_attack, run_attack
 from advlens.attacks.display import image_rgb, perturbation_rgb, step_pictures
 from advlens.data import encode_png
-from dashboard.charts import ADV_COLOR, CLEAN_COLOR, line_chart, topk_bars
+from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
 from dashboard.widgets import CurrentExample, image_picker, model_picker, page_setup, set_current_example
 
 MEMO_KEY = "atk_memo"
@@ -125,6 +125,17 @@ def param_controls(cls, model, from_url: bool) -> dict:
             values[prm.name] = col.number_input(display_label(prm), step=step, format="%g", key=key, help=help_text,
                                                 placeholder="auto" if prm.optional else None)
     return values
+
+
+def forget_settings_of_other_model(model_name: str) -> None:
+    """Budgets and targets mean different things on another model: back to its defaults."""
+    last = st.session_state.get("atk_last_model")
+    st.session_state["atk_last_model"] = model_name
+    if last is None or last == model_name:
+        return
+    widget_keys = {f"atk_{n}_{p.name}" for n, cls in ATTACKS.items() for p in cls.params()} | {"atk_target"}
+    for key in widget_keys & set(st.session_state.keys()):
+        del st.session_state[key]
 
 
 def target_control(model, label: int, from_url: bool) -> tuple[int | None, bool]:
@@ -256,13 +267,16 @@ def show_metrics(res) -> None:
 
 
 def show_topk(res) -> None:
+    """Blue bars; red marks the class the attack aims at: the target, or the new prediction."""
     names = res.class_names
-    true_name = names[int(res.y[0])]
+    if res.targeted:
+        aim = names[int(res.target[0])]
+    else:
+        aim = names[int(res.adv_pred[0])] if bool(res.success[0]) else None
     c1, c2 = st.columns(2)
-    c1.plotly_chart(topk_bars(res.topk("clean"), "Clean top-5", highlight=true_name, color=CLEAN_COLOR),
-                    key="atk_top_clean")
-    highlight = names[int(res.target[0])] if res.targeted else true_name
-    c2.plotly_chart(topk_bars(res.topk("adv"), "Adversarial top-5", highlight=highlight, color=ADV_COLOR),
+    c1.plotly_chart(topk_bars(res.topk("clean"), f"Clean top-5 (true: {names[int(res.y[0])]})", highlight=aim,
+                              color=CLEAN_COLOR), key="atk_top_clean")
+    c2.plotly_chart(topk_bars(res.topk("adv"), "Adversarial top-5", highlight=aim, color=CLEAN_COLOR),
                     key="atk_top_adv")
 
 
@@ -362,6 +376,7 @@ def render() -> None:
     model_name, model = model_picker()
     if model is None:
         return
+    forget_settings_of_other_model(model_name)
     example = image_picker(model)
     if example is None:
         return

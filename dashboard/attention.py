@@ -2,132 +2,22 @@
 
 Thin page: maps, metrics and analysis come from :mod:`advlens.attribution`. It works on the
 Attack Lab's current example, or on its own (pick a model and an image; a PGD L-inf attack runs).
-``lens_source`` is shared with the Features page.
+``dashboard.lens`` holds what it shares with the Features page.
 """
 
 from __future__ import annotations
-
-import hashlib
-from collections import OrderedDict
-from dataclasses import dataclass
 
 import streamlit as st
 import torch
 
 from advlens.attacks import AttackConfigError, run_attack
-from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view, layer_choices
+from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view
 from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image_rgb, overlay
 from advlens.attribution.metrics import ERASE_VALUES
-from advlens.models import CheckpointError
-from advlens.predict import TopK
+from advlens.predict import topk_from_probs as topk_of
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
-from dashboard.widgets import get_current_example, get_model, image_picker, model_picker, page_setup
-
-MEMO_KEY = "advlens_lens_memo"
-MEMO_SIZE = 12
-
-
-@dataclass
-class LensInput:
-    """A clean/adversarial pair and where it came from."""
-
-    model_name: str
-    model: object
-    x: torch.Tensor  # (1, C, H, W) in [0, 1], CPU
-    x_adv: torch.Tensor
-    label: int  # -1: unknown
-    attack: str
-    title: str
-    probs: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    @property
-    def key(self) -> tuple:
-        digest = hashlib.sha1(self.x.numpy().tobytes() + self.x_adv.numpy().tobytes()).hexdigest()
-        return self.model_name, digest, self.label
-
-
-def memo(key: tuple, compute):
-    """Keep the last few expensive results of this session (attacks, views), keyed by their inputs."""
-    store: OrderedDict = st.session_state.setdefault(MEMO_KEY, OrderedDict())
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
-    value = compute()
-    store[key] = value
-    while len(store) > MEMO_SIZE:
-        store.popitem(last=False)
-    return value
-
-
-def default_eps_255(model) -> float:
-    """A budget that is visible in the results but small: 32/255 for grey digits, 2/255 for ImageNet photos."""
-    c, h, _ = model.input_size
-    if c == 1:
-        return 32.0
-    return 2.0 if h >= 128 else 8.0
-
-
-def lens_source(key: str) -> LensInput | None:
-    """The Attack Lab's current example, or a model + image picked here and attacked with PGD L-inf."""
-    current = get_current_example()
-    if current is not None:
-        other = st.toggle("Use another image", key=f"{key}_other",
-                          help="Off: the Attack Lab's latest example. On: pick a model and image here.")
-        if not other:
-            try:
-                model = get_model(current.model_name)
-            except (StopIteration, KeyError, CheckpointError, OSError, RuntimeError) as exc:
-                st.error(f"The Attack Lab's model {current.model_name!r} is not available: {exc}")
-                return None
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in (current.params or {}).items())
-            st.info(f"Attack Lab example: **{current.title}** on **{current.model_name}**, "
-                    f"attacked with **{current.attack}** ({shown}).")
-            return LensInput(current.model_name, model, current.x.detach().cpu().float(),
-                             current.x_adv.detach().cpu().float(), int(current.label), current.attack, current.title)
-    name, model = model_picker()
-    if model is None:
-        return None
-    example = image_picker(model)
-    if example is None:
-        return None
-    cols = st.columns(2)
-    eps255 = cols[0].number_input("PGD L-inf budget eps (x/255)", value=default_eps_255(model), step=1.0,
-                                  key=f"{key}_eps", help="The largest change of any pixel, in 1/255 units.")
-    steps = cols[1].number_input("PGD steps", min_value=1, max_value=200, value=10, step=1, key=f"{key}_steps")
-    params = {"eps": float(eps255) / 255.0, "steps": int(steps)}
-
-    def attack():
-        torch.manual_seed(0)
-        return run_attack(model, example.x, example.label, "pgd", **params)
-
-    try:
-        with st.spinner("Attacking (PGD L-inf)..."):
-            res = memo(("attack", name, hashlib.sha1(example.x.numpy().tobytes()).hexdigest(), example.label,
-                        tuple(sorted(params.items()))), attack)
-    except AttackConfigError as exc:
-        st.error(f"Attack settings rejected: {exc}")
-        return None
-    label = int(res.y[0])
-    return LensInput(name, model, res.x, res.x_adv, label, f"PGD L-inf eps {eps255:g}/255, {int(steps)} steps",
-                     example.title, (res.clean_probs, res.adv_probs))
-
-
-def topk_of(probs: torch.Tensor, names, k: int = 5) -> TopK:
-    values, idx = probs.topk(min(k, probs.numel()))
-    return TopK(idx.tolist(), [names[i] for i in idx.tolist()], values.tolist())
-
-
-def layer_control(model, key: str, default: str, label: str = "Layer") -> str:
-    """A layer selectbox plus a free-text override (any named submodule); validated by the engine."""
-    choices = layer_choices(model)
-    if default not in choices:
-        choices = [default] + choices
-    cols = st.columns([2, 1])
-    picked = cols[0].selectbox(label, choices, index=choices.index(default), key=f"{key}_layer")
-    typed = cols[1].text_input("or type a layer name", key=f"{key}_layer_text",
-                               help="Any submodule name, e.g. net.body._blocks.3").strip()
-    return typed or picked
+from dashboard.lens import layer_control, lens_source
+from dashboard.widgets import page_setup, session_memo
 
 
 def settings_panel(model, key: str = "att") -> dict:
@@ -238,7 +128,7 @@ def render() -> None:
                 s["erase"])
     try:
         with st.spinner("Computing attention maps..."):
-            view = memo(view_key, lambda: attention_view(
+            view = session_memo(view_key, lambda: attention_view(
                 model, src.x, src.x_adv, torch.tensor([src.label]), method=s["method"], layer=s["layer"],
                 target=s["target"], k_percent=s["k_percent"], threshold=s["threshold"], erase=s["erase"],
                 probs=src.probs))

@@ -14,17 +14,11 @@ import torch
 from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, Param, run_attack
 from advlens.attribution import compute_map
 from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
-from advlens.predict import TopK
 from advlens.zoo import list_models
 from dashboard.charts import ADV_COLOR, topk_bars
 from dashboard.widgets import image_picker, model_picker, page_setup
 
 DEFAULT_ATTACK = "pgd"
-
-
-def _topk(probs: torch.Tensor, names, k: int = 5) -> TopK:
-    values, idx = probs.topk(min(k, probs.numel()))
-    return TopK(idx.tolist(), [names[i] for i in idx.tolist()], values.tolist())
 
 
 def _scale(p: Param, colour: bool) -> float:

@@ -20,9 +20,10 @@ from advlens.attribution.features import (
     rank_channels,
 )
 from advlens.predict import predict_proba
-from dashboard.attention import layer_control, lens_source, memo
-from dashboard.widgets import page_setup
+from dashboard.lens import layer_control, lens_source
+from dashboard.widgets import page_setup, session_memo
 from defenses.denoise import OPERATORS
+from defenses.denoise_block import block_features, denoise_blocks
 from defenses.denoise_view import denoise_view
 
 
@@ -48,7 +49,7 @@ def channel_section(src, layer: str) -> None:
                       format_func=lambda b: "activation (mean |f|)" if b == "activation" else "change (mean |Δf|)")
     tol = c3.number_input("Tolerance for 'shared' (relative change)", value=0.25, step=0.05, key="feat_tol")
     cmap = c4.selectbox("Colormap", list(COLORMAPS), index=list(COLORMAPS).index("viridis"), key="feat_cmap")
-    fc, fa = memo(("feats", *src.key, layer), lambda: clean_and_adv_features(src.model, src.x, src.x_adv, [layer]))
+    fc, fa = session_memo(("feats", *src.key, layer), lambda: clean_and_adv_features(src.model, src.x, src.x_adv, [layer]))
     fc, fa = fc[layer], fa[layer]
     chans = rank_channels(fc[0], fa[0], n=int(n), by=by, tol=float(tol))
     grid = channel_grid(fc[0], fa[0], chans, cols=8, tile_px=64, colormap=cmap)
@@ -70,7 +71,7 @@ def channel_section(src, layer: str) -> None:
 def divergence_section(src) -> None:
     st.subheader("Divergence across depth")
     model = src.model
-    div = memo(("div", *src.key), lambda: layer_divergence(model, src.x, src.x_adv))
+    div = session_memo(("div", *src.key), lambda: layer_divergence(model, src.x, src.x_adv))
     st.plotly_chart(divergence_figure(div), width="stretch", key="feat_div")
     t = div.trend()
     first, last = float(div.mean[0]), float(div.mean[-1])
@@ -100,7 +101,7 @@ def denoise_section(src, layer: str) -> None:
         params["sigma_space"] = float(c3.number_input("sigma_space (px)", value=1.5, step=0.5, key="feat_ss"))
     model = src.model
     try:
-        view = memo(("denoise", *src.key, layer, op, tuple(sorted(params.items()))),
+        view = session_memo(("denoise", *src.key, layer, op, tuple(sorted(params.items()))),
                     lambda: denoise_view(model, src.x, src.x_adv, layer, op, **params))
     except (LayerError, ValueError) as exc:
         st.error(str(exc))
@@ -110,7 +111,7 @@ def denoise_section(src, layer: str) -> None:
               help="||D(f(x_adv)) − D(f(x))|| / ||f(x_adv) − f(x)||: below 1, D shrinks the adversarial noise.")
     m2.metric("net of signal shrinkage", f"{float(view.relative_ratio[0]):.3f}",
               help="the same ratio with each side divided by its clean feature norm: below 1, noise shrinks more "
-                   "than the features do.")
+                   "than the features do. Read this one for operators that rescale the features (dot product).")
     m3.metric("relative divergence", f"{float(view.divergence_after[0]):.3f}",
               delta=f"{float(view.divergence_after[0] - view.divergence_before[0]):+.3f}", delta_color="inverse",
               help="||D(fa) − D(fc)|| / ||D(fc)|| after denoising (delta: vs before)")
@@ -139,6 +140,30 @@ def denoise_section(src, layer: str) -> None:
                    "An untrained substitution: it shows what the bare operator does, not a trained defense.")
 
 
+def denoise_network_section(src) -> None:
+    """For a trained feature-denoising network: each block's features before and after it."""
+    if not denoise_blocks(src.model):
+        return
+    st.subheader("Denoising blocks of this network")
+    st.caption("Each block computes y = x + BN(Conv1x1(D(x))) (Xie et al. 2019). Ratio = "
+               "||y(x_adv) − y(x)|| / ||x_adv − x|| at the block: below 1, the block suppresses the noise.")
+    views = session_memo(("blocks", *src.key), lambda: block_features(src.model, src.x, src.x_adv))
+    st.dataframe([{"block": v.name, "operator": v.operator, "noise ratio (block)": float(v.ratio[0]),
+                   "noise ratio (scale-free)": float(v.relative_ratio[0]),
+                   "noise ratio (bare operator)": float(v.operator_ratio[0]), "||BN scale||": v.gamma_norm}
+                  for v in views], hide_index=True, width="stretch")
+    pick = st.selectbox("Block", [v.name for v in views], key="feat_block")
+    v = next(v for v in views if v.name == pick)
+    n = st.slider("Channels to show", 1, 32, 8, key="feat_block_n")
+    for title, fc, fa in (("before the block", v.before_clean, v.before_adv),
+                          ("after the block", v.after_clean, v.after_adv)):
+        chans = rank_channels(fc[0], fa[0], n=int(n), by="change")
+        grid = channel_grid(fc[0], fa[0], chans, cols=8, tile_px=56)
+        st.markdown(f"**{title}** — adversarial (top) and |adversarial − clean| (bottom), same scale per channel")
+        st.image(grid.adversarial, width="stretch")
+        st.image(grid.difference, width="stretch")
+
+
 def render() -> None:
     page_setup("Features", "🧩")
     st.caption("A perturbation invisible in pixels can be strong noise in the feature maps (Xie et al. 2019).")
@@ -157,6 +182,7 @@ def render() -> None:
     divergence_section(src)
     try:
         denoise_section(src, layer)
+        denoise_network_section(src)
     except (LayerError, ValueError) as exc:
         st.error(str(exc))
 

@@ -52,6 +52,8 @@ def hyperparam_input(h: HyperParam, default, dataset: str, key: str):
         return int(st.number_input(label, value=int(default), step=1, help=h.description, key=key))
     if h.choices:
         return st.selectbox(label, list(h.choices), index=list(h.choices).index(default), help=h.description, key=key)
+    if h.kind is str:
+        return st.text_input(label, value=str(default), help=h.description, key=key).strip()
     value = st.number_input(label, value=float(default) * scale, format="%.4g", help=h.description, key=key)
     return float(value) / scale
 
@@ -239,11 +241,26 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
         cs = st.columns(2)
         for col, fig in zip(cs, charts[i:i + 2]):
             col.plotly_chart(fig, width="stretch", key=f"tr_chart_{run_id}_{i}_{fig.layout.title.text}")
+    snapshots_view(rec, run_id)
     with st.expander("Log (tail)", expanded=rec.status == "failed"):
         st.code(read_log_tail(rec.log_path, 40) or "(empty)", language=None)
     with st.expander("Configuration"):
         st.json(rec.config)
         st.caption(f"Same run from the shell: `python -m advlens train --config {rec.folder / 'config.json'}`")
+
+
+def snapshots_view(rec, run_id: str) -> None:
+    """Images an objective saved per epoch (e.g. the attention defense's CAMs of a fixed batch)."""
+    snaps = sorted((rec.folder / "snapshots").glob("*.png"))
+    if not snaps:
+        return
+    with st.expander("Snapshots of a fixed batch, per epoch", expanded=True):
+        names = [p.stem for p in snaps]
+        pick = names[-1] if len(names) == 1 else st.select_slider("Snapshot", names, value=names[-1],
+                                                                   key=f"tr_snap_{run_id}")
+        st.image(str(rec.folder / "snapshots" / f"{pick}.png"),
+                 caption="columns: images; rows: clean, clean map, adversarial (red frame: misclassified), "
+                         "adversarial map")
 
 
 def render() -> None:

@@ -7,6 +7,8 @@ No tensor math here: the widgets call the engine (advlens) and hand tensors to t
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from advlens.models import CheckpointError, Classifier
 from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model
 
 CURRENT_KEY = "advlens_current_example"
+MEMO_KEY = "advlens_memo"
 
 
 @dataclass
@@ -268,3 +271,20 @@ def _import(weights: bytes, meta: bytes | None, name: str) -> None:
         st.error(f"Not imported: {exc}")
         return
     st.success(f"Imported **{entry.name}** ({entry.arch}, {entry.dataset}). It is now in every model picker.")
+
+
+def session_memo(key: tuple, compute: Callable[[], object], size: int = 12):
+    """This session's last ``size`` expensive results (attacks, views), keyed by their inputs.
+
+    Streamlit reruns the page on every widget change; the memo keeps a result until its inputs
+    change. Results hold tensors, so they stay per session instead of in ``st.cache_data``.
+    """
+    store: OrderedDict = st.session_state.setdefault(MEMO_KEY, OrderedDict())
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    value = compute()
+    store[key] = value
+    while len(store) > size:
+        store.popitem(last=False)
+    return value

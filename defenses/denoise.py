@@ -20,7 +20,7 @@ vector at position i and N = H*W:
   w_ij = exp(-|p_i - p_j|^2 / (2 s_s^2)) * exp(-||x_i - x_j||^2 / (2 s_r^2)), the range term on the
   whole feature vector (joint over channels); the window is the disc of radius k//2 and borders
   are reflected (BORDER_REFLECT_101), as in ``cv2.bilateralFilter``. Without ``sigma_color``,
-  s_r is each sample's feature standard deviation (features have no fixed scale).
+  s_r = std(x) * sqrt(C) per sample (features have no fixed scale; see :func:`color_scale`).
 
 **Noise-suppression ratio**: rho = ||D(f(x_adv)) - D(f(x))||_2 / ||f(x_adv) - f(x)||_2 per sample
 (< 1: the operator shrinks the adversarial noise). Any smoothing also shrinks the signal, so
@@ -162,8 +162,14 @@ def bilateral_filter(x: torch.Tensor, kernel_size: int = 5, sigma_space: float =
 
 
 def color_scale(x: torch.Tensor) -> torch.Tensor:
-    """The default range sigma of the bilateral filter: each sample's feature standard deviation (N,)."""
-    return x.detach().flatten(1).std(dim=1).clamp(min=1e-12)
+    """The default range sigma of the bilateral filter, per sample (N,): std(x) * sqrt(C).
+
+    Two feature vectors of C channels with values spread by std(x) lie about std(x) * sqrt(2C) apart,
+    so this sigma weighs a typical neighbour by about exp(-1); a sigma of std(x) alone would give
+    exp(-C) and leave the filter an identity on wide layers.
+    """
+    c = x.shape[1]
+    return (x.detach().flatten(1).std(dim=1) * math.sqrt(c)).clamp(min=1e-12)
 
 
 @dataclass(frozen=True)

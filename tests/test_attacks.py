@@ -100,6 +100,7 @@ def test_pgd_succeeds_at_least_as_often_as_fgsm(digits_model, digits_test):
     assert pgd >= 0.5  # a standard model at eps 0.1 (26/255) on digits
 
 
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 def test_pgd_agrees_with_captum(digits_model, digits_test):
     """Same model, batch, eps, steps and step size; both with a random start."""
     from captum.robust import PGD as CaptumPGD

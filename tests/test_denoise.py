@@ -175,7 +175,7 @@ def test_bilateral_uses_the_clean_range_sigma_for_both():
     torch.manual_seed(8)
     fc = torch.rand(2, 3, 8, 8)
     fa = fc + 0.5 * torch.randn_like(fc)
-    s = fc.flatten(1).std(dim=1)
+    s = fc.flatten(1).std(dim=1) * math.sqrt(3)  # default: std * sqrt(C)
     manual = (bilateral_filter(fa, 5, 1.5, s) - bilateral_filter(fc, 5, 1.5, s)).flatten(1).norm(dim=1) \
         / (fa - fc).flatten(1).norm(dim=1)
     torch.testing.assert_close(suppression_ratio(fc, fa, "bilateral"), manual)

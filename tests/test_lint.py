@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 
@@ -10,10 +10,9 @@ import pytest
 
 
 def test_ruff_is_clean():
-    ruff = shutil.which("ruff")
-    if ruff is None:
+    if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed")
-    out = subprocess.run([ruff, "check", "--no-cache", "advlens", "defenses", "dashboard", "tests", "bench",
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "advlens", "defenses", "dashboard", "tests", "bench",
                           "streamlit_app.py"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 

@@ -156,3 +156,13 @@ def test_an_interrupted_run_is_kept_after_stop_and_rerun_otherwise():
     at.run()
     fresh = at.session_state["atk_memo"][key]
     assert fresh is not res and not fresh.stopped and not any("stopped early" in w.value for w in at.warning)
+
+
+def test_switching_model_restores_that_models_defaults():
+    at = page(attack="fgsm", eps=50, target=3)
+    assert at.number_input(key="atk_fgsm_eps").value == 50.0
+    at.selectbox(key="model").select("efficientnet_lite0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="atk_fgsm_eps").value == 2.0  # the ImageNet default
+    assert at.selectbox(key="atk_target").value == -1
+    assert "Egyptian cat" in " ".join(c.proto.spec for c in at.get("plotly_chart"))  # chelsea, the first photo

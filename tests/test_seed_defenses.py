@@ -286,7 +286,7 @@ def test_deep_defense_regulariser_matches_its_formula(digits_model, batch):
     ratio = res.ratio(x)
     reg = torch.where(correct, torch.exp(-25 * ratio), torch.exp(5 * ratio.clamp(max=1.0))).mean()
     assert float(s["reg"]) == pytest.approx(float(reg), rel=1e-4)
-    assert float(loss) == pytest.approx(float(F.cross_entropy(logits, y) + 15 * reg), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(logits, y) + 15 * reg), rel=1e-4)
     assert float(s["rho"]) == pytest.approx(float(ratio[correct].mean()), rel=1e-4)
 
 
@@ -310,7 +310,7 @@ def test_a_few_steps_on_a_fixed_batch_decrease_the_objective(digits_model, batch
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0], losses
 
 

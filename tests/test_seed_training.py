@@ -29,6 +29,7 @@ def fixed_batch_config(objective: str, params: dict, **overrides) -> TrainConfig
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective, params, overrides", [
     ("attention", {"snapshot_size": 4}, {}),
     ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot", "stages": "conv2"}, {}),
@@ -91,6 +92,7 @@ def _submit_from_page(objective: str, hyper: dict) -> str:
     return runs[0].id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective, hyper", [
     ("attention", {"adversary": "pgd", "pgd_steps": 2, "snapshot_size": 2}),
     ("feature_denoise", {"steps": 2, "operator": "mean"}),

@@ -73,6 +73,11 @@ def register(sub) -> None:
     p.set_defaults(func=run_analyze)
 
 
+def _p(p: float) -> str:
+    """A p-value for people: below float64's range it prints as '<1e-300', not '0'."""
+    return "<1e-300" if p == 0 else f"{p:.2g}"
+
+
 def _target(text: str):
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -213,7 +218,7 @@ def run_analyze(args) -> int:
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['label']} | {r['success_mean']:.4f} | {r['success_median']:.4f} | {r['failure_mean']:.4f} | "
-              f"{r['failure_median']:.4f} | {r['p_value']:.2g} |")
+              f"{r['failure_median']:.4f} | {_p(r['p_value'])} |")
     print("verdict: " + ", ".join(f"{k}={v[k]:.3g}" if isinstance(v[k], float) else f"{k}={v[k]}" for k in v))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({

@@ -104,7 +104,9 @@ def read_checkpoint_bytes(blob: bytes, meta_text: str | None = None, name: str =
     """Decode safetensors bytes (never pickle). Returns (tensors, metadata)."""
     if len(blob) < 8:
         raise CheckpointError(f"{name} is empty or truncated; it is not a safetensors checkpoint.")
-    if blob[:2] == b"\x80\x02" or blob[:2] == b"PK" or blob[:1] == b"\x80":
+    # A safetensors file is an 8-byte little-endian header length, then a JSON header ("{").
+    # Anything else that starts like a pickle (0x80 + protocol) or a zip (torch.save) is refused.
+    if blob[8:9] != b"{" and (blob[:1] == b"\x80" or blob[:2] == b"PK"):
         raise CheckpointError(
             f"{name} looks like a pickle/torch.save file. advlens never unpickles uploads; "
             "save the weights with safetensors (advlens.models.save_checkpoint).")

@@ -85,6 +85,12 @@ def list_architectures() -> list[str]:
 
 
 def get_architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        # Architectures made by training objectives (e.g. small_cnn_denoise) register themselves when
+        # the trainer's objective registry loads; load it once, then look again.
+        from ..training.objectives import list_objectives
+
+        list_objectives()
     try:
         return ARCHITECTURES[name]
     except KeyError:

@@ -445,6 +445,7 @@ class Trainer:
             if verdict is not None:
                 if verdict.metrics:
                     self.store.log_metrics(self.run_id, st.step, st.epoch + 1, verdict.metrics)
+                    st.metrics.update(verdict.metrics)  # e.g. rho_2 and attention IoU reach the final metrics
                 stop, restore, message = verdict.stop, verdict.restore_previous, verdict.message
         stop, restore = self.dist.broadcast_flags(stop, restore)
         message = self.dist.broadcast_str(message)

@@ -31,8 +31,9 @@ Choices the paper leaves open, exposed as hyperparameters (defaults and reasons)
 
 After each epoch the objective measures the mean top-20% IoU between the clean and adversarial
 attention maps of a fixed batch of training images (the paper's analysis metric; ~0.12 when an
-attack succeeds, ~0.19 when it fails) and, when the run folder is known, writes a PNG of the
-maps (:func:`attention_snapshot`, :func:`snapshot_mosaic`) to ``<run>/snapshots/``.
+attack succeeds, ~0.19 when it fails) and writes a PNG of the maps (:func:`attention_snapshot`,
+:func:`snapshot_mosaic`) and a JSON of the labels, predictions and IoUs to
+``<run folder>/snapshots/attention_epoch<E>.{png,json}`` (``EpochContext.folder``).
 """
 
 from __future__ import annotations
@@ -138,9 +139,10 @@ class AttentionRectification(Objective):
 
     @classmethod
     def notes(cls) -> str:
-        return ("Training needs double backprop through Grad-CAM (`create_graph=True`): a step costs about "
-                "three forward/backward passes more than PGD-AT with the same adversary. After each epoch the "
-                "clean and adversarial maps of a fixed batch are saved to the run's `snapshots/` folder.")
+        return ("Each step adds to the adversary a Grad-CAM pass with `create_graph=True` on the clean and "
+                "adversarial batch, a forward pass on the erased images, and a double-backward pass. After each "
+                "epoch the clean and adversarial maps of a fixed batch are saved to the run's `snapshots/` folder "
+                "and their top-20% IoU is logged as `attention/iou`.")
 
     # ------------------------------------------------------------------------------- adversary
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: bool | None = None) -> torch.Tensor:
@@ -195,20 +197,10 @@ class AttentionRectification(Objective):
                                   normalize=self.cam_normalize)
         metrics = {"attention/iou": float(snap["iou"].mean()),
                    "attention/acc_adv": float((snap["pred_adv"] == snap["y"]).float().mean())}
-        folder = run_folder(ctx)
-        if folder is not None:
-            path = save_snapshot(snap, folder / SNAPSHOT_DIR, ctx.epoch)
+        if ctx.folder is not None:
+            path = save_snapshot(snap, Path(ctx.folder) / SNAPSHOT_DIR, ctx.epoch)
             ctx.log(f"attention snapshot: mean clean/adversarial IoU {metrics['attention/iou']:.3f} -> {path.name}")
         return EpochVerdict(metrics=metrics)
-
-
-def run_folder(ctx: EpochContext) -> Path | None:
-    """The run's folder: ``ctx.folder`` when the trainer provides it, else the folder of the run's log file."""
-    folder = getattr(ctx, "folder", None)
-    if folder is None:
-        log_path = getattr(ctx.log, "path", None)
-        folder = Path(log_path).parent if log_path is not None else None
-    return Path(folder) if folder is not None else None
 
 
 def attention_snapshot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack=None, x_adv: torch.Tensor | None = None,
