@@ -15,7 +15,6 @@ import hashlib
 import json
 import sys
 import time
-from collections import OrderedDict
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -24,9 +23,16 @@ from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, find_minimal_eps,
 from advlens.attacks.display import image_rgb, perturbation_rgb, step_pictures
 from advlens.data import encode_png
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
-from dashboard.widgets import CurrentExample, image_picker, model_picker, page_setup, set_current_example
+from dashboard.widgets import (
+    CurrentExample,
+    image_picker,
+    memo_get,
+    memo_put,
+    model_picker,
+    page_setup,
+    set_current_example,
+)
 
-MEMO_KEY = "atk_memo"
 MEMO_SIZE = 6
 STOP_KEY = "atk_stop_requested"
 URL_READ_KEY = "atk_url_read"
@@ -37,18 +43,6 @@ MIN_EPS_DEFAULTS = {"max_eps": 64.0, "tol": 0.25, "steps": 20}
 
 
 # ----- session memo and the stop request ---------------------------------------------------------
-def memo() -> OrderedDict:
-    return st.session_state.setdefault(MEMO_KEY, OrderedDict())
-
-
-def memo_put(key, value) -> None:
-    store = memo()
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > MEMO_SIZE:
-        store.popitem(last=False)
-
-
 def request_stop() -> None:
     st.session_state[STOP_KEY] = True
 
@@ -232,7 +226,7 @@ def run_and_store(key, model, example, name, params, target, seed, keep_images):
 
     res, interrupt, widgets = with_progress(title, work)
     res.extra["interrupted"] = interrupt is not None
-    memo_put(key, res)
+    memo_put(key, res, MEMO_SIZE)
     if interrupt is not None:
         raise interrupt
     clear(widgets)
@@ -348,11 +342,11 @@ def min_eps_section(model, example, target, digest_: str) -> None:
         except AttackConfigError as exc:
             st.error(f"Search settings rejected: {exc}")
             return
-        memo_put(key, found)
+        memo_put(key, found, MEMO_SIZE)
         if interrupt is not None:
             raise interrupt
         clear(widgets)
-    found = memo().get(key)
+    found = memo_get(key)
     if found is None:
         return
     s = found.summary(0)
@@ -413,7 +407,7 @@ def render() -> None:
     dg = digest(example)
     key = (model_name, dg, example.label, name, tuple(sorted(params.items())), target, seed, keep_images)
     stop_requested = st.session_state.pop(STOP_KEY, False)
-    res = memo().get(key)
+    res = memo_get(key)
     if res is not None and res.extra.get("interrupted"):
         if stop_requested:
             res.extra["interrupted"] = False  # the user's Stop: keep the partial result from now on

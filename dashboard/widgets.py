@@ -273,18 +273,31 @@ def _import(weights: bytes, meta: bytes | None, name: str) -> None:
     st.success(f"Imported **{entry.name}** ({entry.arch}, {entry.dataset}). It is now in every model picker.")
 
 
+def memo_get(key: tuple):
+    """A result this session computed earlier for ``key`` (see :func:`session_memo`), or None."""
+    store: OrderedDict = st.session_state.setdefault(MEMO_KEY, OrderedDict())
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    return None
+
+
+def memo_put(key: tuple, value, size: int = 12) -> None:
+    store: OrderedDict = st.session_state.setdefault(MEMO_KEY, OrderedDict())
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > size:
+        store.popitem(last=False)
+
+
 def session_memo(key: tuple, compute: Callable[[], object], size: int = 12):
     """This session's last ``size`` expensive results (attacks, views), keyed by their inputs.
 
     Streamlit reruns the page on every widget change; the memo keeps a result until its inputs
     change. Results hold tensors, so they stay per session instead of in ``st.cache_data``.
     """
-    store: OrderedDict = st.session_state.setdefault(MEMO_KEY, OrderedDict())
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
-    value = compute()
-    store[key] = value
-    while len(store) > size:
-        store.popitem(last=False)
+    value = memo_get(key)
+    if value is None:
+        value = compute()
+        memo_put(key, value, size)
     return value

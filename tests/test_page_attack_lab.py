@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from advlens.attacks import ATTACKS
+from dashboard.widgets import MEMO_KEY
 
 PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "attack_lab.py")
 
@@ -143,18 +144,18 @@ def test_an_interrupted_run_is_kept_after_stop_and_rerun_otherwise():
     """Simulates Streamlit interrupting a run: a Stop click keeps the partial result for good,
     any other interruption runs the attack again."""
     at = page(attack="pgd", steps=3)
-    (key, res), = at.session_state["atk_memo"].items()
+    (key, res), = at.session_state[MEMO_KEY].items()
     res.extra["interrupted"], res.stopped = True, True
     at.session_state["atk_stop_requested"] = True
     at.run()
-    assert not at.exception and at.session_state["atk_memo"][key] is res
+    assert not at.exception and at.session_state[MEMO_KEY][key] is res
     assert any("stopped early" in w.value for w in at.warning)
     assert res.extra["interrupted"] is False
     at.run()
-    assert at.session_state["atk_memo"][key] is res  # kept: no automatic rerun after a Stop
+    assert at.session_state[MEMO_KEY][key] is res  # kept: no automatic rerun after a Stop
     res.extra["interrupted"] = True  # now an interruption by some other click
     at.run()
-    fresh = at.session_state["atk_memo"][key]
+    fresh = at.session_state[MEMO_KEY][key]
     assert fresh is not res and not fresh.stopped and not any("stopped early" in w.value for w in at.warning)
 
 

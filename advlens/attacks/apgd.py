@@ -56,12 +56,17 @@ class APGD(Attack):
     def objective(self, logits, y, target):
         return (dlr_objective if self.loss == "dlr" else ce_objective)(logits, y, target)
 
-    def _perturb(self, x, y, target):
+    def check_config(self) -> None:
         if self.loss == "dlr":
-            need = 4 if target is not None else 3
-            if self.num_classes < need:
-                raise AttackConfigError(f"the DLR loss needs at least {need} classes; the model has "
-                                        f"{self.num_classes}")
+            self._check_classes(3)
+
+    def _check_classes(self, need: int) -> None:
+        if self.num_classes < need:
+            raise AttackConfigError(f"the DLR loss needs at least {need} classes; the model has {self.num_classes}")
+
+    def _perturb(self, x, y, target):
+        if self.loss == "dlr" and target is not None:
+            self._check_classes(4)  # the targeted DLR uses the 4th-largest logit
         total = self.steps * self.restarts
 
         def run_one(xs, ys, ts, restart, index):

@@ -224,10 +224,6 @@ class Attack:
     def check_config(self) -> None:
         """Checks that involve several params or the model; subclasses extend it."""
 
-    def describe(self) -> str:
-        shown = ", ".join(f"{p.name}={p.format(self.config[p.name])}" for p in self.PARAMS)
-        return f"{self.title or self.name}({shown})"
-
     # ----- running ---------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target=None) -> torch.Tensor:
         device = model_device(self.model)
