@@ -21,8 +21,10 @@ def topk_bars(topk: TopK, title: str = "Top-5", highlight: str | None = None, co
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colors,
                            text=[f"{p:.1f}%" for p in probs], textposition="auto",
                            hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
+    # Class names such as "0".."9" must stay labels: a numeric axis would place the bars by value.
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(range=[0, 100], title="probability (%)"))
+                      xaxis=dict(range=[0, 100], title="probability (%)"),
+                      yaxis=dict(type="category", categoryorder="array", categoryarray=names))
     return fig
 
 

@@ -58,3 +58,12 @@ def test_home_imports_a_checkpoint_from_a_path(tmp_path):
     from advlens.zoo import list_models
 
     assert "my_model" in [e.name for e in list_models()]
+
+
+def test_topk_bars_keep_numeric_class_names_as_labels():
+    from advlens.predict import TopK
+    from dashboard.charts import topk_bars
+
+    fig = topk_bars(TopK([3, 8, 5], ["3", "8", "5"], [0.9, 0.06, 0.04]))
+    assert fig.layout.yaxis.type == "category"
+    assert list(fig.layout.yaxis.categoryarray) == ["5", "8", "3"]  # best at the top
