@@ -71,10 +71,11 @@ def test_home_page_shows_predictions(server, page, tmp_path):
     page.get_by_text("Sample gallery").wait_for(timeout=90_000)
     # The gallery's bar charts name the predicted classes.
     page.get_by_text("photo: chelsea").first.wait_for(timeout=90_000)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+    # 4 photos + 10 digits: wait until at least 8 prediction charts have been drawn.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 8", timeout=120_000)
     body = page.locator("body").inner_text()
     assert "Device:" in body and "digits_small_cnn" in body
-    assert page.locator(".js-plotly-plot").count() >= 8
+    assert "Egyptian cat" in body and "espresso" in body
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
 
