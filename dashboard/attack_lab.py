@@ -31,6 +31,7 @@ from dashboard.widgets import (
     model_picker,
     page_setup,
     set_current_example,
+    suggested_linf_eps_255,
 )
 
 MEMO_SIZE = 6
@@ -60,11 +61,10 @@ def attack_blurb(cls) -> str:
 # ----- controls --------------------------------------------------------------------------------------
 def suggested_display_default(model, prm):
     """Attack defaults, except budgets that show something on this kind of image."""
-    c, h, _ = model.input_size
     if prm.name == "eps" and prm.unit == PIXEL:
-        return 32.0 if c == 1 else (2.0 if h >= 128 else 8.0)
+        return suggested_linf_eps_255(model)
     if prm.name == "eps" and prm.unit == "L2":
-        return 2.0 if c == 1 else float(prm.default)
+        return 2.0 if model.input_size[0] == 1 else float(prm.default)
     value = prm.to_display(prm.default)
     return float(value) if prm.kind is float and value is not None else value
 

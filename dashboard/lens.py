@@ -13,7 +13,14 @@ import torch
 from advlens.attacks import AttackConfigError, run_attack
 from advlens.attribution import layer_choices
 from advlens.models import CheckpointError
-from dashboard.widgets import get_current_example, get_model, image_picker, model_picker, session_memo
+from dashboard.widgets import (
+    get_current_example,
+    get_model,
+    image_picker,
+    model_picker,
+    session_memo,
+    suggested_linf_eps_255,
+)
 
 
 @dataclass
@@ -33,14 +40,6 @@ class LensInput:
     def key(self) -> tuple:
         digest = hashlib.sha1(self.x.numpy().tobytes() + self.x_adv.numpy().tobytes()).hexdigest()
         return self.model_name, digest, self.label
-
-
-def default_eps_255(model) -> float:
-    """A budget that is visible in the results but small: 32/255 for grey digits, 2/255 for ImageNet photos."""
-    c, h, _ = model.input_size
-    if c == 1:
-        return 32.0
-    return 2.0 if h >= 128 else 8.0
 
 
 def lens_source(key: str) -> LensInput | None:
@@ -68,7 +67,7 @@ def lens_source(key: str) -> LensInput | None:
     if example is None:
         return None
     cols = st.columns(2)
-    eps255 = cols[0].number_input("PGD L-inf budget eps (x/255)", value=default_eps_255(model), step=1.0,
+    eps255 = cols[0].number_input("PGD L-inf budget eps (x/255)", value=suggested_linf_eps_255(model), step=1.0,
                                   key=f"{key}_eps", help="The largest change of any pixel, in 1/255 units.")
     steps = cols[1].number_input("PGD steps", min_value=1, max_value=200, value=10, step=1, key=f"{key}_steps")
     params = {"eps": float(eps255) / 255.0, "steps": int(steps)}

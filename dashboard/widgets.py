@@ -125,6 +125,15 @@ def cached_dataset(name: str, split: str, root: str | None) -> ImageDataset:
     return load_dataset(name, split=split, root=root)
 
 
+def suggested_linf_eps_255(model: Classifier) -> float:
+    """An L-inf budget (in /255) that is small but shows something on this kind of image:
+    32/255 for grey digits, 2/255 for ImageNet-sized photos, 8/255 for small colour images."""
+    c, h, _ = model.input_size
+    if c == 1:
+        return 32.0
+    return 2.0 if h >= 128 else 8.0
+
+
 def compatible_datasets(model: Classifier) -> list[str]:
     return [d.name for d in DATASETS.values() if d.input_size == tuple(model.input_size) or d.name == "folder"]
 
