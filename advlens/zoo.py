@@ -103,6 +103,21 @@ def load_model(name: str, device: torch.device | str | None = None) -> Classifie
     return model.to(device).eval()
 
 
+def trained_linf_eps(model: Classifier) -> float | None:
+    """The L-inf budget ``model`` was adversarially trained at (from its checkpoint's recipe), or
+    None: pretrained and standard models, and objectives without a budget (Deep Defense)."""
+    recipe = (getattr(model, "checkpoint_meta", None) or {}).get("recipe") or {}
+    eps, objective = recipe.get("eps"), recipe.get("objective")
+    if not objective or not isinstance(eps, (int, float)) or not eps > 0:
+        return None
+    from .training.objectives import get_objective
+
+    try:
+        return float(eps) if get_objective(objective).uses_eps else None
+    except KeyError:
+        return None
+
+
 def _safe_name(name: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("._")
     if not name:

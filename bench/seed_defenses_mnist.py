@@ -67,8 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-size", type=int, default=1000, help="fixed random test images for the evaluation")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-eps", type=float, default=0.3, help="eps of the training adversaries")
-    p.add_argument("--train-pgd-steps", type=int, default=40, help="PGD steps of PGD-AT and feature denoising")
-    p.add_argument("--train-pgd-alpha", type=float, default=0.01, help="their PGD step size")
+    p.add_argument("--train-pgd-steps", type=int, default=7, help="PGD steps of PGD-AT and feature denoising "
+                   "(default: bench/train_mnist_pgd_at.py's CPU recipe, 7 x 0.06, rather than Madry's 40 x 0.01)")
+    p.add_argument("--train-pgd-alpha", type=float, default=0.06, help="their PGD step size")
+    p.add_argument("--eps-warmup", type=float, default=0.15,
+                   help="fraction of training over which every eps-using objective ramps its eps from 0")
     p.add_argument("--attention-adversary", default="stepll", choices=("stepll", "pgd"))
     p.add_argument("--denoise-operator", default="nonlocal_embedded_gaussian")
     p.add_argument("--denoise-stages", default="conv2",
@@ -101,7 +104,7 @@ def train_configs(args) -> dict[str, dict]:
     """The TrainConfig dict of each defense; the shared part makes the budgets equal."""
     common = dict(dataset="mnist", data_root=args.data_root, arch="small_cnn", epochs=args.epochs,
                   batch_size=args.batch_size, optimizer="adam", lr=1e-3, schedule="onecycle", eps=args.train_eps,
-                  crop_padding=0, flip=False, val_size=0, eval_size=64, eval_steps=5, test_eval=False,
+                  eps_warmup=args.eps_warmup, crop_padding=0, flip=False, val_size=0, eval_size=64, eval_steps=5, test_eval=False,
                   limit_train=args.train_size, seed=args.seed, device=args.device, log_every=20)
     pgd = {"steps": args.train_pgd_steps, "alpha": args.train_pgd_alpha}
     denoise = {**pgd, "operator": args.denoise_operator, "stages": args.denoise_stages}
@@ -294,7 +297,7 @@ def main(argv=None) -> dict:
         cfg = cfgs[name]
         if name == "deep_defense":
             init = results["models"]["standard"]["train"]["checkpoint"]
-            cfg = dict(cfg, objective_params={**cfg["objective_params"], "init_checkpoint": init})
+            cfg = dict(cfg, init_from=init)
         log(f"training {name} ...")
         model, info = train(name, cfg, log, device)
         log(f"evaluating {name} on {len(x)} test images ...")
@@ -309,7 +312,7 @@ def main(argv=None) -> dict:
             if name != "pgd_at":
                 r["vs_pgd_at"] = compare(r["per_image"], base)
     settings = {"epochs": args.epochs, "train_images": args.train_size or 60000, "test_images": len(x),
-                "train_eps": args.train_eps, "train_pgd": f"{args.train_pgd_steps}x{args.train_pgd_alpha:g}",
+                "train_eps": args.train_eps, "eps_warmup": args.eps_warmup, "train_pgd": f"{args.train_pgd_steps}x{args.train_pgd_alpha:g}",
                 "eval_pgd": f"PGD-{args.pgd_steps}, step 2.5*eps/steps, {args.restarts} restart(s)",
                 "rho2": f"DeepFool-50, overshoot 0.02, {args.rho_images or len(x)} images",
                 "iou": f"Grad-CAM top-20% IoU, PGD-{args.pgd_steps} at eps {args.iou_eps:g}",

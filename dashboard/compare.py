@@ -14,7 +14,7 @@ import torch
 from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, Param, run_attack
 from advlens.attribution import compute_map
 from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
-from advlens.zoo import list_models
+from advlens.zoo import list_models, trained_linf_eps
 from dashboard.charts import ADV_COLOR, topk_bars
 from dashboard.widgets import image_picker, model_picker, page_setup
 
@@ -26,7 +26,9 @@ def _scale(p: Param, colour: bool) -> float:
     return 255.0 if (p.unit == PIXEL and colour) else 1.0
 
 
-def attack_settings(colour: bool) -> tuple[str, dict]:
+def attack_settings(colour: bool, trained_eps: float | None = None) -> tuple[str, dict]:
+    """The attack and its parameters. The L-inf budget starts at the defended model's training eps
+    (``trained_eps``) when it has one: a defense is tested at the budget it was trained for."""
     names = list(ATTACKS)
     name = st.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK) if DEFAULT_ATTACK in names else 0,
                         format_func=lambda n: f"{ATTACKS[n].title} — {ATTACKS[n].paper}", key="cmp_attack")
@@ -37,6 +39,9 @@ def attack_settings(colour: bool) -> tuple[str, dict]:
     for i, p in enumerate(shown):
         col = cols[i % len(cols)]
         key = f"cmp_{name}_{p.name}_{'c' if colour else 'g'}"
+        eps_default = p.name == "eps" and p.unit == PIXEL
+        if eps_default and trained_eps is not None:
+            key += f"_{trained_eps:.6g}"  # a new default when the defended model changes
         scale = _scale(p, colour)
         label = p.name + (" (/255)" if scale != 1.0 else "")
         if p.choices:
@@ -50,7 +55,9 @@ def attack_settings(colour: bool) -> tuple[str, dict]:
             text = col.text_input(label, value="", help=p.help, key=key).strip()
             params[p.name] = float(text) / scale if text else None
         else:
-            default = p.default if colour or p.unit != PIXEL or p.name != "eps" else 0.3
+            default = p.default if colour or not eps_default else 0.3
+            if eps_default and trained_eps is not None:
+                default = trained_eps
             params[p.name] = float(col.number_input(label, value=float(default) * scale, format="%.4g", help=p.help,
                                                     key=key)) / scale
     return name, params
@@ -120,7 +127,7 @@ def render() -> None:
     if example is None:
         return
     colour = model_a.input_size[0] == 3
-    attack, params = attack_settings(colour)
+    attack, params = attack_settings(colour, trained_linf_eps(model_b))
     key = (name_a, name_b, example.title, attack, tuple(sorted(params.items())))
     if st.button("Attack both", type="primary", key="cmp_run"):
         try:

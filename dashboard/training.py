@@ -17,6 +17,7 @@ from advlens.training import jobs
 from advlens.training.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, recommended_for_dataset
 from advlens.training.objectives import ONE_CHANNEL_DATASETS, PIXEL, HyperParam, Objective, list_objectives
 from advlens.training.store import ACTIVE, RunRecord, RunStore, read_log_tail
+from advlens.zoo import list_models
 from dashboard.widgets import page_setup
 
 TRAINABLE_DATASETS = [n for n in DATASETS if n != "imagenet_samples"]
@@ -58,6 +59,18 @@ def hyperparam_input(h: HyperParam, default, dataset: str, key: str):
     return float(value) / scale
 
 
+def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
+    """The models a run can start from ("" = a fresh initialisation) and the preselected one: for a
+    fine-tuning objective, the first clean model of the dataset (the shipped one, then standard runs)."""
+    entries = [e for e in list_models() if e.path is not None and e.arch in TRAINABLE_ARCHS]
+    names = [""] + [e.name for e in entries]
+    if fine_tunes:
+        clean = [e.name for e in entries if e.dataset == dataset and (e.source == "asset" or e.name.endswith("-standard"))]
+        if clean:
+            return names, names.index(clean[0])
+    return names, 0
+
+
 def new_run_form(store: RunStore) -> None:
     objectives = {cls.name: cls for cls in list_objectives()}
     names = list(objectives)
@@ -81,9 +94,14 @@ def new_run_form(store: RunStore) -> None:
                                       "Blank: the download cache.")
         a1, a2, a3, a4 = st.columns(4)
         arch = a1.selectbox("Model", TRAINABLE_ARCHS, index=TRAINABLE_ARCHS.index(rec["arch"]), key=f"tr_arch_{k}")
-        epochs = int(a2.number_input("Epochs", 1, 1000, 3 if family == "mnist" else 15, key=f"tr_epochs_{k}"))
+        epochs = int(a2.number_input("Epochs", 1, 1000, int(rec["epochs"]), key=f"tr_epochs_{k}"))
         batch = int(a3.number_input("Batch size", 1, 4096, 64 if family == "mnist" else 128, key=f"tr_batch_{k}"))
         seed = int(a4.number_input("Seed", 0, 2**31 - 1, 0, key=f"tr_seed_{k}"))
+        inits, init_index = init_choices(dataset, cls.fine_tunes)
+        init_from = st.selectbox("Start from", inits, index=init_index, key=f"tr_init_{k}",
+                                 format_func=lambda n: n or "a fresh initialisation",
+                                 help="fine-tune a trained model of the zoo (same architecture, input size and classes)"
+                                      + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else ""))
         b1, b2, b3, b4 = st.columns(4)
         optimizer = b1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(rec["optimizer"]), key=f"tr_opt_{k}")
         sched = b2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(rec["schedule"]),
@@ -126,7 +144,7 @@ def new_run_form(store: RunStore) -> None:
                     arch=arch, epochs=epochs, batch_size=batch, optimizer=optimizer, lr=lr, weight_decay=wd,
                     schedule=sched, eps=float(eps_shown) / scale, eps_warmup=float(warm), crop_padding=crop, flip=flip, val_size=val_size,
                     eval_size=eval_size, eval_steps=eval_steps, max_steps=max_steps, limit_train=limit, seed=seed,
-                    device=device, name=name.strip())
+                    device=device, name=name.strip(), init_from=init_from)
     try:
         rec_run = jobs.submit(TrainConfig.from_dict(cfg_dict), store)
     except ConfigError as exc:
@@ -154,6 +172,10 @@ def runs_table(runs: list[RunRecord]) -> None:
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100,
                                                                             format="%.0f%%")})
+
+
+def live_runs_table(store: RunStore) -> None:
+    runs_table(store.list_runs())
 
 
 def _figure(metrics: dict, keys: list[str], title: str, ytitle: str, percent: bool = False) -> go.Figure | None:
@@ -278,7 +300,8 @@ def render() -> None:
     if not runs:
         st.info("No runs yet. Configure one above and press Start.")
         return
-    runs_table(runs)
+    # the table refreshes itself while a run is queued or training (status, progress, accuracies)
+    st.fragment(run_every=2 if any(r.active for r in runs) else None)(live_runs_table)(store)
     ids = [r.id for r in runs]
     by_id = {r.id: r for r in runs}
     wanted = st.query_params.get("run")

@@ -28,7 +28,7 @@ from advlens.data import (
 )
 from advlens.device import describe_device, force_cpu, get_device
 from advlens.models import CheckpointError, Classifier
-from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model
+from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model, trained_linf_eps
 
 CURRENT_KEY = "advlens_current_example"
 MEMO_KEY = "advlens_memo"
@@ -126,8 +126,12 @@ def cached_dataset(name: str, split: str, root: str | None) -> ImageDataset:
 
 
 def suggested_linf_eps_255(model: Classifier) -> float:
-    """An L-inf budget (in /255) that is small but shows something on this kind of image:
-    32/255 for grey digits, 2/255 for ImageNet-sized photos, 8/255 for small colour images."""
+    """An L-inf budget (in /255): the one an adversarially trained model was trained at (so the
+    attack tests the defense at its own budget); otherwise small but showing something on this
+    kind of image: 32/255 for grey digits, 2/255 for ImageNet-sized photos, 8/255 for colour images."""
+    trained = trained_linf_eps(model)
+    if trained is not None:
+        return round(trained * 255.0, 4)
     c, h, _ = model.input_size
     if c == 1:
         return 32.0

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from advlens.attacks import DeepFool
 from advlens.data import load_digits
 from advlens.models import Classifier, ModelSpec, build_model, load_checkpoint, save_checkpoint
-from advlens.training.config import ConfigError, TrainConfig
+from advlens.training.config import ConfigError, TrainConfig, validate
+from advlens.training.init_from import apply_init
 from advlens.training.objectives import StepContext, get_objective
+from advlens.zoo import load_model
 from defenses.attention_loss import attended_mask, attention_cam, contrast_loss, erase_attended, erase_fill, mask_loss
 from defenses.deepfool_diff import deepfool, deepfool_ratios, rho2
 from defenses.denoise import suppression_ratio
@@ -318,7 +320,7 @@ def test_objectives_are_registered_with_documented_defaults():
     att = get_objective("attention")
     d = att.defaults("digits")
     assert (d["w_ce"], d["w_mask"], d["w_contrast"], d["adversary"], d["erase"]) == (8.0, 4.0, 1.0, "stepll", "mean")
-    assert d["pgd_steps"] == 40 and att.defaults("cifar10")["pgd_steps"] == 7
+    assert d["pgd_steps"] == 10 and att.defaults("mnist")["pgd_steps"] == 40 and att.defaults("cifar10")["pgd_steps"] == 7
     fd = get_objective("feature_denoise").defaults("mnist")
     assert fd["operator"] == "nonlocal_embedded_gaussian" and fd["clean_start_prob"] == 0.2
     assert fd["steps"] == 40 and fd["targeted"] is False
@@ -330,17 +332,26 @@ def test_objectives_are_registered_with_documented_defaults():
         assert cls.formula and cls.source and cls.arxiv and cls.extra_plots
 
 
-def test_deep_defense_fine_tunes_from_a_checkpoint(tmp_path, digits_model):
+def test_init_from_fine_tunes_from_a_checkpoint_or_a_zoo_model(tmp_path, digits_model):
+    """TrainConfig.init_from (Deep Defense's clean starting model) loads the weights and the
+    normalisation they were trained with, and refuses a mismatched or missing checkpoint."""
     path = save_checkpoint(digits_model, tmp_path / "clean")
-    obj = objective("deep_defense", {"init_checkpoint": str(path)})
-    model = obj.prepare_model(build_model("small_cnn"))
     x = torch.rand(2, 1, 28, 28)
+    fresh = build_model("small_cnn", mean=(0.0,), std=(1.0,))
+    model = apply_init(fresh, str(path))
     assert torch.equal(model.eval()(x), digits_model(x))
+    assert model.spec.mean == digits_model.spec.mean
+    assert torch.equal(apply_init(fresh, "digits_small_cnn").eval()(x), load_model("digits_small_cnn", "cpu")(x))
     wrong = save_checkpoint(build_model("preact_resnet18"), tmp_path / "resnet")
-    with pytest.raises(ConfigError, match="init_checkpoint is a preact_resnet18"):
-        objective("deep_defense", {"init_checkpoint": str(wrong)}).prepare_model(build_model("small_cnn"))
-    with pytest.raises(ConfigError, match="cannot load init_checkpoint"):
-        objective("deep_defense", {"init_checkpoint": str(tmp_path / "missing")}).prepare_model(build_model("small_cnn"))
+    with pytest.raises(ConfigError, match="is a preact_resnet18 for 3x32x32 images"):
+        apply_init(build_model("small_cnn"), str(wrong))
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        apply_init(build_model("small_cnn"), str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        validate(TrainConfig(objective="deep_defense", init_from="nope"))
+    with pytest.raises(ConfigError, match="is a preact_resnet18; the run trains a small_cnn"):
+        validate(TrainConfig(objective="deep_defense", init_from=str(wrong)))
+    validate(TrainConfig(objective="deep_defense", init_from="digits_small_cnn"))
 
 
 def test_feature_denoise_refuses_models_it_cannot_equip():

@@ -37,7 +37,7 @@ def fixed_batch_config(objective: str, params: dict, **overrides) -> TrainConfig
 ])
 def test_trainer_runs_each_seed_defense_and_its_loss_decreases(objective, params, overrides, digits_model, tmp_path):
     if objective == "deep_defense":  # fine-tuning a clean model, as the paper does
-        params = dict(params, init_checkpoint=str(save_checkpoint(digits_model, tmp_path / "clean")))
+        overrides = dict(overrides, init_from=str(save_checkpoint(digits_model, tmp_path / "clean")))
     cfg = fixed_batch_config(objective, params, **overrides)
     rec = jobs.run_in_foreground(cfg, echo=False)
     assert rec.status == "done", rec.message
@@ -108,3 +108,6 @@ def test_training_page_starts_each_seed_defense(objective, hyper):
     model, meta = load_checkpoint(rec.folder / "final.safetensors")
     assert meta["arch"] == ("small_cnn_denoise" if objective == "feature_denoise" else "small_cnn")
     assert torch.isfinite(model(torch.rand(2, 1, 28, 28))).all()
+    # Deep Defense fine-tunes a clean model: the page preselects the shipped one; the others start fresh.
+    assert rec.config["init_from"] == ("digits_small_cnn" if objective == "deep_defense" else "")
+    assert meta["recipe"]["init_from"] == rec.config["init_from"]

@@ -96,3 +96,28 @@ def test_torchrun_cli_runs_a_tiny_ddp_training(tmp_path):
     (rec,) = RunStore().list_runs()
     assert rec.status == "done" and rec.world_size == 2 and rec.step == 3
     assert "over 2 process(es)" in rec.log_path.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective, params", [
+    ("attention", {"snapshot_size": 4}),  # Grad-CAM with create_graph=True inside the loss
+    ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 8}),  # unrolled, differentiable DeepFool
+    ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot", "stages": "conv2"}),  # inserted blocks
+])
+def test_seed_defenses_train_under_ddp_with_identical_weights(objective, params, tmp_path):
+    """Double backward (through the CAM and through DeepFool) and a transformed model under DDP:
+    the ranks still end with the same weights."""
+    store = RunStore()
+    cfg = {**CFG, "objective": objective, "objective_params": params, "eps": 0.1, "max_steps": 2, "epochs": 1}
+    rec = store.create_run(TrainConfig.from_dict(cfg).to_dict(), "cpu", world_size=2)
+    mp.start_processes(_rank_main, args=(2, _free_port(), os.environ["ADVLENS_HOME"], rec.id, str(tmp_path)),
+                       nprocs=2, join=True, start_method="spawn")
+    r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
+    rec = store.require(rec.id)
+    assert rec.status == "done" and rec.step == 2
+    final, meta = load_checkpoint(rec.final_path)
+    assert all(torch.equal(final.state_dict()[k], r0[k]) for k in r0)  # the checkpoint is rank 0's
+    assert meta["recipe"]["objective"] == objective
+    losses = RunStore().metrics(rec.id)["train/loss"]["value"]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))

@@ -59,7 +59,7 @@ def test_start_a_tiny_run_from_the_page_and_reopen_it():
     (rec,) = RunStore().list_runs()
     assert rec.id in str(at.query_params["run"])
     assert rec.objective == "pgd_at" and rec.config["objective_params"]["steps"] == 2
-    assert rec.config["max_steps"] == 3 and rec.config["eps"] == 0.3
+    assert rec.config["max_steps"] == 3 and rec.config["eps"] == 0.15  # the digits default
     try:
         rec = jobs.wait(rec.id, timeout=300)
     finally:

@@ -173,3 +173,22 @@ def test_registry_lists_every_objective_with_formula_source_and_defaults():
     assert trades["beta"] == 6.0 and trades["init_std"] == 0.001
     assert get_objective("fgsm_at").defaults()["a"] == 0.5
     assert get_objective("fast_at").defaults()["alpha_ratio"] == 1.25
+
+
+def test_an_adversarially_trained_checkpoint_reports_its_training_budget(tmp_path):
+    """The Attack Lab and the lens pages suggest the trained eps of a defended model."""
+    from advlens.models import build_model, load_checkpoint, save_checkpoint
+    from advlens.zoo import load_model, trained_linf_eps
+
+    def saved(recipe):
+        path = save_checkpoint(build_model("small_cnn"), tmp_path / f"m{len(list(tmp_path.iterdir()))}", recipe=recipe)
+        return load_checkpoint(path)[0]
+
+    assert trained_linf_eps(saved({"objective": "pgd_at", "eps": 0.15})) == 0.15
+    assert trained_linf_eps(saved({"objective": "trades", "eps": 8 / 255})) == pytest.approx(8 / 255)
+    assert trained_linf_eps(saved({"objective": "standard", "eps": 0.3})) is None
+    assert trained_linf_eps(saved({"objective": "deep_defense", "eps": 0.3})) is None  # no budget
+    assert trained_linf_eps(saved({"objective": "gone", "eps": 0.3})) is None
+    assert trained_linf_eps(saved({})) is None
+    assert trained_linf_eps(load_model("efficientnet_lite0", "cpu")) is None
+    assert trained_linf_eps(load_model("digits_small_cnn", "cpu")) is None

@@ -44,6 +44,7 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--checkpoint-every", "checkpoint_every", int, "also checkpoint every N steps"),
     ("--log-every", "log_every", int, "log training scalars every N steps"),
     ("--limit-train", "limit_train", int, "use a seeded random subset of N training images"),
+    ("--init-from", "init_from", str, "start from these weights: a zoo model name or a checkpoint path"),
     ("--name", "name", str, "a name for the run"),
 ]
 

@@ -76,6 +76,15 @@ class DistContext:
         dist.broadcast(buf, src=0)
         return bytes(buf.cpu().tolist()).decode()
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP broadcasts them at the
+        start of each forward; after the last step each rank still holds the statistics of its own
+        shard, so a checkpoint or a resume needs them synced."""
+        if not self.enabled:
+            return
+        for buf in module.buffers():
+            dist.broadcast(buf.data, src=0)
+
     def gather_bytes(self, t: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's uint8 tensor of equal size (e.g. an RNG state), on every rank, CPU."""
         if not self.enabled:

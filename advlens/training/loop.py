@@ -40,6 +40,7 @@ from .augment import Augment
 from .config import ConfigError, TrainConfig, validate
 from .data import TrainingData, prepare_data
 from .evaluate import clean_accuracy, robust_accuracy
+from .init_from import apply_init
 from .objectives import EpochContext, Objective, StepContext, get_objective
 from .state import load_training_state, save_model_checkpoint, save_training_state
 from .store import RunStore, run_dir
@@ -182,6 +183,8 @@ class Trainer:
         objective_cls = get_objective(cfg.objective)
         self.objective: Objective = objective_cls(cfg.objective_params, cfg)
         model = build_run_model(cfg, self.data)
+        if cfg.init_from:  # fine-tuning: the weights of a trained model (a resume then overwrites them)
+            model = apply_init(model, cfg.init_from)
         model = self.objective.prepare_model(model)
         self.channels_last = self.device.type == "cuda" and cfg.channels_last
         model = model.to(self.device)
@@ -256,11 +259,12 @@ class Trainer:
                 "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
                 "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
                 "augment": self.augment.describe(), "seed": cfg.seed, "val_size": cfg.val_size,
-                "world_size": self.dist.world_size, "run_id": self.run_id,
+                "world_size": self.dist.world_size, "run_id": self.run_id, "init_from": cfg.init_from,
                 "command": f"python -m advlens train --config runs/{self.run_id}/config.json"}
 
     def save(self) -> None:
-        rng = self._rng_tensors()  # collective: every rank takes part
+        self.dist.sync_buffers(self.model)  # collective: every rank takes part
+        rng = self._rng_tensors()  # collective
         if self.dist.is_main:
             self.state.elapsed_s = self.elapsed()
             save_training_state(self.ckpt_dir, self.model, self.optimizer, self.state.to_dict(), rng, self.recipe())

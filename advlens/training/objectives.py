@@ -6,7 +6,8 @@ minimise; the trainer (:mod:`advlens.training.loop`) does everything else. The c
 - ``name`` (the registry key, used in configs and the CLI), ``title``, ``formula`` (LaTeX for
   ``st.latex``) and ``source`` (paper and arXiv id);
 - ``hyperparams``: :class:`HyperParam` descriptors with defaults and descriptions, and
-  ``presets`` per data family ("mnist": 1-channel digits, "cifar": colour images) for values
+  ``presets`` per data family ("mnist": 1-channel digits, "cifar": colour images) or per dataset
+  name ("digits" overrides "mnist") for values
   the papers set per dataset (e.g. PGD steps and step size);
 - ``loss(model, x, y, ctx) -> (loss, {name: float})``: the training loss of one batch and the
   scalars to log.
@@ -155,6 +156,7 @@ class Objective:
     source: ClassVar[str] = ""
     arxiv: ClassVar[str] = ""
     uses_eps: ClassVar[bool] = True
+    fine_tunes: ClassVar[bool] = False  # the method starts from a trained clean model (TrainConfig.init_from)
     hyperparams: ClassVar[tuple[HyperParam, ...]] = ()
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     extra_plots: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -178,6 +180,7 @@ class Objective:
         """Each hyperparameter's default, with the dataset family's preset applied."""
         d = {h.name: h.default for h in cls.hyperparams}
         d.update(cls.presets.get(cls.family(dataset), {}))
+        d.update(cls.presets.get(dataset, {}))  # a preset for one dataset overrides its family's
         return d
 
     @classmethod

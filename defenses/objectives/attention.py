@@ -132,7 +132,12 @@ class AttentionRectification(Objective):
         HyperParam("snapshot_size", 8, "images of the fixed batch whose clean and adversarial maps are measured "
                    "and saved after each epoch (0: off)", int, 0, 64),
     )
-    presets = {"mnist": {"pgd_steps": 40, "pgd_alpha": 0.01}, "cifar": {"pgd_steps": 7, "pgd_alpha": 2 / 255}}
+    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
+    presets = {
+        "digits": {"pgd_steps": 10, "pgd_alpha": 0.0375},
+        "mnist": {"pgd_steps": 40, "pgd_alpha": 0.01},
+        "cifar": {"pgd_steps": 7, "pgd_alpha": 2 / 255},
+    }
     extra_plots = {"Attention terms": ("train/mask", "train/contrast"),
                    "Training accuracy: clean vs adversarial": ("train/acc", "train/acc_adv"),
                    "Attention IoU, clean vs adversarial (fixed batch)": ("attention/iou",)}

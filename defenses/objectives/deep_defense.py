@@ -19,9 +19,9 @@ boundary and their ratio stays far below 1; from a weak model, 5 linearised step
 true class can return ||r|| several times ||x||, and exp(d * ratio) overflows the loss (we saw 1e8
 after 4 steps). Beyond the cap the term is constant (no gradient): a "distance" larger than the
 image itself is not a meaningful DeepFool estimate. Default 1.0; 0 turns the cap off (the
-authors' code). ``init_checkpoint`` names the clean checkpoint to fine-tune from
-(its architecture and input shape must match the run's); empty trains from the run's
-initialisation. As in their code, DeepFool runs on the network in its training mode and
+authors' code). The clean model to fine-tune from is the run's ``init_from`` (a zoo name or a
+checkpoint path; :mod:`advlens.training.init_from`), which the training page preselects for this
+objective. As in their code, DeepFool runs on the network in its training mode and
 ignores the [0, 1] box (``clip``: off).
 
 After each epoch the objective reports rho_2 = mean ||r||_2 / ||x||_2 (:func:`defenses.deepfool_diff.rho2`:
@@ -33,8 +33,6 @@ from __future__ import annotations
 import torch
 
 from advlens.data import to_float
-from advlens.models import CheckpointError, load_checkpoint
-from advlens.training.config import ConfigError
 from advlens.training.objectives import (
     EpochContext,
     EpochVerdict,
@@ -66,6 +64,7 @@ class DeepDefense(Objective):
               "arXiv 1803.00404")
     arxiv = "1803.00404"
     uses_eps = False
+    fine_tunes = True
     hyperparams = (
         HyperParam("lam", 15.0, "weight lambda of the regulariser", float, 0.0, 1e4),
         HyperParam("c", 25.0, "slope for correctly classified samples: exp(-c ||r||/||x||)", float, 0.0, 1e4),
@@ -76,8 +75,6 @@ class DeepDefense(Objective):
                    1000),
         HyperParam("ratio_cap", 1.0, "cap of ||r||/||x|| in the misclassified term exp(d * min(ratio, cap)); "
                    "0: no cap (the authors' code)", float, 0.0, 100.0),
-        HyperParam("init_checkpoint", "", "clean checkpoint to fine-tune from (.safetensors path; empty: none)",
-                   str),
         HyperParam("rho_images", 100, "images of the fixed batch for rho_2 after each epoch (0: off)", int, 0,
                    10_000),
     )
@@ -88,24 +85,8 @@ class DeepDefense(Objective):
     @classmethod
     def notes(cls) -> str:
         return ("The authors fine-tune a clean model for 5 epochs with SGD (lr 5e-4, momentum 0.9): set "
-                "`init_checkpoint` to a standard run's `final.safetensors`. `train/rho` is the 5-iteration ratio "
+                "**Start from** (`init_from`) to a clean model: the shipped `digits_small_cnn` or a standard run. `train/rho` is the 5-iteration ratio "
                 "on the training batches (correct samples); `deepfool/rho2` is DeepFool-50 on a fixed batch.")
-
-    def prepare_model(self, model):
-        if not self.init_checkpoint:
-            return model
-        try:
-            init, _ = load_checkpoint(self.init_checkpoint)
-        except (CheckpointError, OSError) as exc:
-            raise ConfigError(f"deep_defense: cannot load init_checkpoint: {exc}") from None
-        if init.spec.arch != model.spec.arch or tuple(init.spec.input_size) != tuple(model.spec.input_size) \
-                or init.num_classes != model.num_classes:
-            raise ConfigError(f"deep_defense: init_checkpoint is a {init.spec.arch} for "
-                              f"{'x'.join(map(str, init.spec.input_size))} images and {init.num_classes} classes; "
-                              f"the run trains a {model.spec.arch} for {'x'.join(map(str, model.spec.input_size))} "
-                              f"images and {model.num_classes} classes.")
-        model.load_state_dict(init.state_dict())
-        return model
 
     def loss(self, model, x, y, ctx):
         logits = model(x)

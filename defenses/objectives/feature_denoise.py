@@ -58,7 +58,12 @@ class FeatureDenoise(Objective):
         HyperParam("clean_start_prob", 0.2, "fraction of batches whose PGD starts at the clean image instead of "
                    "a random point (the authors' code: 0.2)", float, 0.0, 1.0),
     )
-    presets = {"mnist": {"steps": 40, "alpha": 0.01}, "cifar": {"steps": 7, "alpha": 2 / 255}}
+    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
+    presets = {
+        "digits": {"steps": 10, "alpha": 0.0375},
+        "mnist": {"steps": 40, "alpha": 0.01},
+        "cifar": {"steps": 7, "alpha": 2 / 255},
+    }
     extra_plots = {"Training accuracy on PGD examples": ("train/acc_adv",),
                    "Denoising blocks: mean ||BN gamma|| (0 = identity)": ("train/block_gamma",)}
 
