@@ -28,10 +28,15 @@ Smoke run (minutes on 2 CPU cores; numbers not meaningful)::
     python bench/seed_defenses_mnist.py --epochs 1 --train-size 256 --test-size 64 --restarts 1 \\
         --pgd-steps 10 --train-pgd-steps 5 --rho-images 32
 
-Full run (the lead's; hours on the CPU)::
+The recorded run (bench/RESULTS.md; ~64 min on the 2-core CPU)::
 
-    python bench/seed_defenses_mnist.py --epochs 5 --train-size 0 --test-size 1000 --restarts 5 \\
-        --results bench/RESULTS.md --home ~/.advlens
+    python bench/seed_defenses_mnist.py --epochs 1 --train-size 15000 --test-size 500 --restarts 2 \\
+        --rho-images 200 --home /tmp/seed_home --out bench/out/seed_defenses_mnist.json
+
+On a GPU, the full-size comparison::
+
+    python bench/seed_defenses_mnist.py --epochs 5 --train-size 0 --test-size 1000 --restarts 5 --device cuda \\
+        --results bench/RESULTS.md
 """
 
 from __future__ import annotations

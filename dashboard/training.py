@@ -98,6 +98,9 @@ def new_run_form(store: RunStore) -> None:
         batch = int(a3.number_input("Batch size", 1, 4096, 64 if family == "mnist" else 128, key=f"tr_batch_{k}"))
         seed = int(a4.number_input("Seed", 0, 2**31 - 1, 0, key=f"tr_seed_{k}"))
         inits, init_index = init_choices(dataset, cls.fine_tunes)
+        if cls.fine_tunes and init_index == 0:
+            st.info(f"{cls.title} fine-tunes a clean model, and none of {dataset} is in the zoo yet: train a standard "
+                    f"run on {dataset} first, then pick it under **Start from** (or start from a fresh initialisation).")
         init_from = st.selectbox("Start from", inits, index=init_index, key=f"tr_init_{k}",
                                  format_func=lambda n: n or "a fresh initialisation",
                                  help="fine-tune a trained model of the zoo (same architecture, input size and classes)"
