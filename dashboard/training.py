@@ -296,7 +296,9 @@ def render() -> None:
     store.reap_dead()
     objectives = {cls.name: cls for cls in list_objectives()}
     runs = store.list_runs()
-    with st.expander("New run", expanded=not runs or "run" not in st.query_params):
+    # decided once per session: a changing `expanded` would fold the form while the user fills it
+    expanded = st.session_state.setdefault("tr_form_open", not runs or "run" not in st.query_params)
+    with st.expander("New run", expanded=expanded):
         new_run_form(store)
     runs = store.list_runs()
     st.subheader("Runs")

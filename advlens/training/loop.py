@@ -382,8 +382,11 @@ class Trainer:
             epoch_done = st.batch_in_epoch >= self.steps_per_epoch
             evals = self._evaluate_and_log()
             verdict_stop = restore = False
-            if epoch_done:
+            if epoch_done or st.step >= self.total_steps:
+                # a run that ends inside an epoch (max_steps) still gets the objective's end-of-epoch
+                # measurements: rho_2, the attention snapshot, the Fast-AT guard
                 verdict_stop, restore = self._epoch_hook(prev_weights, evals)
+            if epoch_done:
                 st.epoch += 1
                 st.batch_in_epoch = 0
             self.save()
