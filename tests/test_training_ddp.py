@@ -51,14 +51,21 @@ def _rank_main(rank: int, world: int, port: int, home: str, run_id: str, out: st
         distributed.shutdown(ctx)
 
 
+def _train_on_two_ranks(cfg: dict, out: Path):
+    """Run ``cfg`` with 2 gloo processes; return its record and rank 0's final weights, after
+    checking that both ranks hold identical weights."""
+    store = RunStore()
+    rec = store.create_run(TrainConfig.from_dict(cfg).to_dict(), "cpu", world_size=2)
+    mp.start_processes(_rank_main, args=(2, _free_port(), os.environ["ADVLENS_HOME"], rec.id, str(out)),
+                       nprocs=2, join=True, start_method="spawn")
+    r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
+    return store.require(rec.id), r0
+
+
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     store = RunStore()
-    rec = store.create_run(TrainConfig.from_dict(CFG).to_dict(), "cpu", world_size=2)
-    mp.start_processes(_rank_main, args=(2, _free_port(), os.environ["ADVLENS_HOME"], rec.id, str(tmp_path)),
-                       nprocs=2, join=True, start_method="spawn")
-    r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
-    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
-    rec = store.require(rec.id)
+    rec, r0 = _train_on_two_ranks(CFG, tmp_path)
     assert rec.status == "done" and rec.world_size == 2
     final, _ = load_checkpoint(rec.final_path)
     assert all(torch.equal(final.state_dict()[k], r0[k]) for k in r0)
@@ -107,14 +114,8 @@ def test_torchrun_cli_runs_a_tiny_ddp_training(tmp_path):
 def test_seed_defenses_train_under_ddp_with_identical_weights(objective, params, tmp_path):
     """Double backward (through the CAM and through DeepFool) and a transformed model under DDP:
     the ranks still end with the same weights."""
-    store = RunStore()
     cfg = {**CFG, "objective": objective, "objective_params": params, "eps": 0.1, "max_steps": 2, "epochs": 1}
-    rec = store.create_run(TrainConfig.from_dict(cfg).to_dict(), "cpu", world_size=2)
-    mp.start_processes(_rank_main, args=(2, _free_port(), os.environ["ADVLENS_HOME"], rec.id, str(tmp_path)),
-                       nprocs=2, join=True, start_method="spawn")
-    r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
-    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
-    rec = store.require(rec.id)
+    rec, r0 = _train_on_two_ranks(cfg, tmp_path)
     assert rec.status == "done" and rec.step == 2
     final, meta = load_checkpoint(rec.final_path)
     assert all(torch.equal(final.state_dict()[k], r0[k]) for k in r0)  # the checkpoint is rank 0's
