@@ -88,10 +88,15 @@ def get_entry(name: str) -> ZooEntry:
     raise KeyError(f"unknown model {name!r}; available: {known}")
 
 
+def is_checkpoint_path(name: str) -> bool:
+    """Whether ``name`` is a checkpoint file path rather than a zoo model name."""
+    return name.endswith((".safetensors", ".json", ".pt", ".pth")) or "/" in name
+
+
 def load_model(name: str, device: torch.device | str | None = None) -> Classifier:
     """Load a zoo model by name (or a checkpoint by path), in eval mode, on ``device``."""
     device = torch.device(device) if device is not None else get_device()
-    if name.endswith((".safetensors", ".json", ".pt", ".pth")) or "/" in name:
+    if is_checkpoint_path(name):
         model, _ = load_checkpoint(name)
         return model.to(device).eval()
     entry = get_entry(name)

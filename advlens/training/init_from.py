@@ -20,11 +20,11 @@ from .config import ConfigError
 
 def resolve_init_path(ref: str) -> Path:
     """The checkpoint file that ``ref`` (a zoo name or a path) names."""
-    from ..zoo import get_entry
+    from ..zoo import get_entry, is_checkpoint_path
 
     ref = ref.strip()
     path = Path(ref).expanduser()
-    if ref.endswith((".safetensors", ".json", ".pt", ".pth")) or "/" in ref:
+    if is_checkpoint_path(ref):
         if not path.is_file():
             raise ConfigError(f"init_from: no checkpoint at {path}.")
         return path
