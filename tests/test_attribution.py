@@ -192,7 +192,9 @@ def test_attention_view_identical_images(digits_model, digits3):
     v = attention_view(digits_model, batch, batch.clone(), y)
     assert v.metrics["iou"].tolist() == [1.0, 1.0, 1.0]
     assert float(v.metrics["com_shift"].abs().max()) < 1e-4
-    assert float(v.diff.abs().max()) == 0.0
+    # Clean and adversarial rows share one batched forward pass; BLAS may sum each row in a different
+    # order on a loaded machine, so equal inputs give maps equal up to float32 rounding (2.7e-6 seen).
+    assert float(v.diff.abs().max()) < 1e-4
     rows = v.table(0)
     assert rows[0]["metric"] == "top-20% IoU" and rows[0]["clean vs adversarial"] == 1.0
     assert any(r["metric"].startswith("faithfulness") for r in rows)
