@@ -31,8 +31,10 @@ def top_k(model: Classifier, x: torch.Tensor, k: int = 5) -> list[TopK]:
     probs = predict_proba(model, x)
     k = min(k, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
-    return [TopK(idx.tolist(), [model.class_names[i] for i in idx.tolist()], val.tolist())
-            for val, idx in zip(values, indices)]
+    return [
+        TopK(idx.tolist(), [model.class_names[i] for i in idx.tolist()], val.tolist())
+        for val, idx in zip(values, indices)
+    ]
 
 
 def topk_from_probs(probs: torch.Tensor, class_names, k: int = 5) -> TopK:

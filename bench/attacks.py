@@ -77,9 +77,18 @@ def bench_model(label: str, model, x, y, repeats: int) -> list[dict]:
     for name, ts in times.items():
         med = statistics.median(ts)
         passes = 2 if name.endswith("FGSM") else STEPS + 1  # the floor of a k-step attack is k + 1 passes
-        rows.append({"model": label, "batch": len(x), "method": name, "median_s": med, "repeats": len(ts),
-                     "img_per_s": len(x) / med, "vs_floor": med / (per_pass * passes),
-                     "vs_floor_min": min(ts) / (per_pass_min * passes)})
+        rows.append(
+            {
+                "model": label,
+                "batch": len(x),
+                "method": name,
+                "median_s": med,
+                "repeats": len(ts),
+                "img_per_s": len(x) / med,
+                "vs_floor": med / (per_pass * passes),
+                "vs_floor_min": min(ts) / (per_pass_min * passes),
+            }
+        )
     return rows
 
 
@@ -97,8 +106,12 @@ def bench_lite0(repeats: int) -> dict:
         res = run_attack(model, x, y, "pgd", eps=2 / 255, steps=STEPS)
         ts.append(time.perf_counter() - start)
         ok.append(bool(res.success[0]))
-    return {"median_s": statistics.median(ts), "repeats": repeats, "success": sum(ok),
-            "per_pass_s": statistics.median(passes)}
+    return {
+        "median_s": statistics.median(ts),
+        "repeats": repeats,
+        "success": sum(ok),
+        "per_pass_s": statistics.median(passes),
+    }
 
 
 def machine() -> str:
@@ -111,8 +124,10 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"load average {load:.1f} at the start")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"load average {load:.1f} at the start"
+    )
 
 
 def main(argv=None) -> int:
@@ -137,15 +152,20 @@ def main(argv=None) -> int:
     print("| model | batch | method | median s | repeats | images/s | x floor (median) | x floor (min) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['batch']} | {r['method']} | {r['median_s']:.3f} | {r['repeats']} | "
-              f"{r['img_per_s']:.1f} | {r['vs_floor']:.2f} | {r['vs_floor_min']:.2f} |")
+        print(
+            f"| {r['model']} | {r['batch']} | {r['method']} | {r['median_s']:.3f} | {r['repeats']} | "
+            f"{r['img_per_s']:.1f} | {r['vs_floor']:.2f} | {r['vs_floor_min']:.2f} |"
+        )
     lite = bench_lite0(reps_lite)
-    print(f"\nEfficientNet-Lite0, 1 image 224x224: PGD-{STEPS} (eps 2/255) + clean and adversarial prediction "
-          f"(`run_attack`): median {lite['median_s']:.2f} s over {lite['repeats']} runs "
-          f"(floor: {STEPS + 1} x {lite['per_pass_s']:.3f} s = {(STEPS + 1) * lite['per_pass_s']:.2f} s); "
-          f"flipped the prediction in {lite['success']}/{lite['repeats']} runs.")
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    print(
+        f"\nEfficientNet-Lite0, 1 image 224x224: PGD-{STEPS} (eps 2/255) + clean and adversarial prediction "
+        f"(`run_attack`): median {lite['median_s']:.2f} s over {lite['repeats']} runs "
+        f"(floor: {STEPS + 1} x {lite['per_pass_s']:.3f} s = {(STEPS + 1) * lite['per_pass_s']:.2f} s); "
+        f"flipped the prediction in {lite['success']}/{lite['repeats']} runs."
+    )
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    ).stdout.strip()
     date = time.strftime("%Y-%m-%d", time.gmtime())
     print(f"\nTotal {time.perf_counter() - started:.0f} s; git {rev or '?'}; date {date}")
     return 0

@@ -71,8 +71,9 @@ def full_view(model, x, y, eps):
     from advlens.attribution import attention_view
 
     res = run_attack(model, x, y, "pgd", eps=eps, steps=STEPS)
-    return attention_view(model, res.x, res.x_adv, res.y, method="gradcam", target="true",
-                          probs=(res.clean_probs, res.adv_probs))
+    return attention_view(
+        model, res.x, res.x_adv, res.y, method="gradcam", target="true", probs=(res.clean_probs, res.adv_probs)
+    )
 
 
 def bench_model(name: str, repeats: int) -> dict:
@@ -93,10 +94,19 @@ def bench_model(name: str, repeats: int) -> dict:
         view = full_view(model, x, y, eps)
         fulls.append(time.perf_counter() - t)
     f, v = statistics.median(floors), statistics.median(fulls)
-    return {"model": name, "image": title, "input": "x".join(map(str, model.input_size)),
-            "eps": eps, "floor_s": f, "full_s": v, "ratio": v / f, "ratio_min": min(fulls) / min(floors),
-            "floor_all": floors, "full_all": fulls,
-            "iou": float(view.metrics["iou"][0])}
+    return {
+        "model": name,
+        "image": title,
+        "input": "x".join(map(str, model.input_size)),
+        "eps": eps,
+        "floor_s": f,
+        "full_s": v,
+        "ratio": v / f,
+        "ratio_min": min(fulls) / min(floors),
+        "floor_all": floors,
+        "full_all": fulls,
+        "iou": float(view.metrics["iou"][0]),
+    }
 
 
 def main(argv=None) -> int:
@@ -109,15 +119,24 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     rows = [bench_model(m.strip(), args.repeats) for m in args.models.split(",") if m.strip()]
-    env = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "date": datetime.date.today().isoformat(), "seconds": round(time.perf_counter() - start, 1)}
-    print(f"CPU {env['cpu']}, {env['threads']} torch threads, torch {env['torch']}, {env['date']}, "
-          f"bench took {env['seconds']} s")
+    env = {
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    print(
+        f"CPU {env['cpu']}, {env['threads']} torch threads, torch {env['torch']}, {env['date']}, "
+        f"bench took {env['seconds']} s"
+    )
     print("| model | input | image | floor (median) | full view (median) | full / floor | min full / min floor |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['input']} | {r['image']} | {r['floor_s'] * 1000:.0f} ms | "
-              f"{r['full_s'] * 1000:.0f} ms | {r['ratio']:.2f}x | {r['ratio_min']:.2f}x |")
+        print(
+            f"| {r['model']} | {r['input']} | {r['image']} | {r['floor_s'] * 1000:.0f} ms | "
+            f"{r['full_s'] * 1000:.0f} ms | {r['ratio']:.2f}x | {r['ratio_min']:.2f}x |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"env": env, "rows": rows}, f, indent=1)

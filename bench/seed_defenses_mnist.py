@@ -64,7 +64,9 @@ SECTION = "## Seed defenses (issue 6)"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-root", default="/work/shared/data/mnist", help="folder with the MNIST *-ubyte.gz files")
     p.add_argument("--defenses", default=",".join(DEFENSES), help="comma-separated subset of " + ", ".join(DEFENSES))
     p.add_argument("--epochs", type=int, default=5, help="training epochs of every model (Deep Defense: fine-tuning)")
@@ -72,16 +74,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-size", type=int, default=1000, help="fixed random test images for the evaluation")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-eps", type=float, default=0.3, help="eps of the training adversaries")
-    p.add_argument("--train-pgd-steps", type=int, default=7, help="PGD steps of PGD-AT and feature denoising "
-                   "(default: bench/train_mnist_pgd_at.py's CPU recipe, 7 x 0.06, rather than Madry's 40 x 0.01)")
+    p.add_argument(
+        "--train-pgd-steps",
+        type=int,
+        default=7,
+        help="PGD steps of PGD-AT and feature denoising "
+        "(default: bench/train_mnist_pgd_at.py's CPU recipe, 7 x 0.06, rather than Madry's 40 x 0.01)",
+    )
     p.add_argument("--train-pgd-alpha", type=float, default=0.06, help="their PGD step size")
-    p.add_argument("--eps-warmup", type=float, default=0.15,
-                   help="fraction of training over which every eps-using objective ramps its eps from 0")
+    p.add_argument(
+        "--eps-warmup",
+        type=float,
+        default=0.15,
+        help="fraction of training over which every eps-using objective ramps its eps from 0",
+    )
     p.add_argument("--attention-adversary", default="stepll", choices=("stepll", "pgd"))
     p.add_argument("--denoise-operator", default="nonlocal_embedded_gaussian")
-    p.add_argument("--denoise-stages", default="conv2",
-                   help="small_cnn stages followed by a block (empty: conv1,conv2); default conv2: a softmax "
-                        "non-local block on conv1's 28x28 map costs ~7x a whole small_cnn step on the CPU")
+    p.add_argument(
+        "--denoise-stages",
+        default="conv2",
+        help="small_cnn stages followed by a block (empty: conv1,conv2); default conv2: a softmax "
+        "non-local block on conv1's 28x28 map costs ~7x a whole small_cnn step on the CPU",
+    )
     p.add_argument("--eps", default="0.1,0.2,0.3", help="comma-separated eval eps of PGD")
     p.add_argument("--pgd-steps", type=int, default=40, help="PGD steps of the evaluation")
     p.add_argument("--restarts", type=int, default=5, help="PGD random restarts of the evaluation")
@@ -107,23 +121,52 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ------------------------------------------------------------------------------------ training
 def train_configs(args) -> dict[str, dict]:
     """The TrainConfig dict of each defense; the shared part makes the budgets equal."""
-    common = dict(dataset="mnist", data_root=args.data_root, arch="small_cnn", epochs=args.epochs,
-                  batch_size=args.batch_size, optimizer="adam", lr=1e-3, schedule="onecycle", eps=args.train_eps,
-                  eps_warmup=args.eps_warmup, crop_padding=0, flip=False, val_size=0, eval_size=64, eval_steps=5, test_eval=False,
-                  limit_train=args.train_size, seed=args.seed, device=args.device, log_every=20)
+    common = dict(
+        dataset="mnist",
+        data_root=args.data_root,
+        arch="small_cnn",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="onecycle",
+        eps=args.train_eps,
+        eps_warmup=args.eps_warmup,
+        crop_padding=0,
+        flip=False,
+        val_size=0,
+        eval_size=64,
+        eval_steps=5,
+        test_eval=False,
+        limit_train=args.train_size,
+        seed=args.seed,
+        device=args.device,
+        log_every=20,
+    )
     pgd = {"steps": args.train_pgd_steps, "alpha": args.train_pgd_alpha}
     denoise = {**pgd, "operator": args.denoise_operator, "stages": args.denoise_stages}
-    attention = {"adversary": args.attention_adversary, "pgd_steps": args.train_pgd_steps,
-                 "pgd_alpha": args.train_pgd_alpha}
+    attention = {
+        "adversary": args.attention_adversary,
+        "pgd_steps": args.train_pgd_steps,
+        "pgd_alpha": args.train_pgd_alpha,
+    }
     return {
         "standard": {**common, "objective": "standard"},
         "pgd_at": {**common, "objective": "pgd_at", "objective_params": pgd},
         "attention": {**common, "objective": "attention", "objective_params": attention},
         "feature_denoise": {**common, "objective": "feature_denoise", "objective_params": denoise},
         # the authors' fine-tuning recipe: SGD lr 5e-4, momentum 0.9, lr x0.5 at 80% of the epochs
-        "deep_defense": {**common, "objective": "deep_defense", "optimizer": "sgd", "lr": 5e-4, "momentum": 0.9,
-                         "schedule": "step", "step_milestones": (0.8,), "step_gamma": 0.5,
-                         "objective_params": {"rho_images": 0}},
+        "deep_defense": {
+            **common,
+            "objective": "deep_defense",
+            "optimizer": "sgd",
+            "lr": 5e-4,
+            "momentum": 0.9,
+            "schedule": "step",
+            "step_milestones": (0.8,),
+            "step_gamma": 0.5,
+            "objective_params": {"rho_images": 0},
+        },
     }
 
 
@@ -138,8 +181,12 @@ def train(name: str, cfg_dict: dict, log, device: str) -> tuple[torch.nn.Module,
         raise RuntimeError(f"{name}: the run {rec.id} ended {rec.status}: {rec.message}")
     path = default_model_path(rec)
     model, _ = load_checkpoint(path, map_location=device)
-    info = {"run_id": rec.id, "checkpoint": str(path), "train_seconds": round(time.time() - t0, 1),
-            "steps": rec.metrics.get("steps")}
+    info = {
+        "run_id": rec.id,
+        "checkpoint": str(path),
+        "train_seconds": round(time.time() - t0, 1),
+        "steps": rec.metrics.get("steps"),
+    }
     log(f"trained {name} in {info['train_seconds']:.0f}s (run {rec.id}, {info['steps']} steps)")
     return model.eval(), info
 
@@ -164,11 +211,11 @@ def attention_iou(model, x, y, eps: float, steps: int, batch_size: int = 250) ->
     device = next(model.parameters()).device
     out = []
     for s in range(0, len(x), batch_size):
-        xb, yb = x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)
+        xb, yb = x[s : s + batch_size].to(device), y[s : s + batch_size].to(device)
         xa = PGD(model, eps=eps, steps=steps)(xb, yb)
         maps = compute_map(model, torch.cat([xb, xa]), "gradcam", None, torch.cat([yb, yb]))
-        iou = topk_iou(maps[:len(xb)], maps[len(xb):], 20.0)
-        alive = (maps[:len(xb)].flatten(1).amax(1) > 0) & (maps[len(xb):].flatten(1).amax(1) > 0)
+        iou = topk_iou(maps[: len(xb)], maps[len(xb) :], 20.0)
+        alive = (maps[: len(xb)].flatten(1).amax(1) > 0) & (maps[len(xb) :].flatten(1).amax(1) > 0)
         out.append(torch.where(alive, iou, torch.full_like(iou, float("nan"))))
     return torch.cat(out)
 
@@ -181,15 +228,22 @@ def evaluate(model, x, y, args, log) -> dict[str, torch.Tensor]:
     per: dict[str, torch.Tensor] = {}
     device = next(model.parameters()).device
     with torch.no_grad():
-        per["clean"] = torch.cat([(model(x[s:s + 500].to(device)).argmax(1).cpu() == y[s:s + 500]).float()
-                                  for s in range(0, len(x), 500)])
+        per["clean"] = torch.cat(
+            [
+                (model(x[s : s + 500].to(device)).argmax(1).cpu() == y[s : s + 500]).float()
+                for s in range(0, len(x), 500)
+            ]
+        )
     for eps in args.eps:
         per[f"pgd@{eps:g}"] = pgd_correct(model, x, y, eps, args.pgd_steps, args.restarts)
     n_rho = args.rho_images or len(x)
     per["rho2"] = deepfool_ratios(model, x[:n_rho], max_iter=50, overshoot=0.02, candidates=10)["ratio"]
     per["iou"] = attention_iou(model, x, y, args.iou_eps, args.pgd_steps)
-    log("  " + ", ".join(f"{k} {float(v.nanmean()):.4f}" for k, v in per.items())
-        + f" (IoU over {int((~torch.isnan(per['iou'])).sum())} images with non-empty maps)")
+    log(
+        "  "
+        + ", ".join(f"{k} {float(v.nanmean()):.4f}" for k, v in per.items())
+        + f" (IoU over {int((~torch.isnan(per['iou'])).sum())} images with non-empty maps)"
+    )
     return per
 
 
@@ -223,12 +277,17 @@ def fmt(k: str, v: float) -> str:
 def report(results: dict, args, settings: dict) -> str:
     names = list(results["models"])
     keys = list(next(iter(results["models"].values()))["metrics"])
-    lines = [f"| model | {' | '.join(label(k) for k in keys)} | IoU images | train time |",
-             "|---" * (len(keys) + 3) + "|"]
+    lines = [
+        f"| model | {' | '.join(label(k) for k in keys)} | IoU images | train time |",
+        "|---" * (len(keys) + 3) + "|",
+    ]
     for n in names:
         r = results["models"][n]
-        lines.append(f"| {n} | " + " | ".join(fmt(k, r["metrics"][k]) for k in keys)
-                     + f" | {r['iou_images']} | {r['train']['train_seconds']:.0f} s |")
+        lines.append(
+            f"| {n} | "
+            + " | ".join(fmt(k, r["metrics"][k]) for k in keys)
+            + f" | {r['iou_images']} | {r['train']['train_seconds']:.0f} s |"
+        )
     verdicts = []
     for n in names:
         if n not in SEED_DEFENSES or "pgd_at" not in results["models"]:
@@ -241,16 +300,21 @@ def report(results: dict, args, settings: dict) -> str:
         else:
             head = f"**{n} does not beat the PGD-AT baseline on any metric**"
         tail = f"; worse on {', '.join(worse)}" if worse else ""
-        if cmp["clean"]["verdict"] == "worse" and {"rho2", "iou"} & {k for k, c in cmp.items()
-                                                                   if c["verdict"] == "better"}:
-            tail += (". Its clean accuracy is significantly lower, so its rho_2 / IoU gains do not show robustness "
-                     "(a degenerate classifier also has a large DeepFool distance and flat, stable maps)")
+        if cmp["clean"]["verdict"] == "worse" and {"rho2", "iou"} & {
+            k for k, c in cmp.items() if c["verdict"] == "better"
+        }:
+            tail += (
+                ". Its clean accuracy is significantly lower, so its rho_2 / IoU gains do not show robustness "
+                "(a degenerate classifier also has a large DeepFool distance and flat, stable maps)"
+            )
         detail = ", ".join(f"{label(k)} {c['diff']:+.4f} ± {2 * c['se']:.4f}" for k, c in cmp.items())
         verdicts.append(f"- {head}{tail} (paired difference vs PGD-AT ± 2 s.e.: {detail}).")
     notes = []
     if "deep_defense" in results["models"]:
-        notes.append(f"deep_defense is fine-tuned from the standard model (the paper's protocol), so it trained for "
-                     f"{args.epochs} + {args.epochs} epochs; its clean accuracy is not a same-budget comparison.")
+        notes.append(
+            f"deep_defense is fine-tuned from the standard model (the paper's protocol), so it trained for "
+            f"{args.epochs} + {args.epochs} epochs; its clean accuracy is not a same-budget comparison."
+        )
     return "\n".join(lines + [""] + verdicts + [""] + notes + [f"Settings: {json.dumps(settings)}"])
 
 
@@ -308,30 +372,48 @@ def main(argv=None) -> dict:
         log(f"evaluating {name} on {len(x)} test images ...")
         t0 = time.time()
         per = evaluate(model, x, y, args, log)
-        results["models"][name] = {"train": info, "eval_seconds": round(time.time() - t0, 1), "per_image": per,
-                                   "metrics": {k: float(v.nanmean()) for k, v in per.items()},
-                                   "iou_images": int((~torch.isnan(per["iou"])).sum())}
+        results["models"][name] = {
+            "train": info,
+            "eval_seconds": round(time.time() - t0, 1),
+            "per_image": per,
+            "metrics": {k: float(v.nanmean()) for k, v in per.items()},
+            "iou_images": int((~torch.isnan(per["iou"])).sum()),
+        }
     if "pgd_at" in results["models"]:
         base = results["models"]["pgd_at"]["per_image"]
         for name, r in results["models"].items():
             if name != "pgd_at":
                 r["vs_pgd_at"] = compare(r["per_image"], base)
-    settings = {"epochs": args.epochs, "train_images": args.train_size or 60000, "test_images": len(x),
-                "train_eps": args.train_eps, "eps_warmup": args.eps_warmup, "train_pgd": f"{args.train_pgd_steps}x{args.train_pgd_alpha:g}",
-                "eval_pgd": f"PGD-{args.pgd_steps}, step 2.5*eps/steps, {args.restarts} restart(s)",
-                "rho2": f"DeepFool-50, overshoot 0.02, {args.rho_images or len(x)} images",
-                "iou": f"Grad-CAM top-20% IoU, PGD-{args.pgd_steps} at eps {args.iou_eps:g}",
-                "attention_adversary": args.attention_adversary, "denoise_operator": args.denoise_operator,
-                "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads, "device": device}
+    settings = {
+        "epochs": args.epochs,
+        "train_images": args.train_size or 60000,
+        "test_images": len(x),
+        "train_eps": args.train_eps,
+        "eps_warmup": args.eps_warmup,
+        "train_pgd": f"{args.train_pgd_steps}x{args.train_pgd_alpha:g}",
+        "eval_pgd": f"PGD-{args.pgd_steps}, step 2.5*eps/steps, {args.restarts} restart(s)",
+        "rho2": f"DeepFool-50, overshoot 0.02, {args.rho_images or len(x)} images",
+        "iou": f"Grad-CAM top-20% IoU, PGD-{args.pgd_steps} at eps {args.iou_eps:g}",
+        "attention_adversary": args.attention_adversary,
+        "denoise_operator": args.denoise_operator,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "threads": args.threads,
+        "device": device,
+    }
     text = report(results, args, settings)
     total = time.time() - t_start
     print("\n" + text + f"\n\nTotal {total / 60:.1f} min.")
     machine = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}" + (
-        f", {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ", no GPU used")
+        f", {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ", no GPU used"
+    )
     if args.results:
         cmd = "python bench/seed_defenses_mnist.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_section(Path(args.results), f"Machine: {machine}. Date: {date.today().isoformat()}. "
-                                          f"Total {total / 60:.1f} min. Command: `{cmd}`\n\n{text}")
+        write_section(
+            Path(args.results),
+            f"Machine: {machine}. Date: {date.today().isoformat()}. "
+            f"Total {total / 60:.1f} min. Command: `{cmd}`\n\n{text}",
+        )
         log(f"wrote the section to {args.results}")
     if args.out:
         serial = {n: {k: v for k, v in r.items() if k != "per_image"} for n, r in results["models"].items()}

@@ -62,8 +62,11 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--home", default=None, help="ADVLENS_HOME for the run")
     ap.add_argument("--out", default=None, help="also write the JSON report here")
-    ap.add_argument("--short", action="store_true",
-                    help="the CPU version: 2000 training images, 1 epoch, PGD-10 x 1 on 200 test images")
+    ap.add_argument(
+        "--short",
+        action="store_true",
+        help="the CPU version: 2000 training images, 1 epoch, PGD-10 x 1 on 200 test images",
+    )
     args = ap.parse_args(argv)
     if args.short:
         args.epochs, args.limit_train, args.eval_limit, args.eval_steps, args.eval_restarts = 1, 2000, 200, 10, 1
@@ -82,13 +85,32 @@ def main(argv=None) -> dict:
 
     root = ensure_unpacked()
     eps = 8 / 255
-    cfg = TrainConfig(objective="fast_at", objective_params={"alpha_ratio": 1.25}, dataset="folder",
-                      data_root=str(root), arch="preact_resnet18", epochs=args.epochs, batch_size=args.batch_size,
-                      optimizer="sgd", lr=args.lr, momentum=0.9, weight_decay=5e-4, schedule="cyclic", eps=eps,
-                      crop_padding=4, flip=True, val_size=min(1000, args.limit_train // 10) if args.limit_train else 1000,
-                      eval_size=256 if not args.short else 64, eval_steps=10, limit_train=args.limit_train,
-                      seed=args.seed, device=args.device, log_every=5, test_eval=not args.short,
-                      name="bench: CIFAR-10 Fast-AT" + (" (short CPU version)" if args.short else ""))
+    cfg = TrainConfig(
+        objective="fast_at",
+        objective_params={"alpha_ratio": 1.25},
+        dataset="folder",
+        data_root=str(root),
+        arch="preact_resnet18",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer="sgd",
+        lr=args.lr,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cyclic",
+        eps=eps,
+        crop_padding=4,
+        flip=True,
+        val_size=min(1000, args.limit_train // 10) if args.limit_train else 1000,
+        eval_size=256 if not args.short else 64,
+        eval_steps=10,
+        limit_train=args.limit_train,
+        seed=args.seed,
+        device=args.device,
+        log_every=5,
+        test_eval=not args.short,
+        name="bench: CIFAR-10 Fast-AT" + (" (short CPU version)" if args.short else ""),
+    )
     t0 = time.time()
     rec = jobs.run_in_foreground(cfg)
     train_s = time.time() - t0
@@ -107,22 +129,28 @@ def main(argv=None) -> dict:
     eval_s = time.time() - t1
     report = {
         "benchmark": "CIFAR-10 (JPEG q75 copy) Fast-AT, preact_resnet18, eps 8/255"
-                     + (" — SHORT CPU VERSION (subset, 1 epoch): a pipeline check, not the published recipe"
-                        if args.short else ""),
-        "run_id": rec.id, "clean_accuracy": clean, "robust_accuracy": float(robust.float().mean()),
-        "test_images": len(idx), "attack": f"PGD-{args.eval_steps}, step 2/255, {args.eval_restarts} restart(s)",
-        "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        + (" — SHORT CPU VERSION (subset, 1 epoch): a pipeline check, not the published recipe" if args.short else ""),
+        "run_id": rec.id,
+        "clean_accuracy": clean,
+        "robust_accuracy": float(robust.float().mean()),
+        "test_images": len(idx),
+        "attack": f"PGD-{args.eval_steps}, step 2/255, {args.eval_restarts} restart(s)",
+        "train_seconds": round(train_s, 1),
+        "eval_seconds": round(eval_s, 1),
         "stopped_early": rec.metrics.get("stopped_early", ""),
         "recipe": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "limit_train", "seed")},
-        "device": str(device), "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "device": str(device),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": date.today().isoformat(),
         "command": "python bench/train_cifar_fast_at.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     print(json.dumps(report, indent=2))
-    print(f"| CIFAR-10 Fast-AT (preact_resnet18, 8/255){' SHORT' if args.short else ''} | {clean * 100:.2f}% | "
-          f"{report['robust_accuracy'] * 100:.2f}% ({report['attack']}, {len(idx)} images) | "
-          f"{train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | `{report['command'].strip()}` | "
-          f"{report['date']} |")
+    print(
+        f"| CIFAR-10 Fast-AT (preact_resnet18, 8/255){' SHORT' if args.short else ''} | {clean * 100:.2f}% | "
+        f"{report['robust_accuracy'] * 100:.2f}% ({report['attack']}, {len(idx)} images) | "
+        f"{train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | `{report['command'].strip()}` | "
+        f"{report['date']} |"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
     return report
@@ -133,8 +161,9 @@ def balanced_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tenso
     g = torch.Generator().manual_seed(seed)
     classes = labels.unique()
     per = max(1, n // len(classes))
-    picks = [torch.nonzero(labels == c)[:, 0][torch.randperm(int((labels == c).sum()), generator=g)[:per]]
-             for c in classes]
+    picks = [
+        torch.nonzero(labels == c)[:, 0][torch.randperm(int((labels == c).sum()), generator=g)[:per]] for c in classes
+    ]
     return torch.cat(picks).sort().values
 
 

@@ -43,7 +43,9 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (one-cycle)")
     ap.add_argument("--train-steps", type=int, default=7, help="PGD steps during training")
-    ap.add_argument("--train-alpha", type=float, default=0.06, help="PGD step size during training (7 x 0.06 = 1.4 eps)")
+    ap.add_argument(
+        "--train-alpha", type=float, default=0.06, help="PGD step size during training (7 x 0.06 = 1.4 eps)"
+    )
     ap.add_argument("--eps-warmup", type=float, default=0.15, help="fraction of training with a ramped eps")
     ap.add_argument("--eps", type=float, default=0.3)
     ap.add_argument("--eval-steps", type=int, default=40)
@@ -72,13 +74,29 @@ def main(argv=None) -> dict:
     from advlens.training.config import TrainConfig
     from advlens.training.evaluate import clean_accuracy, robust_predictions
 
-    cfg = TrainConfig(objective="pgd_at", objective_params={"steps": args.train_steps, "alpha": args.train_alpha},
-                      dataset="mnist", data_root=args.data_root, arch="small_cnn", epochs=args.epochs,
-                      batch_size=args.batch_size, optimizer="adam", lr=args.lr, schedule="onecycle", eps=args.eps,
-                      eps_warmup=args.eps_warmup, crop_padding=0, flip=False,
-                      val_size=min(1000, args.limit_train // 4) if args.limit_train else 1000, eval_size=500,
-                      eval_steps=10, limit_train=args.limit_train, seed=args.seed, log_every=20,
-                      name="bench: MNIST PGD-AT" + (" (smoke)" if args.smoke else ""))
+    cfg = TrainConfig(
+        objective="pgd_at",
+        objective_params={"steps": args.train_steps, "alpha": args.train_alpha},
+        dataset="mnist",
+        data_root=args.data_root,
+        arch="small_cnn",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer="adam",
+        lr=args.lr,
+        schedule="onecycle",
+        eps=args.eps,
+        eps_warmup=args.eps_warmup,
+        crop_padding=0,
+        flip=False,
+        val_size=min(1000, args.limit_train // 4) if args.limit_train else 1000,
+        eval_size=500,
+        eval_steps=10,
+        limit_train=args.limit_train,
+        seed=args.seed,
+        log_every=20,
+        name="bench: MNIST PGD-AT" + (" (smoke)" if args.smoke else ""),
+    )
     t0 = time.time()
     rec = jobs.run_in_foreground(cfg)
     train_s = time.time() - t0
@@ -95,22 +113,30 @@ def main(argv=None) -> dict:
     robust = robust_predictions(model, x, y, args.eps, args.eval_steps, args.eval_alpha, args.eval_restarts)
     eval_s = time.time() - t1
     report = {
-        "benchmark": "MNIST PGD-AT, small_cnn, eps 0.3" + (" (SMOKE: tiny settings, not a result)" if args.smoke else ""),
-        "run_id": rec.id, "clean_accuracy": clean, "robust_accuracy": float(robust.float().mean()),
-        "test_images": n, "attack": f"PGD-{args.eval_steps}, step {args.eval_alpha}, {args.eval_restarts} restarts, "
-                                    f"eps {args.eps}",
-        "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
-        "recipe": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "train_steps", "train_alpha",
-                                                  "eps_warmup", "limit_train", "seed")},
+        "benchmark": "MNIST PGD-AT, small_cnn, eps 0.3"
+        + (" (SMOKE: tiny settings, not a result)" if args.smoke else ""),
+        "run_id": rec.id,
+        "clean_accuracy": clean,
+        "robust_accuracy": float(robust.float().mean()),
+        "test_images": n,
+        "attack": f"PGD-{args.eval_steps}, step {args.eval_alpha}, {args.eval_restarts} restarts, eps {args.eps}",
+        "train_seconds": round(train_s, 1),
+        "eval_seconds": round(eval_s, 1),
+        "recipe": {
+            k: getattr(args, k)
+            for k in ("epochs", "batch_size", "lr", "train_steps", "train_alpha", "eps_warmup", "limit_train", "seed")
+        },
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        f"{torch.get_num_threads()} threads",
         "date": date.today().isoformat(),
         "command": "python bench/train_mnist_pgd_at.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     print(json.dumps(report, indent=2))
-    print(f"| MNIST PGD-AT (small_cnn, eps 0.3) | {clean * 100:.2f}% | {report['robust_accuracy'] * 100:.2f}% "
-          f"({report['attack']}, {n} images) | {train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | "
-          f"`{report['command'].strip()}` | {report['date']} |")
+    print(
+        f"| MNIST PGD-AT (small_cnn, eps 0.3) | {clean * 100:.2f}% | {report['robust_accuracy'] * 100:.2f}% "
+        f"({report['attack']}, {n} images) | {train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | "
+        f"`{report['command'].strip()}` | {report['date']} |"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
     return report

@@ -116,8 +116,14 @@ def param_controls(cls, model, from_url: bool) -> dict:
             values[prm.name] = col.number_input(display_label(prm), step=1, key=key, help=help_text)
         else:
             step = 1.0 if prm.unit == PIXEL else 0.01
-            values[prm.name] = col.number_input(display_label(prm), step=step, format="%g", key=key, help=help_text,
-                                                placeholder="auto" if prm.optional else None)
+            values[prm.name] = col.number_input(
+                display_label(prm),
+                step=step,
+                format="%g",
+                key=key,
+                help=help_text,
+                placeholder="auto" if prm.optional else None,
+            )
     return values
 
 
@@ -142,16 +148,22 @@ def target_control(model, label: int, from_url: bool) -> tuple[int | None, bool]
         if text.lstrip("-").isdigit() and 0 <= int(text) < k:
             st.session_state[key] = int(text)
         elif text not in {"", "none", "-1"}:
-            st.error(f"The link asks for target class {text!r}, which is out of range: this model has {k} classes "
-                     f"(0 to {k - 1}). Pick a target below.")
+            st.error(
+                f"The link asks for target class {text!r}, which is out of range: this model has {k} classes "
+                f"(0 to {k - 1}). Pick a target below."
+            )
             ok = False
     if st.session_state.get(key, -1) not in range(-1, k):
         st.session_state[key] = -1
     names = model.class_names
     true_name = f" (true: {names[label]})" if 0 <= label < k else ""
-    choice = st.selectbox(f"Target class{true_name}", list(range(-1, k)), key=key,
-                          format_func=lambda i: "untargeted (any wrong class)" if i < 0 else f"{i} · {names[i]}",
-                          help="Targeted attacks pull the image toward this class.")
+    choice = st.selectbox(
+        f"Target class{true_name}",
+        list(range(-1, k)),
+        key=key,
+        format_func=lambda i: "untargeted (any wrong class)" if i < 0 else f"{i} · {names[i]}",
+        help="Targeted attacks pull the image toward this class.",
+    )
     return (None if choice < 0 else int(choice)), ok
 
 
@@ -220,9 +232,19 @@ def run_and_store(key, model, example, name, params, target, seed, keep_images):
 
     def work(progress, should_stop):
         torch.manual_seed(seed)
-        return run_attack(model, example.x, example.label, name, target=target, record=ATTACKS[name].iterative,
-                          record_images=keep_images, max_frames=MAX_FRAMES, progress=progress,
-                          should_stop=should_stop, **params)
+        return run_attack(
+            model,
+            example.x,
+            example.label,
+            name,
+            target=target,
+            record=ATTACKS[name].iterative,
+            record_images=keep_images,
+            max_frames=MAX_FRAMES,
+            progress=progress,
+            should_stop=should_stop,
+            **params,
+        )
 
     res, interrupt, widgets = with_progress(title, work)
     res.extra["interrupted"] = interrupt is not None
@@ -238,11 +260,17 @@ def show_images(res, cls) -> None:
     names = res.class_names
     pert, k = perturbation_rgb(res.perturbation(0))
     c1, c2, c3 = st.columns(3)
-    c1.image(image_rgb(res.x[0]), caption=f"clean: {names[int(res.clean_pred[0])]} "
-                                          f"({float(res.clean_probs[0].max()) * 100:.1f}%)", width="stretch")
+    c1.image(
+        image_rgb(res.x[0]),
+        caption=f"clean: {names[int(res.clean_pred[0])]} ({float(res.clean_probs[0].max()) * 100:.1f}%)",
+        width="stretch",
+    )
     c2.image(pert, caption=f"perturbation x {k}, mid-grey = 0", width="stretch")
-    c3.image(image_rgb(res.x_adv[0]), caption=f"adversarial: {names[int(res.adv_pred[0])]} "
-                                              f"({float(res.adv_probs[0].max()) * 100:.1f}%)", width="stretch")
+    c3.image(
+        image_rgb(res.x_adv[0]),
+        caption=f"adversarial: {names[int(res.adv_pred[0])]} ({float(res.adv_probs[0].max()) * 100:.1f}%)",
+        width="stretch",
+    )
 
 
 def show_metrics(res) -> None:
@@ -256,8 +284,9 @@ def show_metrics(res) -> None:
     if res.stopped:
         st.warning("The attack was stopped early; these are its results so far.")
     if bool(res.y_from_prediction[0]):
-        st.caption(f"The true class is unknown, so the clean prediction ({res.class_names[int(res.y[0])]}) "
-                   "stands in for it.")
+        st.caption(
+            f"The true class is unknown, so the clean prediction ({res.class_names[int(res.y[0])]}) stands in for it."
+        )
 
 
 def show_topk(res) -> None:
@@ -268,10 +297,13 @@ def show_topk(res) -> None:
     else:
         aim = names[int(res.adv_pred[0])] if bool(res.success[0]) else None
     c1, c2 = st.columns(2)
-    c1.plotly_chart(topk_bars(res.topk("clean"), f"Clean top-5 (true: {names[int(res.y[0])]})", highlight=aim,
-                              color=CLEAN_COLOR), key="atk_top_clean")
-    c2.plotly_chart(topk_bars(res.topk("adv"), "Adversarial top-5", highlight=aim, color=CLEAN_COLOR),
-                    key="atk_top_adv")
+    c1.plotly_chart(
+        topk_bars(res.topk("clean"), f"Clean top-5 (true: {names[int(res.y[0])]})", highlight=aim, color=CLEAN_COLOR),
+        key="atk_top_clean",
+    )
+    c2.plotly_chart(
+        topk_bars(res.topk("adv"), "Adversarial top-5", highlight=aim, color=CLEAN_COLOR), key="atk_top_adv"
+    )
 
 
 def show_trajectory(res, run_id: str) -> None:
@@ -282,21 +314,35 @@ def show_trajectory(res, run_id: str) -> None:
     series = traj.series(0)
     labels = series["label"]
     n = len(traj)
-    entry = st.select_slider("Step", options=list(range(n)), value=n - 1, key=f"atk_scrub_{run_id}",
-                             format_func=lambda i: labels[i])
+    entry = st.select_slider(
+        "Step", options=list(range(n)), value=n - 1, key=f"atk_scrub_{run_id}", format_func=lambda i: labels[i]
+    )
     x = series["entry"]
     pct = {"p(true class) %": [v * 100 for v in series["p_true"]]}
     if res.targeted:
         pct["p(target) %"] = [v * 100 for v in series["p_target"]]
     c1, c2, c3 = st.columns(3)
-    c1.plotly_chart(line_chart(x, {"loss": series["loss"]}, "Attack objective", "model call", "loss",
-                               marker_x=entry), key=f"atk_loss_{run_id}")
+    c1.plotly_chart(
+        line_chart(x, {"loss": series["loss"]}, "Attack objective", "model call", "loss", marker_x=entry),
+        key=f"atk_loss_{run_id}",
+    )
     c2.plotly_chart(line_chart(x, pct, "Confidence", "model call", "%", marker_x=entry), key=f"atk_conf_{run_id}")
-    c3.plotly_chart(line_chart(x, {"L-inf (/255)": [v * 255 for v in series["linf"]], "L2": series["l2"]},
-                               "Perturbation size", "model call", "norm", marker_x=entry), key=f"atk_norm_{run_id}")
+    c3.plotly_chart(
+        line_chart(
+            x,
+            {"L-inf (/255)": [v * 255 for v in series["linf"]], "L2": series["l2"]},
+            "Perturbation size",
+            "model call",
+            "norm",
+            marker_x=entry,
+        ),
+        key=f"atk_norm_{run_id}",
+    )
     state = "adversarial" if series["success"][entry] else "not adversarial yet"
-    st.caption(f"{labels[entry]}: loss {series['loss'][entry]:.4g}, p(true) {series['p_true'][entry] * 100:.1f}%, "
-               f"L-inf {series['linf'][entry] * 255:.2f}/255, L2 {series['l2'][entry]:.4f}, {state}.")
+    st.caption(
+        f"{labels[entry]}: loss {series['loss'][entry]:.4g}, p(true) {series['p_true'][entry] * 100:.1f}%, "
+        f"L-inf {series['linf'][entry] * 255:.2f}/255, L2 {series['l2'][entry]:.4f}, {state}."
+    )
     pics = step_pictures(traj, entry, res.x[0])
     if pics is None:
         st.caption("No image kept for this step (turn on 'Keep the image at each step' in the settings).")
@@ -310,20 +356,33 @@ def show_trajectory(res, run_id: str) -> None:
 
 def show_downloads(res, settings: dict) -> None:
     c1, c2 = st.columns(2)
-    c1.download_button("Download the adversarial image (PNG, lossless)", encode_png(res.x_adv[0]),
-                       file_name=f"adv_{settings['attack']}.png", mime="image/png", key="atk_dl_png")
+    c1.download_button(
+        "Download the adversarial image (PNG, lossless)",
+        encode_png(res.x_adv[0]),
+        file_name=f"adv_{settings['attack']}.png",
+        mime="image/png",
+        key="atk_dl_png",
+    )
     blob = json.dumps({**settings, "result": res.summary(0)}, indent=2)
-    c2.download_button("Download the settings (JSON)", blob, file_name=f"adv_{settings['attack']}.json",
-                       mime="application/json", key="atk_dl_json")
+    c2.download_button(
+        "Download the settings (JSON)",
+        blob,
+        file_name=f"adv_{settings['attack']}.json",
+        mime="application/json",
+        key="atk_dl_json",
+    )
 
 
 def min_eps_section(model, example, target, digest_: str) -> None:
     st.subheader("Minimal budget")
-    st.caption("Binary search for the smallest L-inf eps at which PGD flips this image, and DeepFool's "
-               "minimal L2 perturbation for comparison.")
+    st.caption(
+        "Binary search for the smallest L-inf eps at which PGD flips this image, and DeepFool's "
+        "minimal L2 perturbation for comparison."
+    )
     cols = st.columns(4)
-    max_eps = cols[0].number_input("search up to (x/255)", value=MIN_EPS_DEFAULTS["max_eps"], step=1.0,
-                                   key="atk_me_max")
+    max_eps = cols[0].number_input(
+        "search up to (x/255)", value=MIN_EPS_DEFAULTS["max_eps"], step=1.0, key="atk_me_max"
+    )
     tol = cols[1].number_input("precision (x/255)", value=MIN_EPS_DEFAULTS["tol"], step=0.25, key="atk_me_tol")
     steps = cols[2].number_input("PGD steps", value=MIN_EPS_DEFAULTS["steps"], step=1, key="atk_me_steps")
     key = ("min_eps", digest_, example.label, target, float(max_eps), float(tol), int(steps), model.spec.arch)
@@ -333,9 +392,17 @@ def min_eps_section(model, example, target, digest_: str) -> None:
             return
 
         def work(progress, should_stop):
-            return find_minimal_eps(model, example.x, example.label, target=target, max_eps=float(max_eps) / 255,
-                                    tol=float(tol) / 255, steps=int(steps), progress=progress,
-                                    should_stop=should_stop)
+            return find_minimal_eps(
+                model,
+                example.x,
+                example.label,
+                target=target,
+                max_eps=float(max_eps) / 255,
+                tol=float(tol) / 255,
+                steps=int(steps),
+                progress=progress,
+                should_stop=should_stop,
+            )
 
         try:
             found, interrupt, widgets = with_progress("Minimal eps search", work)
@@ -352,11 +419,15 @@ def min_eps_section(model, example, target, digest_: str) -> None:
     s = found.summary(0)
     c1, c2 = st.columns(2)
     if s["min_linf_eps_255"] is None:
-        c1.metric("Smallest L-inf eps", f"> {s['max_eps_255']:g}/255",
-                  help="PGD did not flip the image within the range")
+        c1.metric(
+            "Smallest L-inf eps", f"> {s['max_eps_255']:g}/255", help="PGD did not flip the image within the range"
+        )
     else:
-        c1.metric("Smallest L-inf eps", f"{s['min_linf_eps_255']:.2f}/255",
-                  help=f"within {s['tol_255']:g}/255, after {s['searches']} bisections with PGD-{int(steps)}")
+        c1.metric(
+            "Smallest L-inf eps",
+            f"{s['min_linf_eps_255']:.2f}/255",
+            help=f"within {s['tol_255']:g}/255, after {s['searches']} bisections with PGD-{int(steps)}",
+        )
     c2.metric("DeepFool L2", "not flipped" if s["deepfool_l2"] is None else f"{s['deepfool_l2']:.4f}")
     if s["stopped"]:
         st.warning("The search was stopped early; the numbers are upper bounds.")
@@ -388,8 +459,12 @@ def render() -> None:
             qp_seed = st.query_params.get("seed", "0")
             st.session_state["atk_seed"] = int(qp_seed) if from_url and qp_seed.isdigit() else 0
         seed = int(st.number_input("Random seed", step=1, key="atk_seed"))
-        keep_images = st.checkbox("Keep the image at each step", value=True, key="atk_keep_images",
-                                  help=f"Needed for the step scrubber's image; at most {MAX_FRAMES} images are kept.")
+        keep_images = st.checkbox(
+            "Keep the image at each step",
+            value=True,
+            key="atk_keep_images",
+            help=f"Needed for the step scrubber's image; at most {MAX_FRAMES} images are kept.",
+        )
     if "atk_auto" not in st.session_state:
         st.session_state["atk_auto"] = not (from_url and st.query_params.get("auto") == "0")
     c_run, c_auto = st.columns([1, 3])
@@ -435,12 +510,30 @@ def show_result(res, cls, key, model_name, example, name, display, params, targe
     show_topk(res)
     run_id = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
     show_trajectory(res, run_id)
-    settings = {"model": model_name, "image": example.source, "title": example.title, "label": example.label,
-                "attack": name, "params": display, "params_engine": params, "target": target, "seed": seed,
-                "url_query": urlencode(st.query_params.to_dict())}
+    settings = {
+        "model": model_name,
+        "image": example.source,
+        "title": example.title,
+        "label": example.label,
+        "attack": name,
+        "params": display,
+        "params_engine": params,
+        "target": target,
+        "seed": seed,
+        "url_query": urlencode(st.query_params.to_dict()),
+    }
     show_downloads(res, settings)
-    set_current_example(CurrentExample(model_name=model_name, x=res.x, label=example.label, x_adv=res.x_adv,
-                                       attack=name, params=dict(params), title=example.title))
+    set_current_example(
+        CurrentExample(
+            model_name=model_name,
+            x=res.x,
+            label=example.label,
+            x_adv=res.x_adv,
+            attack=name,
+            params=dict(params),
+            title=example.title,
+        )
+    )
 
 
 if __name__ == "__main__":

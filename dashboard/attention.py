@@ -25,26 +25,37 @@ def settings_panel(model, key: str = "att") -> dict:
         c1, c2, c3 = st.columns(3)
         method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key=f"{key}_method")
         kinds = list(TARGET_LABELS) + ["class"]
-        kind = c2.selectbox("Target class", kinds, key=f"{key}_target",
-                            format_func=lambda k: TARGET_LABELS.get(k, "a chosen class"))
+        kind = c2.selectbox(
+            "Target class", kinds, key=f"{key}_target", format_func=lambda k: TARGET_LABELS.get(k, "a chosen class")
+        )
         target: str | int = kind
         if kind == "class":
             names = list(model.class_names)
-            target = c3.selectbox("Class", range(len(names)), format_func=lambda i: f"{i}: {names[i]}",
-                                  key=f"{key}_class")
+            target = c3.selectbox(
+                "Class", range(len(names)), format_func=lambda i: f"{i}: {names[i]}", key=f"{key}_class"
+            )
         layer = None
         if METHODS[method].uses_layer:
             layer = layer_control(model, key, model.default_cam_layer())
         c4, c5, c6 = st.columns(3)
-        k = c4.number_input("Top-k% region (IoU, faithfulness)", value=20.0, step=5.0, key=f"{key}_k",
-                            help="Must lie in (0, 100].")
+        k = c4.number_input(
+            "Top-k% region (IoU, faithfulness)", value=20.0, step=5.0, key=f"{key}_k", help="Must lie in (0, 100]."
+        )
         thr = c5.slider("Scatter threshold (fraction of the map's max)", 0.05, 1.0, 0.5, 0.05, key=f"{key}_thr")
         erase = c6.selectbox("Erase value (faithfulness)", ERASE_VALUES, key=f"{key}_erase")
         c7, c8 = st.columns(2)
         cmap = c7.selectbox("Colormap", list(COLORMAPS), key=f"{key}_cmap")
         alpha = c8.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{key}_alpha")
-    return {"method": method, "target": target, "layer": layer, "k_percent": float(k), "threshold": float(thr),
-            "erase": erase, "colormap": cmap, "alpha": float(alpha)}
+    return {
+        "method": method,
+        "target": target,
+        "layer": layer,
+        "k_percent": float(k),
+        "threshold": float(thr),
+        "erase": erase,
+        "colormap": cmap,
+        "alpha": float(alpha),
+    }
 
 
 METRIC_HELP = """
@@ -64,9 +75,11 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
     from advlens.attribution.analysis import analyze_attention_shift, distribution_figure, summarize, verdict
     from dashboard.widgets import cached_dataset, compatible_datasets
 
-    st.caption("Wu et al. report a clean-vs-adversarial IoU of ~0.12 when the attack succeeds and ~0.19 when it "
-               "fails. Attack the first N images with PGD L-inf, compute both maps with the settings above, and "
-               "compare the two groups (images misclassified when clean are left out).")
+    st.caption(
+        "Wu et al. report a clean-vs-adversarial IoU of ~0.12 when the attack succeeds and ~0.19 when it "
+        "fails. Attack the first N images with PGD L-inf, compute both maps with the settings above, and "
+        "compare the two groups (images misclassified when clean are left out)."
+    )
     names = [d for d in compatible_datasets(model) if d != "folder"]
     if not names:
         st.info("No offline dataset fits this model's input size.")
@@ -84,12 +97,22 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
             torch.manual_seed(0)
             advs = []
             for s0 in range(0, len(x), 64):
-                advs.append(run_attack(model, x[s0:s0 + 64], y[s0:s0 + 64], "pgd", eps=eps255 / 255.0,
-                                       steps=steps).x_adv)
+                advs.append(
+                    run_attack(model, x[s0 : s0 + 64], y[s0 : s0 + 64], "pgd", eps=eps255 / 255.0, steps=steps).x_adv
+                )
                 bar.progress(0.5 * min(1.0, (s0 + 64) / len(x)), text="attacking...")
             result = analyze_attention_shift(
-                model, x, y, torch.cat(advs), method=method, layer=layer, target=target, k_percent=k,
-                threshold=thr, progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."))
+                model,
+                x,
+                y,
+                torch.cat(advs),
+                method=method,
+                layer=layer,
+                target=target,
+                k_percent=k,
+                threshold=thr,
+                progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."),
+            )
             bar.empty()
         except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
             st.error(f"The analysis could not run: {exc}")
@@ -99,39 +122,68 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
     if not stored or stored[0] != model_name:
         return
     _, ds_name, n_done, eps_done, steps_done, result = stored
-    st.markdown(f"**{ds_name}**, first {n_done} images, PGD L-inf eps {eps_done:g}/255, {steps_done} steps: attack "
-                f"succeeded on **{result.n_success}**, failed on **{result.n_failure}** "
-                f"({result.n_clean_wrong} misclassified clean, left out).")
+    st.markdown(
+        f"**{ds_name}**, first {n_done} images, PGD L-inf eps {eps_done:g}/255, {steps_done} steps: attack "
+        f"succeeded on **{result.n_success}**, failed on **{result.n_failure}** "
+        f"({result.n_clean_wrong} misclassified clean, left out)."
+    )
     if result.n_success == 0 or result.n_failure == 0:
         st.warning("One group is empty: change eps so that some attacks succeed and some fail.")
-    st.dataframe([{"metric": r["label"], "success mean": r["success_mean"], "success median": r["success_median"],
-                   "failure mean": r["failure_mean"], "failure median": r["failure_median"], "p": r["p_value"]}
-                  for r in summarize(result)], hide_index=True, width="stretch")
+    st.dataframe(
+        [
+            {
+                "metric": r["label"],
+                "success mean": r["success_mean"],
+                "success median": r["success_median"],
+                "failure mean": r["failure_mean"],
+                "failure median": r["failure_median"],
+                "p": r["p_value"],
+            }
+            for r in summarize(result)
+        ],
+        hide_index=True,
+        width="stretch",
+    )
     v = verdict(result)
     if "lower_iou_on_success" in v:
-        st.markdown(f"Lower IoU when the attack succeeds: **{'yes' if v['lower_iou_on_success'] else 'no'}** "
-                    f"(p = {v['iou_p_value']:.2g}); higher adversarial-map entropy: "
-                    f"**{'yes' if v['higher_entropy_on_success'] else 'no'}** (p = {v['entropy_p_value']:.2g}).")
+        st.markdown(
+            f"Lower IoU when the attack succeeds: **{'yes' if v['lower_iou_on_success'] else 'no'}** "
+            f"(p = {v['iou_p_value']:.2g}); higher adversarial-map entropy: "
+            f"**{'yes' if v['higher_entropy_on_success'] else 'no'}** (p = {v['entropy_p_value']:.2g})."
+        )
     st.plotly_chart(distribution_figure(result), width="stretch", key="ana_fig")
 
 
 def render() -> None:
     page_setup("Attention", "👁️")
-    st.caption("Grad-CAM and friends on the clean and adversarial image, normalised together: a weaker "
-               "map looks weaker. The difference is adversarial minus clean (red: more attention after the attack).")
+    st.caption(
+        "Grad-CAM and friends on the clean and adversarial image, normalised together: a weaker "
+        "map looks weaker. The difference is adversarial minus clean (red: more attention after the attack)."
+    )
     src = lens_source("att")
     if src is None:
         return
     model = src.model
     s = settings_panel(model)
-    view_key = ("view", *src.key, s["method"], s["layer"], str(s["target"]), s["k_percent"], s["threshold"],
-                s["erase"])
+    view_key = ("view", *src.key, s["method"], s["layer"], str(s["target"]), s["k_percent"], s["threshold"], s["erase"])
     try:
         with st.spinner("Computing attention maps..."):
-            view = session_memo(view_key, lambda: attention_view(
-                model, src.x, src.x_adv, torch.tensor([src.label]), method=s["method"], layer=s["layer"],
-                target=s["target"], k_percent=s["k_percent"], threshold=s["threshold"], erase=s["erase"],
-                probs=src.probs))
+            view = session_memo(
+                view_key,
+                lambda: attention_view(
+                    model,
+                    src.x,
+                    src.x_adv,
+                    torch.tensor([src.label]),
+                    method=s["method"],
+                    layer=s["layer"],
+                    target=s["target"],
+                    k_percent=s["k_percent"],
+                    threshold=s["threshold"],
+                    erase=s["erase"],
+                    probs=src.probs,
+                ),
+            )
     except (LayerError, ValueError) as exc:
         st.error(str(exc))
         return
@@ -140,10 +192,12 @@ def render() -> None:
     cp, ap = int(view.clean_pred[0]), int(view.adv_pred[0])
     tc, ta = int(view.targets_clean[0]), int(view.targets_adv[0])
     flipped = cp != ap
-    st.markdown(f"**{src.title}** · {src.attack} · clean prediction **{names[cp]}** "
-                f"({float(view.clean_probs[0, cp]) * 100:.1f}%) → adversarial **{names[ap]}** "
-                f"({float(view.adv_probs[0, ap]) * 100:.1f}%) · "
-                + ("the attack **changed** the prediction" if flipped else "the prediction **held**"))
+    st.markdown(
+        f"**{src.title}** · {src.attack} · clean prediction **{names[cp]}** "
+        f"({float(view.clean_probs[0, cp]) * 100:.1f}%) → adversarial **{names[ap]}** "
+        f"({float(view.adv_probs[0, ap]) * 100:.1f}%) · "
+        + ("the attack **changed** the prediction" if flipped else "the prediction **held**")
+    )
 
     img_clean, img_adv = image_rgb(src.x), image_rgb(src.x_adv)
     ov_clean = overlay(img_clean, view.clean_norm[0].numpy(), s["alpha"], s["colormap"])
@@ -153,33 +207,54 @@ def render() -> None:
     label = METHODS[s["method"]].label
     cols[0].image(enlarge(ov_clean), caption=f"clean · {label} for '{names[tc]}'", width="stretch")
     cols[1].image(enlarge(ov_adv), caption=f"adversarial · {label} for '{names[ta]}'", width="stretch")
-    cols[2].image(enlarge(diff), caption=f"adversarial − clean (blue −, red +; ±{float(view.diff_limit[0]):.2f} "
-                  "of the shared range)", width="stretch")
+    cols[2].image(
+        enlarge(diff),
+        caption=f"adversarial − clean (blue −, red +; ±{float(view.diff_limit[0]):.2f} of the shared range)",
+        width="stretch",
+    )
     with cols[3]:
         truth = names[src.label] if src.label >= 0 else None
-        st.plotly_chart(topk_bars(topk_of(view.clean_probs[0], names), "clean", color=CLEAN_COLOR, height=200),
-                        width="stretch", key="att_top_clean")
-        st.plotly_chart(topk_bars(topk_of(view.adv_probs[0], names), "adversarial", highlight=truth,
-                                  color=ADV_COLOR, height=200), width="stretch", key="att_top_adv")
-    st.caption(f"Shared scale: raw map values [{float(view.vmin[0]):.4g}, {float(view.vmax[0]):.4g}] → [0, 1] "
-               f"for both maps{'' if view.layer is None else f' · layer {view.layer}'}.")
+        st.plotly_chart(
+            topk_bars(topk_of(view.clean_probs[0], names), "clean", color=CLEAN_COLOR, height=200),
+            width="stretch",
+            key="att_top_clean",
+        )
+        st.plotly_chart(
+            topk_bars(topk_of(view.adv_probs[0], names), "adversarial", highlight=truth, color=ADV_COLOR, height=200),
+            width="stretch",
+            key="att_top_adv",
+        )
+    st.caption(
+        f"Shared scale: raw map values [{float(view.vmin[0]):.4g}, {float(view.vmax[0]):.4g}] → [0, 1] "
+        f"for both maps{'' if view.layer is None else f' · layer {view.layer}'}."
+    )
 
     st.subheader("Attention-shift metrics")
     rows = view.table(0)
     pair = [{"metric": r["metric"], "value": r["clean vs adversarial"]} for r in rows if r["clean"] is None]
-    per_map = [{"metric": r["metric"], "clean": r["clean"], "adversarial": r["adversarial"],
-                "change": r["clean vs adversarial"]} for r in rows if r["clean"] is not None]
+    per_map = [
+        {
+            "metric": r["metric"],
+            "clean": r["clean"],
+            "adversarial": r["adversarial"],
+            "change": r["clean vs adversarial"],
+        }
+        for r in rows
+        if r["clean"] is not None
+    ]
     left, right = st.columns([2, 3])
     fmt = st.column_config.NumberColumn(format="%.4f")
     left.markdown("**clean vs adversarial**")
     left.dataframe(pair, hide_index=True, width="stretch", column_config={"value": fmt})
     right.markdown("**each map** (scatter, area, faithfulness)")
-    right.dataframe(per_map, hide_index=True, width="stretch",
-                    column_config={c: fmt for c in ("clean", "adversarial", "change")})
+    right.dataframe(
+        per_map, hide_index=True, width="stretch", column_config={c: fmt for c in ("clean", "adversarial", "change")}
+    )
     with st.expander("What the metrics mean"):
         st.markdown(METRIC_HELP)
     with st.expander("Dataset analysis: successful vs failed attacks"):
         analysis_section(src.model_name, model, s["method"], s["layer"], s["target"], s["k_percent"], s["threshold"])
+
 
 if __name__ == "__main__":
     render()

@@ -30,8 +30,13 @@ def attack_settings(colour: bool, trained_eps: float | None = None) -> tuple[str
     """The attack and its parameters. The L-inf budget starts at the defended model's training eps
     (``trained_eps``) when it has one: a defense is tested at the budget it was trained for."""
     names = list(ATTACKS)
-    name = st.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK) if DEFAULT_ATTACK in names else 0,
-                        format_func=lambda n: f"{ATTACKS[n].title} — {ATTACKS[n].paper}", key="cmp_attack")
+    name = st.selectbox(
+        "Attack",
+        names,
+        index=names.index(DEFAULT_ATTACK) if DEFAULT_ATTACK in names else 0,
+        format_func=lambda n: f"{ATTACKS[n].title} — {ATTACKS[n].paper}",
+        key="cmp_attack",
+    )
     cls = ATTACKS[name]
     params = {}
     shown = [p for p in cls.params() if p.kind in (float, int, bool) or p.choices]
@@ -45,8 +50,9 @@ def attack_settings(colour: bool, trained_eps: float | None = None) -> tuple[str
         scale = _scale(p, colour)
         label = p.name + (" (/255)" if scale != 1.0 else "")
         if p.choices:
-            params[p.name] = col.selectbox(label, list(p.choices), index=list(p.choices).index(p.default),
-                                           help=p.help, key=key)
+            params[p.name] = col.selectbox(
+                label, list(p.choices), index=list(p.choices).index(p.default), help=p.help, key=key
+            )
         elif p.kind is bool:
             params[p.name] = col.checkbox(label, value=bool(p.default), help=p.help, key=key)
         elif p.kind is int:
@@ -58,8 +64,10 @@ def attack_settings(colour: bool, trained_eps: float | None = None) -> tuple[str
             default = p.default if colour or not eps_default else 0.3
             if eps_default and trained_eps is not None:
                 default = trained_eps
-            params[p.name] = float(col.number_input(label, value=float(default) * scale, format="%.4g", help=p.help,
-                                                    key=key)) / scale
+            params[p.name] = (
+                float(col.number_input(label, value=float(default) * scale, format="%.4g", help=p.help, key=key))
+                / scale
+            )
     return name, params
 
 
@@ -79,19 +87,32 @@ def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor
     truth = res.class_names[int(res.y[0])]
     c1, c2 = st.columns(2)
     c1.image(enlarge(image_rgb(res.x[0])), caption=f"clean · true {truth}", clamp=True)
-    c2.image(enlarge(image_rgb(res.x_adv[0])), caption=f"adversarial · L∞ {float(res.linf[0]) * 255:.1f}/255 · "
-             f"L2 {float(res.l2[0]):.3f}", clamp=True)
-    c1.plotly_chart(topk_bars(res.topk("clean"), title="clean", highlight=truth, height=220), width="stretch",
-                    key=f"cmp_clean_{title}")
-    c2.plotly_chart(topk_bars(res.topk("adv"), title="adversarial", highlight=truth, color=ADV_COLOR, height=220),
-                    width="stretch", key=f"cmp_adv_{title}")
+    c2.image(
+        enlarge(image_rgb(res.x_adv[0])),
+        caption=f"adversarial · L∞ {float(res.linf[0]) * 255:.1f}/255 · L2 {float(res.l2[0]):.3f}",
+        clamp=True,
+    )
+    c1.plotly_chart(
+        topk_bars(res.topk("clean"), title="clean", highlight=truth, height=220),
+        width="stretch",
+        key=f"cmp_clean_{title}",
+    )
+    c2.plotly_chart(
+        topk_bars(res.topk("adv"), title="adversarial", highlight=truth, color=ADV_COLOR, height=220),
+        width="stretch",
+        key=f"cmp_adv_{title}",
+    )
     verdict = "fooled" if bool(res.success[0]) else "still correct"
-    st.markdown(f"**{verdict}**: {res.class_names[int(res.clean_pred[0])]} → "
-                f"{res.class_names[int(res.adv_pred[0])]} ({float(res.adv_probs[0].max()) * 100:.1f}%)")
+    st.markdown(
+        f"**{verdict}**: {res.class_names[int(res.clean_pred[0])]} → "
+        f"{res.class_names[int(res.adv_pred[0])]} ({float(res.adv_probs[0].max()) * 100:.1f}%)"
+    )
     if transfer_probs is not None:
         pred = int(transfer_probs.argmax())
-        st.caption(f"Transfer: the standard model's adversarial image → {res.class_names[pred]} "
-                   f"({float(transfer_probs.max()) * 100:.1f}%)")
+        st.caption(
+            f"Transfer: the standard model's adversarial image → {res.class_names[pred]} "
+            f"({float(transfer_probs.max()) * 100:.1f}%)"
+        )
     maps = _attention(model, res.x, res.x_adv, int(res.y[0]), int(res.adv_pred[0]))
     if maps is not None:
         a1, a2 = st.columns(2)
@@ -101,9 +122,11 @@ def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor
 
 def render() -> None:
     page_setup("Compare models")
-    st.markdown("Attack a standard and a defended model on the same image with the same attack, and compare "
-                "their predictions and attention side by side. Models trained on the Training page appear as "
-                "`run-<id>-<objective>`.")
+    st.markdown(
+        "Attack a standard and a defended model on the same image with the same attack, and compare "
+        "their predictions and attention side by side. Models trained on the Training page appear as "
+        "`run-<id>-<objective>`."
+    )
     entries = list_models()
     c1, c2 = st.columns(2)
     with c1:
@@ -112,8 +135,9 @@ def render() -> None:
         return
     fits = [e for e in entries if e.input_size in (None, tuple(model_a.input_size)) and e.name != name_a]
     if "cmp_b" not in st.session_state and st.query_params.get("cmp_b") is None:
-        runs = [e for e in fits if e.source == "run" and e.dataset == model_a.spec.dataset] or \
-               [e for e in fits if e.source == "run"]
+        runs = [e for e in fits if e.source == "run" and e.dataset == model_a.spec.dataset] or [
+            e for e in fits if e.source == "run"
+        ]
         if runs:
             st.session_state["cmp_b"] = runs[0].name
     with c2:

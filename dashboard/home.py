@@ -44,18 +44,41 @@ def render() -> None:
     models = list_models()
     st.subheader("Models")
     st.dataframe(
-        [{"name": e.name, "architecture": e.arch, "dataset": e.dataset, "source": e.source,
-          "test accuracy": (f"{e.metrics['test_accuracy'] * 100:.1f}%"
-                            if isinstance(e.metrics.get("test_accuracy"), (int, float)) else ""),
-          "description": e.description} for e in models],
-        hide_index=True, width="stretch")
+        [
+            {
+                "name": e.name,
+                "architecture": e.arch,
+                "dataset": e.dataset,
+                "source": e.source,
+                "test accuracy": (
+                    f"{e.metrics['test_accuracy'] * 100:.1f}%"
+                    if isinstance(e.metrics.get("test_accuracy"), (int, float))
+                    else ""
+                ),
+                "description": e.description,
+            }
+            for e in models
+        ],
+        hide_index=True,
+        width="stretch",
+    )
     with st.expander("Load your own checkpoint (safetensors + JSON metadata)"):
         checkpoint_loader()
 
     st.subheader("Datasets")
-    st.dataframe([{"name": d.name, "input": "x".join(map(str, d.input_size)), "offline": d.offline,
-                   "description": d.description} for d in DATASETS.values()],
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        [
+            {
+                "name": d.name,
+                "input": "x".join(map(str, d.input_size)),
+                "offline": d.offline,
+                "description": d.description,
+            }
+            for d in DATASETS.values()
+        ],
+        hide_index=True,
+        width="stretch",
+    )
 
     st.subheader("Sample gallery")
     shown = [e for e in models if e.name in ("efficientnet_lite0", "digits_small_cnn")] or models[:2]
@@ -65,12 +88,15 @@ def render() -> None:
         per_row = 4
         for start in range(0, len(items), per_row):
             cols = st.columns(per_row)
-            for col, (title, img, label, pred) in zip(cols, items[start:start + per_row]):
+            for col, (title, img, label, pred) in zip(cols, items[start : start + per_row]):
                 with col:
                     st.image(img, caption=title, width="stretch", clamp=True)
                     truth = get_model(entry.name).class_names[label] if label >= 0 else None
-                    st.plotly_chart(topk_bars(pred, title="", highlight=truth, height=200),
-                                    width="stretch", key=f"g-{entry.name}-{title}")
+                    st.plotly_chart(
+                        topk_bars(pred, title="", highlight=truth, height=200),
+                        width="stretch",
+                        key=f"g-{entry.name}-{title}",
+                    )
 
 
 if __name__ == "__main__":

@@ -46,20 +46,33 @@ def lens_source(key: str) -> LensInput | None:
     """The Attack Lab's current example, or a model + image picked here and attacked with PGD L-inf."""
     current = get_current_example()
     if current is not None:
-        other = st.toggle("Use another image", key=f"{key}_other",
-                          help="Off: the Attack Lab's latest example. On: pick a model and image here.")
+        other = st.toggle(
+            "Use another image",
+            key=f"{key}_other",
+            help="Off: the Attack Lab's latest example. On: pick a model and image here.",
+        )
         if not other:
             try:
                 model = get_model(current.model_name)
             except (StopIteration, KeyError, CheckpointError, OSError, RuntimeError) as exc:
                 st.error(f"The Attack Lab's model {current.model_name!r} is not available: {exc}")
                 return None
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in (current.params or {}).items())
-            st.info(f"Attack Lab example: **{current.title}** on **{current.model_name}**, "
-                    f"attacked with **{current.attack}** ({shown}).")
-            return LensInput(current.model_name, model, current.x.detach().cpu().float(),
-                             current.x_adv.detach().cpu().float(), int(current.label), current.attack, current.title)
+            shown = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (current.params or {}).items()
+            )
+            st.info(
+                f"Attack Lab example: **{current.title}** on **{current.model_name}**, "
+                f"attacked with **{current.attack}** ({shown})."
+            )
+            return LensInput(
+                current.model_name,
+                model,
+                current.x.detach().cpu().float(),
+                current.x_adv.detach().cpu().float(),
+                int(current.label),
+                current.attack,
+                current.title,
+            )
     name, model = model_picker()
     if model is None:
         return None
@@ -67,8 +80,13 @@ def lens_source(key: str) -> LensInput | None:
     if example is None:
         return None
     cols = st.columns(2)
-    eps255 = cols[0].number_input("PGD L-inf budget eps (x/255)", value=suggested_linf_eps_255(model), step=1.0,
-                                  key=f"{key}_eps", help="The largest change of any pixel, in 1/255 units.")
+    eps255 = cols[0].number_input(
+        "PGD L-inf budget eps (x/255)",
+        value=suggested_linf_eps_255(model),
+        step=1.0,
+        key=f"{key}_eps",
+        help="The largest change of any pixel, in 1/255 units.",
+    )
     steps = cols[1].number_input("PGD steps", min_value=1, max_value=200, value=10, step=1, key=f"{key}_steps")
     params = {"eps": float(eps255) / 255.0, "steps": int(steps)}
 
@@ -78,14 +96,30 @@ def lens_source(key: str) -> LensInput | None:
 
     try:
         with st.spinner("Attacking (PGD L-inf)..."):
-            res = session_memo(("attack", name, hashlib.sha1(example.x.numpy().tobytes()).hexdigest(), example.label,
-                        tuple(sorted(params.items()))), attack)
+            res = session_memo(
+                (
+                    "attack",
+                    name,
+                    hashlib.sha1(example.x.numpy().tobytes()).hexdigest(),
+                    example.label,
+                    tuple(sorted(params.items())),
+                ),
+                attack,
+            )
     except AttackConfigError as exc:
         st.error(f"Attack settings rejected: {exc}")
         return None
     label = int(res.y[0])
-    return LensInput(name, model, res.x, res.x_adv, label, f"PGD L-inf eps {eps255:g}/255, {int(steps)} steps",
-                     example.title, (res.clean_probs, res.adv_probs))
+    return LensInput(
+        name,
+        model,
+        res.x,
+        res.x_adv,
+        label,
+        f"PGD L-inf eps {eps255:g}/255, {int(steps)} steps",
+        example.title,
+        (res.clean_probs, res.adv_probs),
+    )
 
 
 def layer_control(model, key: str, default: str, label: str = "Layer") -> str:
@@ -95,7 +129,9 @@ def layer_control(model, key: str, default: str, label: str = "Layer") -> str:
         choices = [default] + choices
     cols = st.columns([2, 1])
     picked = cols[0].selectbox(label, choices, index=choices.index(default), key=f"{key}_layer")
-    typed = cols[1].text_input("or type a layer name", key=f"{key}_layer_text",
-                               help="Any submodule name, e.g. net.body._blocks.3").strip()
+    typed = (
+        cols[1]
+        .text_input("or type a layer name", key=f"{key}_layer_text", help="Any submodule name, e.g. net.body._blocks.3")
+        .strip()
+    )
     return typed or picked
-

@@ -22,8 +22,13 @@ from dashboard.widgets import page_setup
 
 TRAINABLE_DATASETS = [n for n in DATASETS if n != "imagenet_samples"]
 TRAINABLE_ARCHS = [a for a in ARCHITECTURES if a != "efficientnet_lite0"]
-SCHEDULE_HELP = {"constant": "constant", "step": "step decay (x0.1 at 50% and 75%)", "cosine": "cosine annealing",
-                 "onecycle": "one-cycle (Smith)", "cyclic": "cyclic triangle 0 -> lr -> 0 (Fast-AT)"}
+SCHEDULE_HELP = {
+    "constant": "constant",
+    "step": "step decay (x0.1 at 50% and 75%)",
+    "cosine": "cosine annealing",
+    "onecycle": "one-cycle (Smith)",
+    "cyclic": "cyclic triangle 0 -> lr -> 0 (Fast-AT)",
+}
 
 
 def pixel_scale(dataset: str) -> float:
@@ -65,7 +70,9 @@ def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
     entries = [e for e in list_models() if e.path is not None and e.arch in TRAINABLE_ARCHS]
     names = [""] + [e.name for e in entries]
     if fine_tunes:
-        clean = [e.name for e in entries if e.dataset == dataset and (e.source == "asset" or e.name.endswith("-standard"))]
+        clean = [
+            e.name for e in entries if e.dataset == dataset and (e.source == "asset" or e.name.endswith("-standard"))
+        ]
         if clean:
             return names, names.index(clean[0])
     return names, 0
@@ -75,10 +82,16 @@ def new_run_form(store: RunStore) -> None:
     objectives = {cls.name: cls for cls in list_objectives()}
     names = list(objectives)
     c1, c2 = st.columns(2)
-    obj_name = c1.selectbox("Objective", names, index=names.index("pgd_at") if "pgd_at" in names else 0,
-                            format_func=lambda n: objectives[n].title, key="tr_objective")
-    dataset = c2.selectbox("Dataset", TRAINABLE_DATASETS, key="tr_dataset",
-                           format_func=lambda n: f"{n} — {DATASETS[n].description}")
+    obj_name = c1.selectbox(
+        "Objective",
+        names,
+        index=names.index("pgd_at") if "pgd_at" in names else 0,
+        format_func=lambda n: objectives[n].title,
+        key="tr_objective",
+    )
+    dataset = c2.selectbox(
+        "Dataset", TRAINABLE_DATASETS, key="tr_dataset", format_func=lambda n: f"{n} — {DATASETS[n].description}"
+    )
     cls = objectives[obj_name]
     objective_header(cls)
     rec = recommended_for_dataset(dataset)
@@ -88,10 +101,13 @@ def new_run_form(store: RunStore) -> None:
     with st.form("tr_form"):
         root = ""
         if not DATASETS[dataset].offline:
-            root = st.text_input("Local folder with the dataset", key=f"tr_root_{dataset}",
-                                 help="MNIST/Fashion-MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; "
-                                      "folder: root/<class>/<images> or root/{train,test}/<class>/<images>. "
-                                      "Blank: the download cache.")
+            root = st.text_input(
+                "Local folder with the dataset",
+                key=f"tr_root_{dataset}",
+                help="MNIST/Fashion-MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; "
+                "folder: root/<class>/<images> or root/{train,test}/<class>/<images>. "
+                "Blank: the download cache.",
+            )
         a1, a2, a3, a4 = st.columns(4)
         arch = a1.selectbox("Model", TRAINABLE_ARCHS, index=TRAINABLE_ARCHS.index(rec["arch"]), key=f"tr_arch_{k}")
         epochs = int(a2.number_input("Epochs", 1, 1000, int(rec["epochs"]), key=f"tr_epochs_{k}"))
@@ -99,26 +115,48 @@ def new_run_form(store: RunStore) -> None:
         seed = int(a4.number_input("Seed", 0, 2**31 - 1, 0, key=f"tr_seed_{k}"))
         inits, init_index = init_choices(dataset, cls.fine_tunes)
         if cls.fine_tunes and init_index == 0:
-            st.info(f"{cls.title} fine-tunes a clean model, and none of {dataset} is in the zoo yet: train a standard "
-                    f"run on {dataset} first, then pick it under **Start from** (or start from a fresh initialisation).")
-        init_from = st.selectbox("Start from", inits, index=init_index, key=f"tr_init_{k}",
-                                 format_func=lambda n: n or "a fresh initialisation",
-                                 help="fine-tune a trained model of the zoo (same architecture, input size and classes)"
-                                      + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else ""))
+            st.info(
+                f"{cls.title} fine-tunes a clean model, and none of {dataset} is in the zoo yet: train a standard "
+                f"run on {dataset} first, then pick it under **Start from** (or start from a fresh initialisation)."
+            )
+        init_from = st.selectbox(
+            "Start from",
+            inits,
+            index=init_index,
+            key=f"tr_init_{k}",
+            format_func=lambda n: n or "a fresh initialisation",
+            help="fine-tune a trained model of the zoo (same architecture, input size and classes)"
+            + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else ""),
+        )
         b1, b2, b3, b4 = st.columns(4)
         optimizer = b1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(rec["optimizer"]), key=f"tr_opt_{k}")
-        sched = b2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(rec["schedule"]),
-                             format_func=lambda s: SCHEDULE_HELP[s], key=f"tr_sched_{k}")
+        sched = b2.selectbox(
+            "Schedule",
+            SCHEDULES,
+            index=SCHEDULES.index(rec["schedule"]),
+            format_func=lambda s: SCHEDULE_HELP[s],
+            key=f"tr_sched_{k}",
+        )
         lr = b3.number_input("Learning rate (peak)", value=float(rec["lr"]), format="%.4g", key=f"tr_lr_{k}")
-        wd = b4.number_input("Weight decay", value=float(rec.get("weight_decay", 0.0)), format="%.4g",
-                             key=f"tr_wd_{k}")
+        wd = b4.number_input("Weight decay", value=float(rec.get("weight_decay", 0.0)), format="%.4g", key=f"tr_wd_{k}")
         scale = pixel_scale(dataset)
         e1, e0, e2, e3 = st.columns(4)
-        eps_shown = e1.number_input(eps_label(dataset), value=round(float(rec["eps"]) * scale, 4), format="%.4g",
-                                    key=f"tr_eps_{k}",
-                                    help="L-inf budget of the training adversary and of the robust-accuracy curve")
-        warm = e0.number_input("eps warm-up (fraction of training)", 0.0, 0.99, 0.0, format="%.2f",
-                               key=f"tr_warm_{k}", help="ramp the training eps linearly from 0 over this part")
+        eps_shown = e1.number_input(
+            eps_label(dataset),
+            value=round(float(rec["eps"]) * scale, 4),
+            format="%.4g",
+            key=f"tr_eps_{k}",
+            help="L-inf budget of the training adversary and of the robust-accuracy curve",
+        )
+        warm = e0.number_input(
+            "eps warm-up (fraction of training)",
+            0.0,
+            0.99,
+            0.0,
+            format="%.2f",
+            key=f"tr_warm_{k}",
+            help="ramp the training eps linearly from 0 over this part",
+        )
         crop = int(e2.number_input("Random crop padding (px)", 0, 16, int(rec["crop_padding"]), key=f"tr_crop_{k}"))
         flip = e3.checkbox("Random horizontal flips", value=bool(rec["flip"]), key=f"tr_flip_{k}")
         params = {}
@@ -143,11 +181,32 @@ def new_run_form(store: RunStore) -> None:
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return
-    cfg_dict = dict(objective=obj_name, objective_params=params, dataset=dataset, data_root=root.strip() or None,
-                    arch=arch, epochs=epochs, batch_size=batch, optimizer=optimizer, lr=lr, weight_decay=wd,
-                    schedule=sched, eps=float(eps_shown) / scale, eps_warmup=float(warm), crop_padding=crop, flip=flip, val_size=val_size,
-                    eval_size=eval_size, eval_steps=eval_steps, max_steps=max_steps, limit_train=limit, seed=seed,
-                    device=device, name=name.strip(), init_from=init_from)
+    cfg_dict = dict(
+        objective=obj_name,
+        objective_params=params,
+        dataset=dataset,
+        data_root=root.strip() or None,
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=wd,
+        schedule=sched,
+        eps=float(eps_shown) / scale,
+        eps_warmup=float(warm),
+        crop_padding=crop,
+        flip=flip,
+        val_size=val_size,
+        eval_size=eval_size,
+        eval_steps=eval_steps,
+        max_steps=max_steps,
+        limit_train=limit,
+        seed=seed,
+        device=device,
+        name=name.strip(),
+        init_from=init_from,
+    )
     try:
         rec_run = jobs.submit(TrainConfig.from_dict(cfg_dict), store)
     except ConfigError as exc:
@@ -166,15 +225,28 @@ def runs_table(runs: list[RunRecord]) -> None:
     rows = []
     for r in runs:
         acc, rob = r.metrics.get("test_accuracy"), r.metrics.get("heldout_robust_accuracy")
-        rows.append({"id": r.id, "status": r.status, "objective": r.objective,
-                     "dataset": r.dataset, "model": r.arch, "progress": round(100 * r.progress, 1),
-                     "test acc": f"{acc * 100:.1f}%" if isinstance(acc, float) else "",
-                     "robust (held-out)": f"{rob * 100:.1f}%" if isinstance(rob, float) else "",
-                     "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
-                     "message": r.message[:120]})
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100,
-                                                                            format="%.0f%%")})
+        rows.append(
+            {
+                "id": r.id,
+                "status": r.status,
+                "objective": r.objective,
+                "dataset": r.dataset,
+                "model": r.arch,
+                "progress": round(100 * r.progress, 1),
+                "test acc": f"{acc * 100:.1f}%" if isinstance(acc, float) else "",
+                "robust (held-out)": f"{rob * 100:.1f}%" if isinstance(rob, float) else "",
+                "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
+                "message": r.message[:120],
+            }
+        )
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100, format="%.0f%%")
+        },
+    )
 
 
 def live_runs_table(store: RunStore) -> None:
@@ -188,12 +260,24 @@ def _figure(metrics: dict, keys: list[str], title: str, ytitle: str, percent: bo
         if not s:
             continue
         ys = [v * 100 if (percent and v is not None) else v for v in s["value"]]
-        fig.add_trace(go.Scatter(x=s["step"], y=ys, mode="lines+markers" if len(ys) < 60 else "lines",
-                                 name=key.split("/", 1)[-1] if key.count("/") else key))
+        fig.add_trace(
+            go.Scatter(
+                x=s["step"],
+                y=ys,
+                mode="lines+markers" if len(ys) < 60 else "lines",
+                name=key.split("/", 1)[-1] if key.count("/") else key,
+            )
+        )
     if not fig.data:
         return None
-    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
-                      yaxis_title=ytitle, legend=dict(orientation="h", y=-0.3))
+    fig.update_layout(
+        title=title,
+        height=260,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="step",
+        yaxis_title=ytitle,
+        legend=dict(orientation="h", y=-0.3),
+    )
     return fig
 
 
@@ -227,8 +311,11 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
     cols[4].metric(mem_label, f"{last['mem_mb']:.0f} MB" if "mem_mb" in last else "—")
     rob = last.get("eval/robust_acc")
     cols[5].metric("Robust acc (held-out)", f"{rob * 100:.1f}%" if rob is not None else "—")
-    st.progress(rec.progress, text=f"{rec.objective} on {rec.dataset} · {rec.arch} · device {rec.device}"
-                                   f"{' · ' + rec.message if rec.message else ''}")
+    st.progress(
+        rec.progress,
+        text=f"{rec.objective} on {rec.dataset} · {rec.arch} · device {rec.device}"
+        f"{' · ' + rec.message if rec.message else ''}",
+    )
     b1, b2, _ = st.columns([1, 1, 4])
     if rec.active and b1.button("Cancel", key=f"tr_cancel_{run_id}"):
         jobs.cancel(run_id, store)
@@ -243,28 +330,37 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
             st.rerun(scope="app")
     if rec.status == "done":
         acc = rec.metrics.get("test_accuracy")
-        st.success(f"Finished. The model is **{rec.zoo_name}** in the model zoo: pick it in the Attack Lab, "
-                   f"Attention or Compare pages."
-                   + (f" Test accuracy {acc * 100:.2f}%." if isinstance(acc, float) else ""))
+        st.success(
+            f"Finished. The model is **{rec.zoo_name}** in the model zoo: pick it in the Attack Lab, "
+            f"Attention or Compare pages." + (f" Test accuracy {acc * 100:.2f}%." if isinstance(acc, float) else "")
+        )
     charts = [
         _figure(m, ["train/loss"], "Training loss", "loss"),
-        _figure(m, ["train/acc", "train/acc_adv", "eval/clean_acc", "eval/robust_acc"],
-                "Accuracy (train batches; held-out batch: clean and PGD)", "%", percent=True),
+        _figure(
+            m,
+            ["train/acc", "train/acc_adv", "eval/clean_acc", "eval/robust_acc"],
+            "Accuracy (train batches; held-out batch: clean and PGD)",
+            "%",
+            percent=True,
+        ),
         _figure(m, ["img_per_s"], "Throughput", "images / s"),
         _figure(m, ["mem_mb"], mem_label, "MB"),
         _figure(m, ["eta_s"], "ETA", "seconds"),
         _figure(m, ["lr"], "Learning rate", "lr"),
     ]
     cls = objectives.get(rec.objective)
-    for title, keys in (cls.extra_plots.items() if cls else []):
+    for title, keys in cls.extra_plots.items() if cls else []:
         charts.append(_figure(m, list(keys), title, "", percent=any("acc" in k for k in keys)))
     charts = [c for c in charts if c is not None]
     if not charts:
-        st.info("No metrics yet: the run is starting (loading data, building the model)." if rec.active
-                else "This run logged no metrics.")
+        st.info(
+            "No metrics yet: the run is starting (loading data, building the model)."
+            if rec.active
+            else "This run logged no metrics."
+        )
     for i in range(0, len(charts), 2):
         cs = st.columns(2)
-        for col, fig in zip(cs, charts[i:i + 2]):
+        for col, fig in zip(cs, charts[i : i + 2]):
             col.plotly_chart(fig, width="stretch", key=f"tr_chart_{run_id}_{i}_{fig.layout.title.text}")
     snapshots_view(rec, run_id)
     with st.expander("Log (tail)", expanded=rec.status == "failed"):
@@ -281,17 +377,23 @@ def snapshots_view(rec, run_id: str) -> None:
         return
     with st.expander("Snapshots of a fixed batch, per epoch", expanded=True):
         names = [p.stem for p in snaps]
-        pick = names[-1] if len(names) == 1 else st.select_slider("Snapshot", names, value=names[-1],
-                                                                   key=f"tr_snap_{run_id}")
-        st.image(str(rec.folder / "snapshots" / f"{pick}.png"),
-                 caption="columns: images; rows: clean, clean map, adversarial (red frame: misclassified), "
-                         "adversarial map")
+        pick = (
+            names[-1]
+            if len(names) == 1
+            else st.select_slider("Snapshot", names, value=names[-1], key=f"tr_snap_{run_id}")
+        )
+        st.image(
+            str(rec.folder / "snapshots" / f"{pick}.png"),
+            caption="columns: images; rows: clean, clean map, adversarial (red frame: misclassified), adversarial map",
+        )
 
 
 def render() -> None:
     page_setup("Training")
-    st.markdown("Train a model with standard or adversarial training. Each run trains in a background process; "
-                "it survives closing this tab and restarting the server. Finished runs join the model zoo.")
+    st.markdown(
+        "Train a model with standard or adversarial training. Each run trains in a background process; "
+        "it survives closing this tab and restarting the server. Finished runs join the model zoo."
+    )
     store = RunStore()
     store.reap_dead()
     objectives = {cls.name: cls for cls in list_objectives()}
@@ -312,9 +414,15 @@ def render() -> None:
     wanted = st.query_params.get("run")
     if st.session_state.get("tr_run") not in ids:
         st.session_state["tr_run"] = wanted if wanted in ids else ids[0]
-    run_id = st.selectbox("Run", ids, key="tr_run",
-                          format_func=lambda i: f"{i} · {by_id[i].status} · {by_id[i].objective} on "
-                                                f"{by_id[i].dataset}{' · ' + by_id[i].name if by_id[i].name else ''}")
+    run_id = st.selectbox(
+        "Run",
+        ids,
+        key="tr_run",
+        format_func=lambda i: (
+            f"{i} · {by_id[i].status} · {by_id[i].objective} on "
+            f"{by_id[i].dataset}{' · ' + by_id[i].name if by_id[i].name else ''}"
+        ),
+    )
     if st.query_params.get("run") != run_id:
         st.query_params["run"] = run_id
     live = by_id[run_id].active

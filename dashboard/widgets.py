@@ -93,8 +93,9 @@ def get_model(name: str) -> Classifier:
     return cached_model(name, str(get_device()), _stamp(entry))
 
 
-def model_picker(key: str = "model", label: str = "Model", entries: list[ZooEntry] | None = None
-                 ) -> tuple[str, Classifier] | tuple[None, None]:
+def model_picker(
+    key: str = "model", label: str = "Model", entries: list[ZooEntry] | None = None
+) -> tuple[str, Classifier] | tuple[None, None]:
     """A selectbox over the zoo, synced with ``st.query_params[key]``. Shows the active model in
     the sidebar."""
     entries = entries if entries is not None else list_models()
@@ -160,13 +161,18 @@ def _samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
         out = []
         for y, i in sorted(firsts.items()):
             x, _ = ds.item(i)
-            x = torch.nn.functional.interpolate(x, size=model.input_size[1:], mode="bilinear") \
-                if tuple(x.shape[1:]) != tuple(model.input_size) else x
+            x = (
+                torch.nn.functional.interpolate(x, size=model.input_size[1:], mode="bilinear")
+                if tuple(x.shape[1:]) != tuple(model.input_size)
+                else x
+            )
             out.append((f"digit {y} (digits test #{i})", x, _label_for(model, ds, y)))
         return out
     imagenet = len(model.class_names) == 1000
-    return [(f"photo: {n}", fit_image(sample_photo(n), model.input_size).unsqueeze(0),
-             SAMPLE_PHOTOS[n] if imagenet else -1) for n in SAMPLE_PHOTOS]
+    return [
+        (f"photo: {n}", fit_image(sample_photo(n), model.input_size).unsqueeze(0), SAMPLE_PHOTOS[n] if imagenet else -1)
+        for n in SAMPLE_PHOTOS
+    ]
 
 
 def image_picker(model: Classifier, key: str = "image") -> Example | None:
@@ -198,14 +204,20 @@ def _dataset_item(model: Classifier, key: str) -> Example | None:
     if f"{key}_ds" not in st.session_state:
         st.session_state[f"{key}_ds"] = qp if qp in names else names[0]
     cols = st.columns([2, 1, 1])
-    name = cols[0].selectbox("Dataset", names, key=f"{key}_ds",
-                             format_func=lambda n: f"{n} — {DATASETS[n].description}")
+    name = cols[0].selectbox(
+        "Dataset", names, key=f"{key}_ds", format_func=lambda n: f"{n} — {DATASETS[n].description}"
+    )
     split = cols[1].selectbox("Split", ["test", "train"], key=f"{key}_split")
     root = None
     if not DATASETS[name].offline:
-        root = st.text_input("Local folder with the files", key=f"{key}_root",
-                             help="MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; "
-                                  "folder: root/<class>/<images>").strip() or None
+        root = (
+            st.text_input(
+                "Local folder with the files",
+                key=f"{key}_root",
+                help="MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; folder: root/<class>/<images>",
+            ).strip()
+            or None
+        )
     try:
         ds = cached_dataset(name, split, root)
     except DataError as exc:
@@ -222,11 +234,17 @@ def _dataset_item(model: Classifier, key: str) -> Example | None:
         st.error(str(exc))
         return None
     if tuple(x.shape[1:]) != tuple(model.input_size):
-        st.error(f"{name} images are {'x'.join(map(str, x.shape[1:]))}, but the model expects "
-                 f"{'x'.join(map(str, model.input_size))}. Pick a dataset that fits the model.")
+        st.error(
+            f"{name} images are {'x'.join(map(str, x.shape[1:]))}, but the model expects "
+            f"{'x'.join(map(str, model.input_size))}. Pick a dataset that fits the model."
+        )
         return None
-    return Example(x, _label_for(model, ds, y), ds.item_name(int(index)),
-                   {"kind": "dataset", "dataset": name, "split": split, "index": int(index), "root": root})
+    return Example(
+        x,
+        _label_for(model, ds, y),
+        ds.item_name(int(index)),
+        {"kind": "dataset", "dataset": name, "split": split, "index": int(index), "root": root},
+    )
 
 
 def _upload(model: Classifier, key: str) -> Example | None:
@@ -234,11 +252,17 @@ def _upload(model: Classifier, key: str) -> Example | None:
     if up is None:
         st.info("Upload an image to continue.")
         return None
-    mode = st.radio("Fit to the model input", ["center_crop", "resize"], horizontal=True, key=f"{key}_fit",
-                    format_func=lambda m: "centre-crop" if m == "center_crop" else "resize (squash)")
+    mode = st.radio(
+        "Fit to the model input",
+        ["center_crop", "resize"],
+        horizontal=True,
+        key=f"{key}_fit",
+        format_func=lambda m: "centre-crop" if m == "center_crop" else "resize (squash)",
+    )
     try:
-        x = load_upload(up.getvalue(), model.input_size, name=up.name, mode=mode,
-                        invert_if_light=model.input_size[0] == 1)
+        x = load_upload(
+            up.getvalue(), model.input_size, name=up.name, mode=mode, invert_if_light=model.input_size[0] == 1
+        )
     except DataError as exc:
         st.error(str(exc))
         return None
@@ -273,8 +297,9 @@ def checkpoint_loader() -> None:
                 st.error(f"No checkpoint at {weights_path}.")
                 return
             meta_path = weights_path.with_suffix(".json")
-            _import(weights_path.read_bytes(), meta_path.read_bytes() if meta_path.is_file() else None,
-                    weights_path.name)
+            _import(
+                weights_path.read_bytes(), meta_path.read_bytes() if meta_path.is_file() else None, weights_path.name
+            )
 
 
 def _import(weights: bytes, meta: bytes | None, name: str) -> None:

@@ -36,8 +36,15 @@ CAM_NORMALIZE = ("max", "minmax", "none")
 ERASE_FILLS = ("mean", "grey", "zero")
 
 
-def attention_cam(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str | None = None,
-                  variant: str = "softmax", normalize: str = "max", rms_grad: bool = True) -> DifferentiableCam:
+def attention_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    layer: str | None = None,
+    variant: str = "softmax",
+    normalize: str = "max",
+    rms_grad: bool = True,
+) -> DifferentiableCam:
     """The differentiable attention map of ``x`` for the labels ``y``: ``maps`` (N, H, W) and ``logits``.
 
     Wraps :func:`advlens.attribution.cam.differentiable_gradcam` (double backprop); the model's
@@ -47,8 +54,16 @@ def attention_cam(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str
         raise ValueError(f"the CAM variant must be one of {', '.join(CAM_VARIANTS)}, not {variant!r}")
     if normalize not in CAM_NORMALIZE:
         raise ValueError(f"the CAM normalisation must be one of {', '.join(CAM_NORMALIZE)}, not {normalize!r}")
-    return differentiable_gradcam(model, x, y, layer, variant=variant, rms_grad=rms_grad,
-                                  normalize=None if normalize == "none" else normalize, upsample_mode="bilinear")
+    return differentiable_gradcam(
+        model,
+        x,
+        y,
+        layer,
+        variant=variant,
+        rms_grad=rms_grad,
+        normalize=None if normalize == "none" else normalize,
+        upsample_mode="bilinear",
+    )
 
 
 def attended_mask(maps: torch.Tensor) -> torch.Tensor:
@@ -74,8 +89,7 @@ def erase_attended(x: torch.Tensor, mask: torch.Tensor, value: torch.Tensor) -> 
     return (1.0 - mask) * x + mask * value
 
 
-def mask_loss(p: torch.Tensor, p_masked: torch.Tensor, p_adv: torch.Tensor, p_adv_masked: torch.Tensor
-              ) -> torch.Tensor:
+def mask_loss(p: torch.Tensor, p_masked: torch.Tensor, p_adv: torch.Tensor, p_adv_masked: torch.Tensor) -> torch.Tensor:
     """L_mask = -mean((p(x) - p(x_m))^2) - mean((p(x_adv) - p(x_adv_m))^2), means over samples and classes."""
     return -(p - p_masked).pow(2).mean() - (p_adv - p_adv_masked).pow(2).mean()
 

@@ -66,9 +66,20 @@ class DeepFoolResult:
         return safe_norm(self.r, eps) / safe_norm(x, eps)
 
 
-def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, toward: torch.Tensor | None = None, *,
-             candidates: int = 10, max_iter: int = 5, overshoot: float = 0.02, slack: float = 0.0,
-             clip: bool = False, norm_eps: float = NORM_EPS, create_graph: bool = True) -> DeepFoolResult:
+def deepfool(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    toward: torch.Tensor | None = None,
+    *,
+    candidates: int = 10,
+    max_iter: int = 5,
+    overshoot: float = 0.02,
+    slack: float = 0.0,
+    clip: bool = False,
+    norm_eps: float = NORM_EPS,
+    create_graph: bool = True,
+) -> DeepFoolResult:
     """DeepFool on a batch (formulas in the module docstring); the model's train/eval mode is left as is.
 
     ``y``: the labels; ``toward``: bool (N,), True for the samples DeepFool should move toward ``y``
@@ -122,13 +133,20 @@ def deepfool(model: nn.Module, x: torch.Tensor, y: torch.Tensor, toward: torch.T
     return DeepFoolResult(r, x_adv, fooled, iterations)
 
 
-def _nearest_step(logits: torch.Tensor, x_t: torch.Tensor, origin: torch.Tensor, cands: torch.Tensor,
-                  slack: float, norm_eps: float, create_graph: bool) -> torch.Tensor:
+def _nearest_step(
+    logits: torch.Tensor,
+    x_t: torch.Tensor,
+    origin: torch.Tensor,
+    cands: torch.Tensor,
+    slack: float,
+    norm_eps: float,
+    create_graph: bool,
+) -> torch.Tensor:
     """The step onto the nearest linearised boundary among each sample's candidates."""
     z_o = logits.gather(1, origin[:, None])[:, 0]
     best_step = best_d = None
     for j in range(cands.shape[1]):
-        f = logits.gather(1, cands[:, j:j + 1])[:, 0] - z_o
+        f = logits.gather(1, cands[:, j : j + 1])[:, 0] - z_o
         (w,) = torch.autograd.grad(f.sum(), x_t, create_graph=create_graph, retain_graph=True)
         w_norm = safe_norm(w, norm_eps)
         if not create_graph:
@@ -144,8 +162,15 @@ def _nearest_step(logits: torch.Tensor, x_t: torch.Tensor, origin: torch.Tensor,
     return best_step
 
 
-def deepfool_ratios(model: nn.Module, x: torch.Tensor, *, batch_size: int = 100, max_iter: int = 50,
-                    overshoot: float = 0.02, candidates: int = 10) -> dict[str, torch.Tensor]:
+def deepfool_ratios(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 100,
+    max_iter: int = 50,
+    overshoot: float = 0.02,
+    candidates: int = 10,
+) -> dict[str, torch.Tensor]:
     """Per image: ||r||_2 / ||x||_2 of DeepFool from the model's own prediction, and more (CPU tensors).
 
     DeepFool runs with the original paper's settings by default (50 iterations, overshoot 0.02,
@@ -155,11 +180,19 @@ def deepfool_ratios(model: nn.Module, x: torch.Tensor, *, batch_size: int = 100,
     device = model_device(model)
     out: dict[str, list[torch.Tensor]] = {"ratio": [], "norm": [], "fooled": [], "pred": []}
     for start in range(0, len(x), batch_size):
-        xb = to_float(x[start:start + batch_size].to(device)).float()
+        xb = to_float(x[start : start + batch_size].to(device)).float()
         with torch.no_grad():
             pred = model(xb).argmax(1)
-        res = deepfool(model, xb, pred, candidates=candidates, max_iter=max_iter, overshoot=overshoot,
-                       create_graph=False, norm_eps=1e-12)
+        res = deepfool(
+            model,
+            xb,
+            pred,
+            candidates=candidates,
+            max_iter=max_iter,
+            overshoot=overshoot,
+            create_graph=False,
+            norm_eps=1e-12,
+        )
         norm = res.r.flatten(1).norm(dim=1)
         out["norm"].append(norm.cpu())
         out["ratio"].append((norm / xb.flatten(1).norm(dim=1).clamp(min=1e-12)).cpu())
@@ -170,8 +203,16 @@ def deepfool_ratios(model: nn.Module, x: torch.Tensor, *, batch_size: int = 100,
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def rho2(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 100,
-         max_iter: int = 50, overshoot: float = 0.02, candidates: int = 10) -> dict:
+def rho2(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    batch_size: int = 100,
+    max_iter: int = 50,
+    overshoot: float = 0.02,
+    candidates: int = 10,
+) -> dict:
     """rho_2 = mean ||r(x)||_2 / ||x||_2 of the DeepFool perturbation, in eval mode (no gradients kept).
 
     DeepFool starts from the model's own prediction (the test-time rule of Yan et al.'s code), with
@@ -183,12 +224,17 @@ def rho2(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, ba
     was_training = model.training
     model.eval()
     try:
-        r = deepfool_ratios(model, x, batch_size=batch_size, max_iter=max_iter, overshoot=overshoot,
-                            candidates=candidates)
+        r = deepfool_ratios(
+            model, x, batch_size=batch_size, max_iter=max_iter, overshoot=overshoot, candidates=candidates
+        )
     finally:
         model.train(was_training)
-    out = {"rho2": float(r["ratio"].mean()), "fooled": float(r["fooled"].float().mean()),
-           "mean_norm": float(r["norm"].mean()), "images": len(r["ratio"])}
+    out = {
+        "rho2": float(r["ratio"].mean()),
+        "fooled": float(r["fooled"].float().mean()),
+        "mean_norm": float(r["norm"].mean()),
+        "images": len(r["ratio"]),
+    }
     if y is not None:
         ok = r["pred"] == torch.as_tensor(y).cpu().long().view(-1)
         out["accuracy"] = float(ok.float().mean())

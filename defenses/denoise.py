@@ -64,13 +64,13 @@ def _embed(e, x: torch.Tensor) -> torch.Tensor:
     if w.ndim == 2:
         w = w[:, :, None, None]
     if w.ndim != 4 or w.shape[1] != x.shape[1] or w.shape[2:] != (1, 1):
-        raise ValueError(f"embedding weights must be (C', {x.shape[1]}) or (C', {x.shape[1]}, 1, 1), "
-                         f"got {tuple(w.shape)}")
+        raise ValueError(
+            f"embedding weights must be (C', {x.shape[1]}) or (C', {x.shape[1]}, 1, 1), got {tuple(w.shape)}"
+        )
     return F.conv2d(x, w)
 
 
-def nonlocal_means(x: torch.Tensor, mode: str = "gaussian", theta=None, phi=None, scale: bool = True
-                   ) -> torch.Tensor:
+def nonlocal_means(x: torch.Tensor, mode: str = "gaussian", theta=None, phi=None, scale: bool = True) -> torch.Tensor:
     """Non-local means over all positions (formulas in the module docstring) -> same shape as ``x``.
 
     ``theta``/``phi`` (embedded Gaussian, also accepted by the dot product): callables mapping
@@ -131,8 +131,9 @@ def median_filter(x: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
     return patches.median(dim=2).values.reshape(n, c, h, w)
 
 
-def bilateral_filter(x: torch.Tensor, kernel_size: int = 5, sigma_space: float = 1.5,
-                     sigma_color: float | torch.Tensor | None = None) -> torch.Tensor:
+def bilateral_filter(
+    x: torch.Tensor, kernel_size: int = 5, sigma_space: float = 1.5, sigma_color: float | torch.Tensor | None = None
+) -> torch.Tensor:
     """Edge-preserving bilateral filter, joint over channels (formula in the module docstring).
 
     ``sigma_color`` may be a number, a tensor (N,) (one per sample), or None (each sample's std).
@@ -155,8 +156,8 @@ def bilateral_filter(x: torch.Tensor, kernel_size: int = 5, sigma_space: float =
         s_r = s_r.view(n, 1, 1, 1) if s_r.numel() == n and s_r.ndim == 1 else s_r.reshape(())
     dy, dx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
     pos2 = (dy.pow(2) + dx.pow(2)).reshape(1, 1, k * k, 1).to(x)
-    spatial = torch.exp(-pos2 / (2 * sigma_space ** 2)) * (pos2 <= r * r).to(x)
-    weights = spatial * torch.exp(-dist2 / (2 * s_r ** 2))
+    spatial = torch.exp(-pos2 / (2 * sigma_space**2)) * (pos2 <= r * r).to(x)
+    weights = spatial * torch.exp(-dist2 / (2 * s_r**2))
     out = (weights * patches).sum(2) / weights.sum(2)
     return out.reshape(n, c, h, w)
 
@@ -184,15 +185,29 @@ class Operator:
 OPERATORS: dict[str, Operator] = {
     o.name: o
     for o in (
-        Operator("nonlocal_gaussian", "Non-local means (Gaussian)", nonlocal_means, {"mode": "gaussian"},
-                 "y_i = sum_j softmax_j(x_i . x_j / sqrt(C)) x_j"),
-        Operator("nonlocal_dot", "Non-local means (dot product)", nonlocal_means, {"mode": "dot_product"},
-                 "y_i = (1/N) sum_j (x_i . x_j) x_j"),
+        Operator(
+            "nonlocal_gaussian",
+            "Non-local means (Gaussian)",
+            nonlocal_means,
+            {"mode": "gaussian"},
+            "y_i = sum_j softmax_j(x_i . x_j / sqrt(C)) x_j",
+        ),
+        Operator(
+            "nonlocal_dot",
+            "Non-local means (dot product)",
+            nonlocal_means,
+            {"mode": "dot_product"},
+            "y_i = (1/N) sum_j (x_i . x_j) x_j",
+        ),
         Operator("mean", "Mean filter", mean_filter, {"kernel_size": 3}, "k x k box average"),
         Operator("median", "Median filter", median_filter, {"kernel_size": 3}, "k x k median"),
-        Operator("bilateral", "Bilateral filter", bilateral_filter,
-                 {"kernel_size": 5, "sigma_space": 1.5, "sigma_color": None},
-                 "spatial x range Gaussian weights over a k x k window"),
+        Operator(
+            "bilateral",
+            "Bilateral filter",
+            bilateral_filter,
+            {"kernel_size": 5, "sigma_space": 1.5, "sigma_color": None},
+            "spatial x range Gaussian weights over a k x k window",
+        ),
     )
 }
 
@@ -232,8 +247,9 @@ def _operator(operator, f_clean, params):
     return lambda t: denoise(t, operator, **params)
 
 
-def suppression_ratio(f_clean: torch.Tensor, f_adv: torch.Tensor, operator: str | Callable = "nonlocal_gaussian",
-                      **params) -> torch.Tensor:
+def suppression_ratio(
+    f_clean: torch.Tensor, f_adv: torch.Tensor, operator: str | Callable = "nonlocal_gaussian", **params
+) -> torch.Tensor:
     """rho = ||D(f_adv) - D(f_clean)|| / ||f_adv - f_clean|| per sample (NaN where f_adv == f_clean)."""
     d = _operator(operator, f_clean, params)
     f_clean, f_adv = _check(f_clean), _check(f_adv)
@@ -243,8 +259,9 @@ def suppression_ratio(f_clean: torch.Tensor, f_adv: torch.Tensor, operator: str 
     return torch.where(before > 0, ratio, torch.full_like(ratio, float("nan")))
 
 
-def relative_suppression(f_clean: torch.Tensor, f_adv: torch.Tensor, operator: str | Callable = "nonlocal_gaussian",
-                         **params) -> torch.Tensor:
+def relative_suppression(
+    f_clean: torch.Tensor, f_adv: torch.Tensor, operator: str | Callable = "nonlocal_gaussian", **params
+) -> torch.Tensor:
     """(||D(fa) - D(fc)|| / ||D(fc)||) / (||fa - fc|| / ||fc||): noise shrinkage net of signal shrinkage."""
     d = _operator(operator, f_clean, params)
     f_clean, f_adv = _check(f_clean), _check(f_adv)

@@ -64,8 +64,10 @@ OPERATORS = {
 DEFAULT_OPERATOR = "nonlocal_embedded_gaussian"
 BASE_STAGES = {"small_cnn": ("conv1", "conv2"), "preact_resnet18": ("layer1", "layer2", "layer3", "layer4")}
 DENOISED_ARCH = {base: f"{base}_denoise" for base in BASE_STAGES}
-STAGE_CHANNELS = {"small_cnn": {"conv1": 32, "conv2": 64},
-                  "preact_resnet18": {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}}
+STAGE_CHANNELS = {
+    "small_cnn": {"conv1": 32, "conv2": 64},
+    "preact_resnet18": {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512},
+}
 
 
 class DenoiseBlock(nn.Module):
@@ -109,8 +111,9 @@ class DenoiseBlock(nn.Module):
         return x + self.bn(self.conv(self.denoise(x)))
 
     def extra_repr(self) -> str:
-        return f"operator={self.operator}" + (f", kernel_size={self.kernel_size}"
-                                              if self.operator in ("mean", "median", "bilateral") else "")
+        return f"operator={self.operator}" + (
+            f", kernel_size={self.kernel_size}" if self.operator in ("mean", "median", "bilateral") else ""
+        )
 
 
 # --------------------------------------------------------------------------- denoising networks
@@ -122,12 +125,20 @@ def _blocks(base: str, stages, operator: str, kernel_size: int) -> nn.ModuleDict
 class DenoisingSmallCNN(SmallCNN):
     """Madry's MNIST CNN with denoising blocks after the conv1 and/or conv2 activations (before pooling)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_hw: int = 28,
-                 stages=BASE_STAGES["small_cnn"], operator: str = DEFAULT_OPERATOR, kernel_size: int = 3):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_hw: int = 28,
+        stages=BASE_STAGES["small_cnn"],
+        operator: str = DEFAULT_OPERATOR,
+        kernel_size: int = 3,
+    ):
         super().__init__(num_classes, in_channels, input_hw)
         self.denoise = _blocks("small_cnn", stages, operator, kernel_size)
-        self.feature_layer_names = tuple(n for s in ("conv1", "conv2")
-                                         for n in ((s, f"denoise.{s}") if s in self.denoise else (s,)))
+        self.feature_layer_names = tuple(
+            n for s in ("conv1", "conv2") for n in ((s, f"denoise.{s}") if s in self.denoise else (s,))
+        )
         self.cam_layer_name = "denoise.conv2" if "conv2" in self.denoise else "conv2"
 
     def _dn(self, stage: str, x: torch.Tensor) -> torch.Tensor:
@@ -142,12 +153,19 @@ class DenoisingSmallCNN(SmallCNN):
 class DenoisingPreActResNet18(PreActResNet18):
     """PreAct-ResNet-18 with a denoising block after each chosen residual stage (layer1..layer4)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, stages=BASE_STAGES["preact_resnet18"],
-                 operator: str = DEFAULT_OPERATOR, kernel_size: int = 3):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stages=BASE_STAGES["preact_resnet18"],
+        operator: str = DEFAULT_OPERATOR,
+        kernel_size: int = 3,
+    ):
         super().__init__(num_classes, in_channels)
         self.denoise = _blocks("preact_resnet18", stages, operator, kernel_size)
         self.feature_layer_names = ("conv1",) + tuple(
-            n for s in BASE_STAGES["preact_resnet18"] for n in ((s, f"denoise.{s}") if s in self.denoise else (s,)))
+            n for s in BASE_STAGES["preact_resnet18"] for n in ((s, f"denoise.{s}") if s in self.denoise else (s,))
+        )
         self.cam_layer_name = "denoise.layer4" if "layer4" in self.denoise else "layer4"
 
     def forward(self, x):
@@ -169,8 +187,10 @@ def check_stages(base: str, stages) -> tuple[str, ...]:
     stages = list(stages)
     unknown = [s for s in stages if s not in BASE_STAGES[base]]
     if unknown:
-        raise ValueError(f"{base} has no stage {unknown[0]!r} to put a denoising block after; "
-                         f"choose among {', '.join(BASE_STAGES[base])}")
+        raise ValueError(
+            f"{base} has no stage {unknown[0]!r} to put a denoising block after; "
+            f"choose among {', '.join(BASE_STAGES[base])}"
+        )
     if not stages:
         raise ValueError(f"choose at least one stage of {base} for a denoising block")
     return tuple(s for s in BASE_STAGES[base] if s in stages)
@@ -180,15 +200,22 @@ def block_spec(stages, operator: str = DEFAULT_OPERATOR, kernel_size: int = 3, b
     """The ``arch_kwargs`` that rebuild a denoising network (JSON-serialisable)."""
     if operator not in OPERATORS:
         raise ValueError(f"unknown denoising operator {operator!r}; use one of {', '.join(OPERATORS)}")
-    return {"base": base, "stages": list(check_stages(base, stages)), "operator": operator,
-            "kernel_size": int(kernel_size)}
+    return {
+        "base": base,
+        "stages": list(check_stages(base, stages)),
+        "operator": operator,
+        "kernel_size": int(kernel_size),
+    }
 
 
 def _kwargs(spec: ModelSpec, base: str) -> dict:
     k = dict(spec.arch_kwargs)
     default = block_spec(BASE_STAGES[base], base=base)
-    return {"stages": k.get("stages", default["stages"]), "operator": k.get("operator", default["operator"]),
-            "kernel_size": int(k.get("kernel_size", default["kernel_size"]))}
+    return {
+        "stages": k.get("stages", default["stages"]),
+        "operator": k.get("operator", default["operator"]),
+        "kernel_size": int(k.get("kernel_size", default["kernel_size"])),
+    }
 
 
 def _make_small_cnn_denoise(spec: ModelSpec, pretrained: bool) -> nn.Module:
@@ -207,15 +234,26 @@ def _default_spec(base: str):
         d = get_architecture(base).default_spec().to_dict()
         d.update(arch=DENOISED_ARCH[base], arch_kwargs=block_spec(BASE_STAGES[base], base=base))
         return ModelSpec.from_dict(d)
+
     return spec
 
 
-register_architecture(Architecture(
-    "small_cnn_denoise", "small_cnn with feature-denoising blocks y = x + BN(Conv1x1(D(x))) (Xie et al. 2019)",
-    _make_small_cnn_denoise, _default_spec("small_cnn")))
-register_architecture(Architecture(
-    "preact_resnet18_denoise", "PreAct-ResNet-18 with feature-denoising blocks after its stages (Xie et al. 2019)",
-    _make_preact_denoise, _default_spec("preact_resnet18")))
+register_architecture(
+    Architecture(
+        "small_cnn_denoise",
+        "small_cnn with feature-denoising blocks y = x + BN(Conv1x1(D(x))) (Xie et al. 2019)",
+        _make_small_cnn_denoise,
+        _default_spec("small_cnn"),
+    )
+)
+register_architecture(
+    Architecture(
+        "preact_resnet18_denoise",
+        "PreAct-ResNet-18 with feature-denoising blocks after its stages (Xie et al. 2019)",
+        _make_preact_denoise,
+        _default_spec("preact_resnet18"),
+    )
+)
 
 
 def base_arch(model: Classifier) -> str:
@@ -229,8 +267,9 @@ def base_arch(model: Classifier) -> str:
     raise ValueError(f"feature-denoising blocks can be added to {', '.join(BASE_STAGES)}, not {arch!r}")
 
 
-def add_denoise_blocks(model: Classifier, stages=None, operator: str = DEFAULT_OPERATOR,
-                       kernel_size: int = 3) -> Classifier:
+def add_denoise_blocks(
+    model: Classifier, stages=None, operator: str = DEFAULT_OPERATOR, kernel_size: int = 3
+) -> Classifier:
     """A copy of ``model`` with identity-initialised denoising blocks after ``stages`` (default: all).
 
     ``model`` is a ``small_cnn`` or ``preact_resnet18`` Classifier, or a denoising network (its
@@ -247,8 +286,10 @@ def add_denoise_blocks(model: Classifier, stages=None, operator: str = DEFAULT_O
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("net.denoise.")}
     missing, unexpected = new.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("net.denoise.") for k in missing):
-        raise ValueError(f"cannot copy the weights of {model.spec.arch} into {spec.arch}: missing "
-                         f"{[k for k in missing if not k.startswith('net.denoise.')][:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(
+            f"cannot copy the weights of {model.spec.arch} into {spec.arch}: missing "
+            f"{[k for k in missing if not k.startswith('net.denoise.')][:3]}, unexpected {unexpected[:3]}"
+        )
     new.to(model_device(model))
     new.train(model.training)
     return new
@@ -288,13 +329,16 @@ def block_features(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> li
         raise ValueError(f"clean and adversarial batches differ in shape: {tuple(x.shape)} vs {tuple(x_adv.shape)}")
     blocks = denoise_blocks(model)
     if not blocks:
-        raise ValueError("the model has no denoising blocks; train one with the feature_denoise objective "
-                         "(or add_denoise_blocks)")
+        raise ValueError(
+            "the model has no denoising blocks; train one with the feature_denoise objective (or add_denoise_blocks)"
+        )
     n = x.shape[0]
     device = model_device(model)
     store: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    handles = [b.register_forward_hook(lambda _m, i, o, _n=name: store.__setitem__(_n, (i[0], o)))
-               for name, b in blocks.items()]
+    handles = [
+        b.register_forward_hook(lambda _m, i, o, _n=name: store.__setitem__(_n, (i[0], o)))
+        for name, b in blocks.items()
+    ]
     try:
         with inference_guard(model, freeze_params=False):
             model(torch.cat([x, x_adv]).detach().to(device).float())
@@ -302,10 +346,20 @@ def block_features(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> li
             for name, block in blocks.items():
                 fin, fout = store[name]
                 fc, fa = fin[:n], fin[n:]
-                out.append(BlockFeatures(
-                    name, block.operator, fc.cpu(), fa.cpu(), fout[:n].cpu(), fout[n:].cpu(),
-                    suppression_ratio(fc, fa, block).cpu(), relative_suppression(fc, fa, block).cpu(),
-                    suppression_ratio(fc, fa, block.denoise).cpu(), float(block.bn.weight.norm())))
+                out.append(
+                    BlockFeatures(
+                        name,
+                        block.operator,
+                        fc.cpu(),
+                        fa.cpu(),
+                        fout[:n].cpu(),
+                        fout[n:].cpu(),
+                        suppression_ratio(fc, fa, block).cpu(),
+                        relative_suppression(fc, fa, block).cpu(),
+                        suppression_ratio(fc, fa, block.denoise).cpu(),
+                        float(block.bn.weight.norm()),
+                    )
+                )
     finally:
         for h in handles:
             h.remove()

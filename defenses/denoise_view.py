@@ -24,7 +24,7 @@ from advlens.attribution.hooks import inference_guard, model_device, resolve_lay
 
 from .denoise import denoise, get_operator, shared_params
 
-MAX_NONLOCAL_ENTRIES = 2 ** 27  # ~0.5 GB of float32 attention weights
+MAX_NONLOCAL_ENTRIES = 2**27  # ~0.5 GB of float32 attention weights
 
 
 @dataclass
@@ -48,8 +48,9 @@ def _norm(t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predictions_with_denoised_layer(model: nn.Module, x: torch.Tensor, layer: str, operator: str,
-                                    **params) -> torch.Tensor:
+def predictions_with_denoised_layer(
+    model: nn.Module, x: torch.Tensor, layer: str, operator: str, **params
+) -> torch.Tensor:
     """Softmax of the model when ``layer``'s output is replaced by D(output) (one forward pass)."""
     module = resolve_layer(model, layer)
 
@@ -64,8 +65,15 @@ def predictions_with_denoised_layer(model: nn.Module, x: torch.Tensor, layer: st
         handle.remove()
 
 
-def denoise_view(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, layer: str,
-                 operator: str = "nonlocal_gaussian", with_predictions: bool = True, **params) -> DenoiseView:
+def denoise_view(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    layer: str,
+    operator: str = "nonlocal_gaussian",
+    with_predictions: bool = True,
+    **params,
+) -> DenoiseView:
     """Features of ``layer`` before and after the operator, for clean and adversarial images."""
     get_operator(operator)
     resolve_layer(model, layer)
@@ -73,8 +81,10 @@ def denoise_view(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, layer: 
     fc, fa = fc[layer], fa[layer]
     n, _, h, w = fc.shape
     if operator.startswith("nonlocal") and 2 * n * (h * w) ** 2 > MAX_NONLOCAL_ENTRIES:
-        raise ValueError(f"{layer} has {h}x{w} positions: the non-local operator's {h * w}x{h * w} weight matrix "
-                         "is too large here; pick a deeper layer or a local filter")
+        raise ValueError(
+            f"{layer} has {h}x{w} positions: the non-local operator's {h * w}x{h * w} weight matrix "
+            "is too large here; pick a deeper layer or a local filter"
+        )
     shared = shared_params(operator, fc, params)
     with torch.no_grad():
         if "sigma_color" in shared and isinstance(shared["sigma_color"], torch.Tensor):

@@ -59,8 +59,12 @@ def test_targeted_by_class_name_and_saved_outputs(tmp_path, capsys):
     img = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert img.shape == (28, 28) and img.dtype == np.uint8
     settings = json.loads(out.with_suffix(".json").read_text())
-    assert settings["target"] == 1 and settings["image"] == {"kind": "dataset", "dataset": "digits",
-                                                              "split": "test", "index": 3}
+    assert settings["target"] == 1 and settings["image"] == {
+        "kind": "dataset",
+        "dataset": "digits",
+        "split": "test",
+        "index": 3,
+    }
     assert settings["result"]["adv_pred"] == "1"
     assert settings["png"]["bits"] == 8 and settings["png"]["linf_255"] <= 80 + 1e-3
 
@@ -69,8 +73,7 @@ def test_image_file_input(tmp_path, capsys, digits_test):
     x, _ = digits_test.item(3)
     path = tmp_path / "digit.png"
     cv2.imwrite(str(path), (x[0, 0].numpy() * 255).round().astype(np.uint8))
-    assert main(["attack", "--model", "digits_small_cnn", "--image", str(path), "--attack", "fgsm",
-                 "--eps", "64"]) == 0
+    assert main(["attack", "--model", "digits_small_cnn", "--image", str(path), "--attack", "fgsm", "--eps", "64"]) == 0
     out = capsys.readouterr().out
     assert "true class 7 (clean prediction)" in out
 
@@ -83,34 +86,40 @@ def test_list_shows_parameters(capsys):
     assert "[1/255]" in out
 
 
-@pytest.mark.parametrize("extra,match", [
-    (["--attack", "pgd", "--eps", "-1"], "eps = -1/255 is too small"),
-    (["--attack", "pgd", "--eps", "300"], "eps = 300/255 is too large"),
-    (["--attack", "pgd", "--steps", "0"], "steps = 0 is too small"),
-    (["--attack", "pgd", "--target", "10"], "target class 10 is out of range"),
-    (["--attack", "pgd", "--target", "cat"], "unknown target class 'cat'"),
-    (["--attack", "pgd", "--target", "7"], "must differ from the true class"),
-    (["--attack", "nope"], "unknown attack 'nope'"),
-    (["--attack", "fgsm", "--restarts", "2"], "fgsm has no restarts parameter"),
-    (["--attack", "deepfool", "--eps", "8"], "deepfool has no eps parameter"),
-    (["--attack", "mifgsm", "--set", "decay"], "NAME=VALUE"),
-    (["--attack", "mifgsm", "--set", "momentum=1"], "no parameter 'momentum'"),
-    (["--attack", "mifgsm", "--set", "decay=abc"], "decay must be a number"),
-    (["--attack", "pgd", "--out", "adv.jpg"], "must end in .png"),
-])
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--attack", "pgd", "--eps", "-1"], "eps = -1/255 is too small"),
+        (["--attack", "pgd", "--eps", "300"], "eps = 300/255 is too large"),
+        (["--attack", "pgd", "--steps", "0"], "steps = 0 is too small"),
+        (["--attack", "pgd", "--target", "10"], "target class 10 is out of range"),
+        (["--attack", "pgd", "--target", "cat"], "unknown target class 'cat'"),
+        (["--attack", "pgd", "--target", "7"], "must differ from the true class"),
+        (["--attack", "nope"], "unknown attack 'nope'"),
+        (["--attack", "fgsm", "--restarts", "2"], "fgsm has no restarts parameter"),
+        (["--attack", "deepfool", "--eps", "8"], "deepfool has no eps parameter"),
+        (["--attack", "mifgsm", "--set", "decay"], "NAME=VALUE"),
+        (["--attack", "mifgsm", "--set", "momentum=1"], "no parameter 'momentum'"),
+        (["--attack", "mifgsm", "--set", "decay=abc"], "decay must be a number"),
+        (["--attack", "pgd", "--out", "adv.jpg"], "must end in .png"),
+    ],
+)
 def test_bad_parameters_exit_2_with_a_message(extra, match, capsys):
     assert main(BASE + extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and match in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["attack", "--model", "digits_small_cnn", "--dataset", "digits"], "--dataset needs --index"),
-    (["attack", "--model", "digits_small_cnn", "--dataset", "digits", "--index", "999"], "out of range"),
-    (["attack", "--model", "digits_small_cnn"], "give an image"),
-    (["attack", "--dataset", "digits", "--index", "0"], "--model is required"),
-    (["attack", "--model", "digits_small_cnn", "--image", "missing.png"], "no image at"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["attack", "--model", "digits_small_cnn", "--dataset", "digits"], "--dataset needs --index"),
+        (["attack", "--model", "digits_small_cnn", "--dataset", "digits", "--index", "999"], "out of range"),
+        (["attack", "--model", "digits_small_cnn"], "give an image"),
+        (["attack", "--dataset", "digits", "--index", "0"], "--model is required"),
+        (["attack", "--model", "digits_small_cnn", "--image", "missing.png"], "no image at"),
+    ],
+)
 def test_bad_inputs_exit_2(argv, match, capsys):
     assert main(argv) == 2
     assert match in capsys.readouterr().err

@@ -117,16 +117,19 @@ def test_pgd_agrees_with_captum(digits_model, digits_test):
     assert abs(ours - theirs) <= 0.02, (ours, theirs)
 
 
-@pytest.mark.parametrize("name,params", [
-    ("pgd", {"eps": 0.3, "steps": 20}),
-    ("pgd_l2", {"eps": 4.0, "steps": 20}),
-    ("mifgsm", {"eps": 0.3, "steps": 20}),
-    ("apgd_ce", {"eps": 0.3, "steps": 20}),
-    ("apgd_dlr", {"eps": 0.3, "steps": 20}),
-    ("deepfool", {"steps": 30}),
-    ("cw", {"steps": 40, "binary_steps": 2, "lr": 0.05}),
-    ("square", {"eps": 0.3, "steps": 200}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("pgd", {"eps": 0.3, "steps": 20}),
+        ("pgd_l2", {"eps": 4.0, "steps": 20}),
+        ("mifgsm", {"eps": 0.3, "steps": 20}),
+        ("apgd_ce", {"eps": 0.3, "steps": 20}),
+        ("apgd_dlr", {"eps": 0.3, "steps": 20}),
+        ("deepfool", {"steps": 30}),
+        ("cw", {"steps": 40, "binary_steps": 2, "lr": 0.05}),
+        ("square", {"eps": 0.3, "steps": 200}),
+    ],
+)
 def test_targeted_attacks_reach_the_target(name, params, digits_model, digits_test):
     torch.manual_seed(0)
     x, y = digits_test.batch(range(16))
@@ -155,8 +158,10 @@ def test_stepll_moves_toward_the_least_likely_class(digits_model, batch):
     ll = logits.argmin(1)
     x_adv = ATTACKS["stepll"](digits_model, eps=0.2)(x, y)
     with torch.no_grad():
-        assert digits_model(x_adv).softmax(1).gather(1, ll[:, None]).mean() > logits.softmax(1).gather(
-            1, ll[:, None]).mean()
+        assert (
+            digits_model(x_adv).softmax(1).gather(1, ll[:, None]).mean()
+            > logits.softmax(1).gather(1, ll[:, None]).mean()
+        )
 
 
 def test_square_runs_under_no_grad(digits_model, batch):
@@ -284,8 +289,9 @@ def test_images_are_capped_by_max_frames(digits_model, batch):
 def test_progress_and_stop(digits_model, batch):
     x, y = batch
     calls = []
-    attack = PGD(digits_model, eps=0.1, steps=50, progress=lambda s, t: calls.append((s, t)),
-                 should_stop=lambda: len(calls) >= 3)
+    attack = PGD(
+        digits_model, eps=0.1, steps=50, progress=lambda s, t: calls.append((s, t)), should_stop=lambda: len(calls) >= 3
+    )
     x_adv = attack(x, y)
     assert attack.stopped and calls == [(1, 50), (2, 50), (3, 50)]
     assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
@@ -301,16 +307,19 @@ def test_every_iterative_attack_reports_progress(name, digits_model, batch):
     assert [s for s, _ in calls] == sorted(s for s, _ in calls)
 
 
-@pytest.mark.parametrize("params,match", [
-    ({"eps": -1 / 255}, "eps = -1/255 is too small"),
-    ({"eps": 2.0}, "too large"),
-    ({"steps": 0}, "steps = 0 is too small"),
-    ({"steps": 2.5}, "whole number"),
-    ({"step_size": float("nan")}, "must be a number"),
-    ({"restarts": 0}, "restarts"),
-    ({"random_start": "maybe"}, "true or false"),
-    ({"epsilon": 0.1}, "no parameter 'epsilon'"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"eps": -1 / 255}, "eps = -1/255 is too small"),
+        ({"eps": 2.0}, "too large"),
+        ({"steps": 0}, "steps = 0 is too small"),
+        ({"steps": 2.5}, "whole number"),
+        ({"step_size": float("nan")}, "must be a number"),
+        ({"restarts": 0}, "restarts"),
+        ({"random_start": "maybe"}, "true or false"),
+        ({"epsilon": 0.1}, "no parameter 'epsilon'"),
+    ],
+)
 def test_bad_parameters_raise_clear_errors(params, match, digits_model):
     with pytest.raises(AttackConfigError, match=match) as err:
         PGD(digits_model, **params)

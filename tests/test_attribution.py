@@ -19,14 +19,7 @@ from advlens.attribution import (
     gradcam_plus_plus,
     resolve_targets,
 )
-from advlens.attribution.display import (
-    diverging_rgb,
-    enlarge,
-    heat_rgb,
-    joint_normalize,
-    overlay,
-    signed_difference,
-)
+from advlens.attribution.display import diverging_rgb, enlarge, heat_rgb, joint_normalize, overlay, signed_difference
 from advlens.models import build_model
 
 
@@ -82,8 +75,8 @@ def test_batched_maps_equal_single_maps(tiny, batch):
     for method in ("gradcam", "gradcam++", "saliency"):
         full = compute_map(tiny, batch, method, target=target)
         for i in range(3):
-            one = compute_map(tiny, batch[i:i + 1], method, target=target[i:i + 1])
-            torch.testing.assert_close(full[i:i + 1], one, atol=1e-5, rtol=1e-4)
+            one = compute_map(tiny, batch[i : i + 1], method, target=target[i : i + 1])
+            torch.testing.assert_close(full[i : i + 1], one, atol=1e-5, rtol=1e-4)
 
 
 def test_gradcam_plus_plus_matches_formula(tiny, batch):
@@ -91,8 +84,8 @@ def test_gradcam_plus_plus_matches_formula(tiny, batch):
     a, g = hand_activations_and_grads(tiny, batch, target)
     a, g = a.double(), g.double()
     sum_a = a.sum(dim=(2, 3), keepdim=True)
-    denom = 2 * g ** 2 + sum_a * g ** 3
-    alpha = torch.where(g != 0, g ** 2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
+    denom = 2 * g**2 + sum_a * g**3
+    alpha = torch.where(g != 0, g**2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
     w = (alpha * F.relu(g)).sum(dim=(2, 3), keepdim=True)
     hand = F.relu((w * a).sum(1)).float()
     ours = gradcam_plus_plus(tiny, batch, target, upsample_mode=None)
@@ -290,14 +283,46 @@ def test_cli_cam_and_analyze(tmp_path, capsys):
 
     assert parse_eps("8/255") == pytest.approx(8 / 255) and parse_eps("0.12") == 0.12
     out = tmp_path / "panel.png"
-    assert main(["cam", "--model", "digits_small_cnn", "--image", "digits:3", "--eps", "0.12", "--steps", "5",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "cam",
+                "--model",
+                "digits_small_cnn",
+                "--image",
+                "digits:3",
+                "--eps",
+                "0.12",
+                "--steps",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "top-20% IoU" in text and out.is_file()
     assert cv2.imread(str(out)).shape[0] >= 224
     js = tmp_path / "an.json"
-    assert main(["analyze", "--model", "digits_small_cnn", "--n", "24", "--eps", "0.1", "--steps", "3",
-                 "--json-out", str(js)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                "digits_small_cnn",
+                "--n",
+                "24",
+                "--eps",
+                "0.1",
+                "--steps",
+                "3",
+                "--json-out",
+                str(js),
+            ]
+        )
+        == 0
+    )
     import json
 
     data = json.loads(js.read_text())

@@ -19,12 +19,19 @@ import pytest
 
 CHROMIUM = os.environ.get("ADVLENS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def _free_port() -> int:
@@ -38,9 +45,26 @@ def server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "ADVLENS_HOME": str(tmp_path_factory.mktemp("home")), "ADVLENS_DEVICE": "cpu"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -81,8 +105,13 @@ def test_home_page_shows_predictions(server, page, tmp_path):
 
 
 def test_navigation_reaches_every_page(server, page):
-    for path, marker in (("attack", "Attack Lab"), ("attention", "Attention"), ("features", "Features"),
-                         ("training", "Training"), ("compare", "Compare models")):
+    for path, marker in (
+        ("attack", "Attack Lab"),
+        ("attention", "Attention"),
+        ("features", "Features"),
+        ("training", "Training"),
+        ("compare", "Compare models"),
+    ):
         page.goto(f"{server}/{path}", wait_until="domcontentloaded")
         page.get_by_role("heading", name=marker).first.wait_for(timeout=90_000)
         page.wait_for_timeout(1500)

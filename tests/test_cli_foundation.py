@@ -36,11 +36,14 @@ def test_predict_digit_png(tmp_path, capsys, digits_test):
     assert first.split()[1] == str(y)
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["predict", "--model", "nope", "--image", "{img}"], "unknown model"),
-    (["predict", "--model", "digits_small_cnn", "--image", "/no/such.png"], "no image"),
-    (["predict", "--model", "digits_small_cnn", "--image", "{bad}"], "could not be decoded"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["predict", "--model", "nope", "--image", "{img}"], "unknown model"),
+        (["predict", "--model", "digits_small_cnn", "--image", "/no/such.png"], "no image"),
+        (["predict", "--model", "digits_small_cnn", "--image", "{bad}"], "could not be decoded"),
+    ],
+)
 def test_predict_errors_are_clear(tmp_path, capsys, argv, match):
     img = tmp_path / "ok.png"
     cv2.imwrite(str(img), np.zeros((28, 28), np.uint8))

@@ -14,9 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_compare_attacks_a_standard_and_a_trained_model_side_by_side():
-    cfg = TrainConfig(objective="pgd_at", objective_params={"steps": 2, "alpha": 0.1}, dataset="digits", eps=0.3,
-                      epochs=1, max_steps=3, limit_train=128, val_size=32, eval_size=32, eval_steps=1,
-                      test_eval=False)
+    cfg = TrainConfig(
+        objective="pgd_at",
+        objective_params={"steps": 2, "alpha": 0.1},
+        dataset="digits",
+        eps=0.3,
+        epochs=1,
+        max_steps=3,
+        limit_train=128,
+        val_size=32,
+        eval_size=32,
+        eval_steps=1,
+        test_eval=False,
+    )
     rec = jobs.execute(jobs.create(cfg).id, echo=False)
     assert rec.status == "done"
     at = AppTest.from_file(str(ROOT / "dashboard/compare.py"), default_timeout=180)

@@ -74,8 +74,11 @@ def cifar_batch(n, seed):
     data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
     labels = rng.integers(0, 10, size=n).tolist()
     # The canonical files are Python-2 pickles with byte-string keys.
-    return pickle.dumps({b"batch_label": b"x", b"labels": labels, b"data": data, b"filenames": []}, protocol=2), \
-        data, labels
+    return (
+        pickle.dumps({b"batch_label": b"x", b"labels": labels, b"data": data, b"filenames": []}, protocol=2),
+        data,
+        labels,
+    )
 
 
 def test_cifar_batches_archive(tmp_path):

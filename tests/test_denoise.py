@@ -61,7 +61,7 @@ def test_filters_work_per_channel_and_per_sample():
         full = fn(x, 3)
         for n in range(2):
             for c in range(3):
-                torch.testing.assert_close(full[n, c], fn(x[n:n + 1, c:c + 1], 3)[0, 0])
+                torch.testing.assert_close(full[n, c], fn(x[n : n + 1, c : c + 1], 3)[0, 0])
 
 
 def test_nonlocal_means_leaves_constant_map_unchanged():
@@ -81,15 +81,20 @@ def test_nonlocal_gaussian_and_dot_match_formulas():
     gauss = torch.einsum("nij,ndj->ndi", f.softmax(-1), g)
     torch.testing.assert_close(nonlocal_means(x, "gaussian").reshape(n, c, -1), gauss, atol=1e-5, rtol=1e-5)
     no_temp = torch.einsum("nij,ndj->ndi", (f * math.sqrt(c)).softmax(-1), g)
-    torch.testing.assert_close(nonlocal_means(x, "gaussian", scale=False).reshape(n, c, -1), no_temp,
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        nonlocal_means(x, "gaussian", scale=False).reshape(n, c, -1), no_temp, atol=1e-5, rtol=1e-5
+    )
     # dot product, both evaluation orders (C < HW here, C > HW below)
     dot = torch.einsum("nci,ncj,ndj->ndi", g, g, g) / (h * w)
     torch.testing.assert_close(nonlocal_means(x, "dot_product").reshape(n, c, -1), dot, atol=1e-4, rtol=1e-5)
     wide = torch.randn(1, 40, 3, 3)
     gw = wide.reshape(1, 40, 9)
-    torch.testing.assert_close(nonlocal_means(wide, "dot_product").reshape(1, 40, -1),
-                               torch.einsum("nci,ncj,ndj->ndi", gw, gw, gw) / 9, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        nonlocal_means(wide, "dot_product").reshape(1, 40, -1),
+        torch.einsum("nci,ncj,ndj->ndi", gw, gw, gw) / 9,
+        atol=1e-4,
+        rtol=1e-5,
+    )
 
 
 def test_embedded_gaussian_accepts_modules_or_weights():
@@ -166,8 +171,10 @@ def test_denoise_view_on_digits(digits_model, digits_test):
 
 
 def test_advlens_attribution_does_not_import_defenses():
-    code = ("import sys, advlens.attribution, advlens.attribution.analysis, advlens.attribution.features; "
-            "assert not any(m == 'defenses' or m.startswith('defenses.') for m in sys.modules)")
+    code = (
+        "import sys, advlens.attribution, advlens.attribution.analysis, advlens.attribution.features; "
+        "assert not any(m == 'defenses' or m.startswith('defenses.') for m in sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -176,13 +183,14 @@ def test_bilateral_uses_the_clean_range_sigma_for_both():
     fc = torch.rand(2, 3, 8, 8)
     fa = fc + 0.5 * torch.randn_like(fc)
     s = fc.flatten(1).std(dim=1) * math.sqrt(3)  # default: std * sqrt(C)
-    manual = (bilateral_filter(fa, 5, 1.5, s) - bilateral_filter(fc, 5, 1.5, s)).flatten(1).norm(dim=1) \
-        / (fa - fc).flatten(1).norm(dim=1)
+    manual = (bilateral_filter(fa, 5, 1.5, s) - bilateral_filter(fc, 5, 1.5, s)).flatten(1).norm(dim=1) / (
+        fa - fc
+    ).flatten(1).norm(dim=1)
     torch.testing.assert_close(suppression_ratio(fc, fa, "bilateral"), manual)
     # a per-sample sigma equals filtering each sample with its own scalar sigma
     both = bilateral_filter(fc, 5, 1.5, s)
     for i in range(2):
-        torch.testing.assert_close(both[i:i + 1], bilateral_filter(fc[i:i + 1], 5, 1.5, float(s[i])))
+        torch.testing.assert_close(both[i : i + 1], bilateral_filter(fc[i : i + 1], 5, 1.5, float(s[i])))
 
 
 def test_denoise_view_refuses_huge_nonlocal(digits_model, digits_test, monkeypatch):

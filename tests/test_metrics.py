@@ -60,7 +60,7 @@ def test_correlations():
     a = torch.rand(2, 8, 8)
     torch.testing.assert_close(M.pearson(a, -a), -torch.ones(2))
     torch.testing.assert_close(M.pearson(a, 3 * a + 2), torch.ones(2))
-    cubed = a ** 5  # monotone but not linear: Spearman 1, Pearson < 1
+    cubed = a**5  # monotone but not linear: Spearman 1, Pearson < 1
     torch.testing.assert_close(M.spearman(a, cubed), torch.ones(2))
     assert float(M.pearson(a, cubed).max()) < 0.99
     # a hand-checked value: x = [1, 2, 3, 4], y = [1, 3, 2, 4] -> r = 0.8 (Pearson), rho = 0.8 (Spearman)
@@ -118,8 +118,18 @@ def test_shift_metrics_batched_per_sample():
     torch.manual_seed(2)
     a, b = torch.rand(5, 16, 16), torch.rand(5, 16, 16)
     full = M.shift_metrics(a, b, k_percent=15, threshold=0.6)
-    assert set(full) == {"iou", "pearson", "spearman", "com_shift", "components_clean", "components_adv",
-                         "entropy_clean", "entropy_adv", "area_clean", "area_adv"}
+    assert set(full) == {
+        "iou",
+        "pearson",
+        "spearman",
+        "com_shift",
+        "components_clean",
+        "components_adv",
+        "entropy_clean",
+        "entropy_adv",
+        "area_clean",
+        "area_adv",
+    }
     for i in range(5):
         one = M.shift_metrics(a[i], b[i], k_percent=15, threshold=0.6)
         for k in full:
@@ -158,7 +168,8 @@ def test_faithfulness_known_drops():
     assert grey[0].item() == pytest.approx(float(sig(torch.tensor(4.0)) - sig(torch.tensor(2.0))), abs=1e-6)
     assert M.faithfulness(model, x, maps, t, 25, erase="mean")[0].item() == pytest.approx(0.0, abs=1e-6)
     assert M.faithfulness(model, x, maps, t, 25, erase=0.25)[0].item() == pytest.approx(
-        float(sig(torch.tensor(4.0)) - sig(torch.tensor(1.0))), abs=1e-6)
+        float(sig(torch.tensor(4.0)) - sig(torch.tensor(1.0))), abs=1e-6
+    )
     with pytest.raises(ValueError):
         M.faithfulness(model, x, maps, t, 25, erase="blue")
     # maps at a lower resolution are upsampled to the image

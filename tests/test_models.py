@@ -81,8 +81,18 @@ def test_malformed_checkpoints_give_clear_errors(tmp_path):
     (tmp_path / "ok.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(path)
-    meta = json.loads(json.dumps({**m.spec.to_dict(), "format": "advlens-checkpoint", "arch": "preact_resnet18",
-                                  "input_size": [3, 32, 32], "mean": [0, 0, 0], "std": [1, 1, 1]}))
+    meta = json.loads(
+        json.dumps(
+            {
+                **m.spec.to_dict(),
+                "format": "advlens-checkpoint",
+                "arch": "preact_resnet18",
+                "input_size": [3, 32, 32],
+                "mean": [0, 0, 0],
+                "std": [1, 1, 1],
+            }
+        )
+    )
     (tmp_path / "ok.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not fit"):
         load_checkpoint(path)
@@ -104,8 +114,9 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as fh:
         pickle.dump({"weight": _RunsCode(str(marker))}, fh)
-    (tmp_path / "evil.json").write_text(json.dumps({**build_model("small_cnn").spec.to_dict(),
-                                                    "format": "advlens-checkpoint"}))
+    (tmp_path / "evil.json").write_text(
+        json.dumps({**build_model("small_cnn").spec.to_dict(), "format": "advlens-checkpoint"})
+    )
     with pytest.raises(CheckpointError, match="not executed"):
         load_checkpoint(evil)
     assert not marker.exists()

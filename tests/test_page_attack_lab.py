@@ -69,11 +69,14 @@ def _qp(at, key):
     return value[0] if isinstance(value, list) else value
 
 
-@pytest.mark.parametrize("key,value,match", [
-    ("atk_pgd_eps", -3.0, "eps = -3/255 is too small"),
-    ("atk_pgd_steps", 0, "steps = 0 is too small"),
-    ("atk_pgd_eps", 400.0, "eps = 400/255 is too large"),
-])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("atk_pgd_eps", -3.0, "eps = -3/255 is too small"),
+        ("atk_pgd_steps", 0, "steps = 0 is too small"),
+        ("atk_pgd_eps", 400.0, "eps = 400/255 is too large"),
+    ],
+)
 def test_bad_parameters_show_an_error(key, value, match):
     at = page(attack="pgd", steps=2)
     at.number_input(key=key).set_value(value).run()
@@ -144,7 +147,7 @@ def test_an_interrupted_run_is_kept_after_stop_and_rerun_otherwise():
     """Simulates Streamlit interrupting a run: a Stop click keeps the partial result for good,
     any other interruption runs the attack again."""
     at = page(attack="pgd", steps=3)
-    (key, res), = at.session_state[MEMO_KEY].items()
+    ((key, res),) = at.session_state[MEMO_KEY].items()
     res.extra["interrupted"], res.stopped = True, True
     at.session_state["atk_stop_requested"] = True
     at.run()

@@ -38,8 +38,9 @@ def batch():
 
 
 def ctx_for(model, eps=0.3):
-    return StepContext(step=0, epoch=0, total_steps=1, eps=eps, num_classes=10, attack_model=model,
-                       device=torch.device("cpu"))
+    return StepContext(
+        step=0, epoch=0, total_steps=1, eps=eps, num_classes=10, attack_model=model, device=torch.device("cpu")
+    )
 
 
 def objective(name, params=None, eps=0.3):
@@ -48,8 +49,9 @@ def objective(name, params=None, eps=0.3):
 
 
 def weight_grads(model, loss):
-    grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True,
-                                retain_graph=True)
+    grads = torch.autograd.grad(
+        loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True, retain_graph=True
+    )
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     return dict(zip(names, grads))
 
@@ -72,12 +74,15 @@ def test_denoise_block_is_exactly_the_identity_at_initialisation(operator):
     assert torch.allclose(block(f), expected) and (block(f) - f).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("arch, shape, stages, names", [
-    ("small_cnn", (1, 28, 28), "conv1,conv2", ["net.denoise.conv1", "net.denoise.conv2"]),
-    ("small_cnn", (1, 28, 28), "conv2", ["net.denoise.conv2"]),
-    ("preact_resnet18", (3, 32, 32), None, [f"net.denoise.layer{i}" for i in range(1, 5)]),
-    ("preact_resnet18", (3, 32, 32), ["layer3", "layer1"], ["net.denoise.layer1", "net.denoise.layer3"]),
-])
+@pytest.mark.parametrize(
+    "arch, shape, stages, names",
+    [
+        ("small_cnn", (1, 28, 28), "conv1,conv2", ["net.denoise.conv1", "net.denoise.conv2"]),
+        ("small_cnn", (1, 28, 28), "conv2", ["net.denoise.conv2"]),
+        ("preact_resnet18", (3, 32, 32), None, [f"net.denoise.layer{i}" for i in range(1, 5)]),
+        ("preact_resnet18", (3, 32, 32), ["layer3", "layer1"], ["net.denoise.layer1", "net.denoise.layer3"]),
+    ],
+)
 def test_inserting_blocks_keeps_the_logits_and_records_the_spec(arch, shape, stages, names):
     torch.manual_seed(0)
     base = build_model(arch).eval()
@@ -101,8 +106,9 @@ def test_bad_stages_and_architectures_are_refused():
         block_spec("layer9", base="preact_resnet18")
     with pytest.raises(ValueError, match="unknown denoising operator"):
         block_spec("conv1", operator="wiener")
-    other = Classifier(torch.nn.Identity(), ModelSpec("efficientnet_lite0", (3, 224, 224), ("a", "b"),
-                                                      (0.5,) * 3, (0.5,) * 3))
+    other = Classifier(
+        torch.nn.Identity(), ModelSpec("efficientnet_lite0", (3, 224, 224), ("a", "b"), (0.5,) * 3, (0.5,) * 3)
+    )
     with pytest.raises(ValueError, match="not 'efficientnet_lite0'"):
         add_denoise_blocks(other)
 
@@ -117,8 +123,12 @@ def test_denoising_network_checkpoint_round_trips(tmp_path):
     path = save_checkpoint(net, tmp_path / "dn")
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["arch"] == "small_cnn_denoise"
-    assert meta["arch_kwargs"] == {"base": "small_cnn", "stages": ["conv1", "conv2"],
-                                   "operator": "nonlocal_embedded_gaussian", "kernel_size": 3}
+    assert meta["arch_kwargs"] == {
+        "base": "small_cnn",
+        "stages": ["conv1", "conv2"],
+        "operator": "nonlocal_embedded_gaussian",
+        "kernel_size": 3,
+    }
     loaded, _ = load_checkpoint(path)
     x = torch.rand(5, 1, 28, 28)
     net.eval()
@@ -157,8 +167,17 @@ def test_differentiable_deepfool_finds_the_attack_s_perturbation(digits_model, b
     x_attack = DeepFool(digits_model, steps=5, overshoot=0.02, candidates=10)(x, y)
     r_attack = x_attack - x
     for create_graph in (False, True):
-        res = deepfool(digits_model, x, y, candidates=10, max_iter=5, overshoot=0.02, slack=1e-4, clip=True,
-                       create_graph=create_graph)
+        res = deepfool(
+            digits_model,
+            x,
+            y,
+            candidates=10,
+            max_iter=5,
+            overshoot=0.02,
+            slack=1e-4,
+            clip=True,
+            create_graph=create_graph,
+        )
         rel = (res.r.detach() - r_attack).flatten(1).norm(dim=1) / r_attack.flatten(1).norm(dim=1)
         assert float(rel.max()) < 1e-3, rel
         assert res.r.requires_grad == create_graph
@@ -177,8 +196,9 @@ def test_deepfool_toward_the_true_label_brings_misclassified_images_back(digits_
         assert bool((digits_model(x_adv).argmax(1) != y).all())
     # slack 1e-4 (the attack's): the attack left some images exactly on a boundary (p = 0.5/0.5), where
     # steps without slack only approach the boundary and never cross it
-    res = deepfool(digits_model, x_adv, y, toward=torch.ones(len(y), dtype=torch.bool), max_iter=20, slack=1e-4,
-                   create_graph=False)
+    res = deepfool(
+        digits_model, x_adv, y, toward=torch.ones(len(y), dtype=torch.bool), max_iter=20, slack=1e-4, create_graph=False
+    )
     with torch.no_grad():
         back = digits_model(res.x_adv).argmax(1) == y
     assert bool(back.all()) and bool(res.fooled.all())
@@ -239,8 +259,10 @@ def test_each_attention_term_has_weight_gradients_through_grad_cam(batch, varian
     assert cam.maps.shape == (16, 28, 28) and float(cam.maps.detach().max()) <= 1.0 + 1e-6
     p = cam.logits.softmax(1)
     pm = model(erase_attended(torch.cat([x, x_adv]), attended_mask(cam.maps), erase_fill(x, "mean"))).softmax(1)
-    for kind, term in (("contrast", contrast_loss(cam.maps[:8], cam.maps[8:])),
-                       ("mask", mask_loss(p[:8], pm[:8], p[8:], pm[8:]))):
+    for kind, term in (
+        ("contrast", contrast_loss(cam.maps[:8], cam.maps[8:])),
+        ("mask", mask_loss(p[:8], pm[:8], p[8:], pm[8:])),
+    ):
         grads = weight_grads(model, term)
         if kind == "contrast":  # the map depends on the weights only through A and dS_t/dA: not on fc2's bias
             assert grads.pop("net.fc2.bias") is None
@@ -250,13 +272,16 @@ def test_each_attention_term_has_weight_gradients_through_grad_cam(batch, varian
 
 
 # ------------------------------------------------------------------------------------- objectives
-@pytest.mark.parametrize("name, params", [
-    ("attention", {}),
-    ("attention", {"adversary": "pgd", "pgd_steps": 2, "second_update": True, "cam_variant": "relu"}),
-    ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot"}),
-    ("feature_denoise", {"steps": 2, "operator": "median", "stages": "conv2", "targeted": True}),
-    ("deep_defense", {"max_iter": 2, "candidates": 4}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("attention", {}),
+        ("attention", {"adversary": "pgd", "pgd_steps": 2, "second_update": True, "cam_variant": "relu"}),
+        ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot"}),
+        ("feature_denoise", {"steps": 2, "operator": "median", "stages": "conv2", "targeted": True}),
+        ("deep_defense", {"max_iter": 2, "candidates": 4}),
+    ],
+)
 def test_objective_loss_has_finite_nonzero_weight_gradients(batch, name, params):
     torch.manual_seed(0)
     obj = objective(name, params)
@@ -292,11 +317,14 @@ def test_deep_defense_regulariser_matches_its_formula(digits_model, batch):
     assert float(s["rho"]) == pytest.approx(float(ratio[correct].mean()), rel=1e-4)
 
 
-@pytest.mark.parametrize("name, params, steps, lr, n", [
-    ("attention", {}, 10, 2e-3, 16),
-    ("feature_denoise", {"steps": 2, "operator": "mean", "stages": "conv2"}, 8, 2e-3, 16),
-    ("deep_defense", {"max_iter": 2, "candidates": 3}, 5, 5e-4, 8),
-])
+@pytest.mark.parametrize(
+    "name, params, steps, lr, n",
+    [
+        ("attention", {}, 10, 2e-3, 16),
+        ("feature_denoise", {"steps": 2, "operator": "mean", "stages": "conv2"}, 8, 2e-3, 16),
+        ("deep_defense", {"max_iter": 2, "candidates": 3}, 5, 5e-4, 8),
+    ],
+)
 def test_a_few_steps_on_a_fixed_batch_decrease_the_objective(digits_model, batch, name, params, steps, lr, n):
     torch.manual_seed(0)
     obj = objective(name, params)
@@ -320,7 +348,9 @@ def test_objectives_are_registered_with_documented_defaults():
     att = get_objective("attention")
     d = att.defaults("digits")
     assert (d["w_ce"], d["w_mask"], d["w_contrast"], d["adversary"], d["erase"]) == (8.0, 4.0, 1.0, "stepll", "mean")
-    assert d["pgd_steps"] == 10 and att.defaults("mnist")["pgd_steps"] == 40 and att.defaults("cifar10")["pgd_steps"] == 7
+    assert (
+        d["pgd_steps"] == 10 and att.defaults("mnist")["pgd_steps"] == 40 and att.defaults("cifar10")["pgd_steps"] == 7
+    )
     fd = get_objective("feature_denoise").defaults("mnist")
     assert fd["operator"] == "nonlocal_embedded_gaussian" and fd["clean_start_prob"] == 0.2
     assert fd["steps"] == 40 and fd["targeted"] is False

@@ -22,19 +22,37 @@ ROOT = Path(__file__).resolve().parents[1]
 def fixed_batch_config(objective: str, params: dict, **overrides) -> TrainConfig:
     """64 digits, 32 of them held out: every step trains on the same 32 images (no augmentation), so
     the logged loss is the loss of one fixed problem."""
-    base = dict(objective=objective, objective_params=params, dataset="digits", epochs=6, batch_size=32,
-                limit_train=64, val_size=32, eval_size=16, eval_steps=1, crop_padding=0, optimizer="adam", lr=2e-3,
-                schedule="constant", log_every=1, test_eval=False, device="cpu")
+    base = dict(
+        objective=objective,
+        objective_params=params,
+        dataset="digits",
+        epochs=6,
+        batch_size=32,
+        limit_train=64,
+        val_size=32,
+        eval_size=16,
+        eval_steps=1,
+        crop_padding=0,
+        optimizer="adam",
+        lr=2e-3,
+        schedule="constant",
+        log_every=1,
+        test_eval=False,
+        device="cpu",
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective, params, overrides", [
-    ("attention", {"snapshot_size": 4}, {}),
-    ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot", "stages": "conv2"}, {}),
-    ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 8}, {"lr": 5e-4, "epochs": 4}),
-])
+@pytest.mark.parametrize(
+    "objective, params, overrides",
+    [
+        ("attention", {"snapshot_size": 4}, {}),
+        ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot", "stages": "conv2"}, {}),
+        ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 8}, {"lr": 5e-4, "epochs": 4}),
+    ],
+)
 def test_trainer_runs_each_seed_defense_and_its_loss_decreases(objective, params, overrides, digits_model, tmp_path):
     if objective == "deep_defense":  # fine-tuning a clean model, as the paper does
         overrides = dict(overrides, init_from=str(save_checkpoint(digits_model, tmp_path / "clean")))
@@ -93,11 +111,14 @@ def _submit_from_page(objective: str, hyper: dict) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective, hyper", [
-    ("attention", {"adversary": "pgd", "pgd_steps": 2, "snapshot_size": 2}),
-    ("feature_denoise", {"steps": 2, "operator": "mean"}),
-    ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 4}),
-])
+@pytest.mark.parametrize(
+    "objective, hyper",
+    [
+        ("attention", {"adversary": "pgd", "pgd_steps": 2, "snapshot_size": 2}),
+        ("feature_denoise", {"steps": 2, "operator": "mean"}),
+        ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 4}),
+    ],
+)
 def test_training_page_starts_each_seed_defense(objective, hyper):
     run_id = _submit_from_page(objective, hyper)
     rec = jobs.wait(run_id, timeout=300)

@@ -21,9 +21,22 @@ from advlens.training.config import TrainConfig
 from advlens.training.loop import Trainer
 from advlens.training.store import RunStore
 
-CFG = dict(objective="standard", dataset="digits", limit_train=192, val_size=32, batch_size=32, epochs=2,
-           crop_padding=0, eval_size=32, eval_steps=0, log_every=2, test_eval=False, optimizer="sgd", lr=0.05,
-           schedule="constant")
+CFG = dict(
+    objective="standard",
+    dataset="digits",
+    limit_train=192,
+    val_size=32,
+    batch_size=32,
+    epochs=2,
+    crop_padding=0,
+    eval_size=32,
+    eval_steps=0,
+    log_every=2,
+    test_eval=False,
+    optimizer="sgd",
+    lr=0.05,
+    schedule="constant",
+)
 
 
 def _free_port() -> int:
@@ -33,8 +46,14 @@ def _free_port() -> int:
 
 
 def _rank_main(rank: int, world: int, port: int, home: str, run_id: str, out: str) -> None:
-    os.environ.update(ADVLENS_HOME=home, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        ADVLENS_HOME=home,
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     ctx = distributed.init(use_cuda=False)
     try:
@@ -45,8 +64,10 @@ def _rank_main(rank: int, world: int, port: int, home: str, run_id: str, out: st
         cfg = TrainConfig.from_dict(store.require(run_id).config)
         trainer = Trainer(cfg, run_id, store, ctx, echo=False)
         trainer.fit()
-        save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()},
-                  str(Path(out) / f"rank{rank}.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in trainer.model.state_dict().items()},
+            str(Path(out) / f"rank{rank}.safetensors"),
+        )
     finally:
         distributed.shutdown(ctx)
 
@@ -56,8 +77,13 @@ def _train_on_two_ranks(cfg: dict, out: Path):
     checking that both ranks hold identical weights."""
     store = RunStore()
     rec = store.create_run(TrainConfig.from_dict(cfg).to_dict(), "cpu", world_size=2)
-    mp.start_processes(_rank_main, args=(2, _free_port(), os.environ["ADVLENS_HOME"], rec.id, str(out)),
-                       nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(
+        _rank_main,
+        args=(2, _free_port(), os.environ["ADVLENS_HOME"], rec.id, str(out)),
+        nprocs=2,
+        join=True,
+        start_method="spawn",
+    )
     r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
     assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
     return store.require(rec.id), r0
@@ -90,15 +116,22 @@ def test_shard_matches_distributed_sampler():
             assert distributed.shard(perm, rank, world).tolist() == ref
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-                    reason="torchrun is not installed beside this python")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+    reason="torchrun is not installed beside this python",
+)
 def test_torchrun_cli_runs_a_tiny_ddp_training(tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(TrainConfig.from_dict({**CFG, "objective": "fgsm_at", "eps": 0.3, "max_steps": 3}).to_json())
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([torchrun, "--nproc_per_node", "2", "--standalone", "-m", "advlens", "train", "--config",
-                          str(cfg)], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "--standalone", "-m", "advlens", "train", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (rec,) = RunStore().list_runs()
     assert rec.status == "done" and rec.world_size == 2 and rec.step == 3
@@ -106,11 +139,14 @@ def test_torchrun_cli_runs_a_tiny_ddp_training(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective, params", [
-    ("attention", {"snapshot_size": 4}),  # Grad-CAM with create_graph=True inside the loss
-    ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 8}),  # unrolled, differentiable DeepFool
-    ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot", "stages": "conv2"}),  # inserted blocks
-])
+@pytest.mark.parametrize(
+    "objective, params",
+    [
+        ("attention", {"snapshot_size": 4}),  # Grad-CAM with create_graph=True inside the loss
+        ("deep_defense", {"max_iter": 2, "candidates": 3, "rho_images": 8}),  # unrolled, differentiable DeepFool
+        ("feature_denoise", {"steps": 2, "operator": "nonlocal_dot", "stages": "conv2"}),  # inserted blocks
+    ],
+)
 def test_seed_defenses_train_under_ddp_with_identical_weights(objective, params, tmp_path):
     """Double backward (through the CAM and through DeepFool) and a transformed model under DDP:
     the ranks still end with the same weights."""

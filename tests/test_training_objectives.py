@@ -13,8 +13,11 @@ from advlens.training.adversary import fgsm, pgd, sign_ascent
 from advlens.training.config import TrainConfig
 from advlens.training.objectives import EpochContext, StepContext, get_objective, list_objectives
 
-FAST_PARAMS = {"pgd_at": {"steps": 3, "alpha": 0.05}, "trades": {"steps": 3, "step_size": 0.05},
-               "alp": {"steps": 3, "alpha": 0.05}}
+FAST_PARAMS = {
+    "pgd_at": {"steps": 3, "alpha": 0.05},
+    "trades": {"steps": 3, "step_size": 0.05},
+    "alp": {"steps": 3, "alpha": 0.05},
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +28,9 @@ def batch():
 
 
 def _ctx(model, step=0):
-    return StepContext(step=step, epoch=0, total_steps=20, eps=0.1, num_classes=10, attack_model=model,
-                       device=torch.device("cpu"))
+    return StepContext(
+        step=step, epoch=0, total_steps=20, eps=0.1, num_classes=10, attack_model=model, device=torch.device("cpu")
+    )
 
 
 @pytest.mark.parametrize("name", ["standard", "fgsm_at", "pgd_at", "fast_at", "trades", "alp", "clp"])
@@ -93,7 +97,9 @@ def test_trades_loss_is_ce_plus_beta_kl(batch):
     torch.manual_seed(0)
     x, y = batch
     model = build_model("small_cnn").train()
-    obj = get_objective("trades")({"beta": 6.0, "steps": 2, "step_size": 0.05}, TrainConfig(objective="trades", eps=0.1))
+    obj = get_objective("trades")(
+        {"beta": 6.0, "steps": 2, "step_size": 0.05}, TrainConfig(objective="trades", eps=0.1)
+    )
     loss, s = obj.loss(model, x, y, _ctx(model))
     assert float(loss.detach()) == pytest.approx(float(s["ce"]) + 6.0 * float(s["kl"]), rel=1e-5)
     assert float(s["kl"]) >= 0
@@ -121,8 +127,16 @@ def test_fast_at_guard_stops_and_restores_after_a_sharp_drop():
     guard = (torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
 
     def ctx(epoch):
-        return EpochContext(epoch=epoch, model=model, eps=0.3, device=torch.device("cpu"), guard_batch=guard,
-                            robust_accuracy=lambda *a: next(accs), history=history, log=lambda m: None)
+        return EpochContext(
+            epoch=epoch,
+            model=model,
+            eps=0.3,
+            device=torch.device("cpu"),
+            guard_batch=guard,
+            robust_accuracy=lambda *a: next(accs),
+            history=history,
+            log=lambda m: None,
+        )
 
     v1, v2, v3 = obj.on_epoch_end(ctx(0)), obj.on_epoch_end(ctx(1)), obj.on_epoch_end(ctx(2))
     assert not v1.stop and not v2.stop and v2.metrics == {"guard/pgd_acc": 0.70}

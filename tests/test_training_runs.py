@@ -24,8 +24,16 @@ from advlens.training.state import load_training_state, read_pointer
 from advlens.training.store import RunStore, db_path, read_log_tail
 from defenses.objectives.standard import Standard
 
-TINY = dict(dataset="digits", limit_train=256, val_size=32, batch_size=32, eval_size=32, eval_steps=2, log_every=2,
-            test_eval=False)
+TINY = dict(
+    dataset="digits",
+    limit_train=256,
+    val_size=32,
+    batch_size=32,
+    eval_size=32,
+    eval_steps=2,
+    log_every=2,
+    test_eval=False,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -158,6 +166,7 @@ def _running_with_steps(store, run_id, n=3):
         rec = store.require(run_id)
         assert rec.status in ("queued", "running"), (rec.status, rec.message, read_log_tail(rec.log_path))
         return rec if rec.status == "running" and rec.step >= n else None
+
     return _wait_for(check)
 
 
@@ -175,8 +184,14 @@ def test_cancel_from_the_store_leaves_a_consistent_run():
     model, meta = load_checkpoint(rec.folder / "checkpoints" / read_pointer(rec.folder / "checkpoints")["model"])
     assert meta["trainer_state"]["step"] == rec.step
     assert not (rec.folder / "final.safetensors").exists()
-    assert _wait_for(lambda: rec.pid and not os.path.exists(f"/proc/{rec.pid}") or
-                     open(f"/proc/{rec.pid}/stat").read().split(") ")[1][0] == "Z", timeout=30)
+    assert _wait_for(
+        lambda: (
+            rec.pid
+            and not os.path.exists(f"/proc/{rec.pid}")
+            or open(f"/proc/{rec.pid}/stat").read().split(") ")[1][0] == "Z"
+        ),
+        timeout=30,
+    )
 
 
 def test_sigterm_cancels_gracefully_and_sigkill_is_detected_then_resumed():
@@ -249,12 +264,15 @@ def test_sigkill_during_saves_never_leaves_a_corrupt_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "absent.safetensors")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--objective", "magic"], "unknown objective 'magic'"),
-    (["--objective", "pgd_at", "--eps", "-0.1"], "eps must be >= 0.0"),
-    (["--dataset", "mnist", "--data-root", "/nonexistent/mnist"], "/nonexistent/mnist does not exist"),
-    (["--dataset", "cifar10"], "not available offline"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--objective", "magic"], "unknown objective 'magic'"),
+        (["--objective", "pgd_at", "--eps", "-0.1"], "eps must be >= 0.0"),
+        (["--dataset", "mnist", "--data-root", "/nonexistent/mnist"], "/nonexistent/mnist does not exist"),
+        (["--dataset", "cifar10"], "not available offline"),
+    ],
+)
 def test_bad_config_is_refused_before_any_work(argv, message, capsys):
     assert cli_main(["train", *argv, "--epochs", "1"]) == 2
     err = capsys.readouterr().err

@@ -132,18 +132,21 @@ def test_optimizer_state_round_trips_through_tensors_and_json():
         assert fresh.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"objective": "magic"}, "unknown objective 'magic'"),
-    ({"eps": -0.1}, "eps must be >= 0.0"),
-    ({"dataset": "mnist", "data_root": "/nonexistent/mnist"}, "does not exist"),
-    ({"dataset": "mnist"}, "not available offline"),
-    ({"dataset": "folder", "data_root": "/nonexistent/images"}, "does not exist"),
-    ({"dataset": "folder"}, "needs a folder"),
-    ({"optimizer": "lion"}, "unknown optimizer"),
-    ({"arch": "vgg"}, "unknown architecture"),
-    ({"objective": "pgd_at", "objective_params": {"steps": 0}}, "steps must be >= 1"),
-    ({"objective": "trades", "objective_params": {"gamma": 1}}, "unknown hyperparameter"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"objective": "magic"}, "unknown objective 'magic'"),
+        ({"eps": -0.1}, "eps must be >= 0.0"),
+        ({"dataset": "mnist", "data_root": "/nonexistent/mnist"}, "does not exist"),
+        ({"dataset": "mnist"}, "not available offline"),
+        ({"dataset": "folder", "data_root": "/nonexistent/images"}, "does not exist"),
+        ({"dataset": "folder"}, "needs a folder"),
+        ({"optimizer": "lion"}, "unknown optimizer"),
+        ({"arch": "vgg"}, "unknown architecture"),
+        ({"objective": "pgd_at", "objective_params": {"steps": 0}}, "steps must be >= 1"),
+        ({"objective": "trades", "objective_params": {"gamma": 1}}, "unknown hyperparameter"),
+    ],
+)
 def test_bad_configs_are_refused_with_a_clear_message(change, message):
     cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), **change})
     with pytest.raises(ConfigError, match=message):

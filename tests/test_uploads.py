@@ -65,11 +65,14 @@ def test_exif_orientation_is_applied():
     assert float(x[0, :, :20].mean()) > 0.9 and float(x[0, :, 20:].mean()) < 0.1
 
 
-@pytest.mark.parametrize("blob,match", [
-    (b"", "empty"),
-    (b"not an image at all", "could not be decoded"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "could not be decoded"),
-])
+@pytest.mark.parametrize(
+    "blob,match",
+    [
+        (b"", "empty"),
+        (b"not an image at all", "could not be decoded"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "could not be decoded"),
+    ],
+)
 def test_corrupt_upload_gives_clear_error(blob, match):
     with pytest.raises(DataError, match=match):
         load_upload(blob, (3, 32, 32), name="bad.png")

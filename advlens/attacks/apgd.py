@@ -49,8 +49,15 @@ class APGD(Attack):
         linf_eps(),
         steps(100),
         restarts(1),
-        Param("rho", float, 0.75, 0.0, 1.0, "", "halve the step when the loss rose in fewer than this fraction "
-              "of the steps since the last checkpoint"),
+        Param(
+            "rho",
+            float,
+            0.75,
+            0.0,
+            1.0,
+            "",
+            "halve the step when the loss rose in fewer than this fraction of the steps since the last checkpoint",
+        ),
     )
 
     def objective(self, logits, y, target):
@@ -91,8 +98,19 @@ class APGD(Attack):
         x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
         history = torch.empty(n_iter + 1, k, device=x.device)
         history[0] = loss
-        self.record_step(step=0, entries=entries, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y,
-                         target=target, loss=loss, index=index, n=n)
+        self.record_step(
+            step=0,
+            entries=entries,
+            restart=restart,
+            x=x,
+            x_adv=x_adv,
+            logits=logits,
+            y=y,
+            target=target,
+            loss=loss,
+            index=index,
+            n=n,
+        )
         step = torch.full(shape, 2.0 * eps, device=x.device)
         x_old = x_adv.clone()
         checks = set(checkpoints(n_iter))
@@ -114,12 +132,24 @@ class APGD(Attack):
                 x_best[improved] = x_adv[improved]
                 grad_best[improved] = grad[improved]
                 loss_best = torch.where(improved, loss, loss_best)
-            self.record_step(step=i + 1, entries=entries, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y,
-                             target=target, loss=loss, index=index, n=n, last=i == n_iter - 1)
+            self.record_step(
+                step=i + 1,
+                entries=entries,
+                restart=restart,
+                x=x,
+                x_adv=x_adv,
+                logits=logits,
+                y=y,
+                target=target,
+                loss=loss,
+                index=index,
+                n=n,
+                last=i == n_iter - 1,
+            )
             if i + 1 in checks:
                 with torch.no_grad():
                     span = i + 1 - last_check
-                    rises = (history[last_check + 1:i + 2] > history[last_check:i + 1]).sum(0)
+                    rises = (history[last_check + 1 : i + 2] > history[last_check : i + 1]).sum(0)
                     oscillating = rises <= span * self.rho
                     stalled = ~reduced_last & (loss_best_last >= loss_best)
                     reduce = oscillating | stalled

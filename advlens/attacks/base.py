@@ -110,14 +110,15 @@ class Param:
         except (TypeError, ValueError):
             raise AttackConfigError(f"{self.name} must be {_kind_name(self.kind)}, not {value!r}") from None
         if self.choices and value not in self.choices:
-            raise AttackConfigError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, "
-                                    f"not {value!r}")
+            raise AttackConfigError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, not {value!r}")
         if self.min is not None and value < self.min:
-            raise AttackConfigError(f"{self.name} = {self.format(value)} is too small: the minimum is "
-                                    f"{self.format(self.min)}")
+            raise AttackConfigError(
+                f"{self.name} = {self.format(value)} is too small: the minimum is {self.format(self.min)}"
+            )
         if self.max is not None and value > self.max:
-            raise AttackConfigError(f"{self.name} = {self.format(value)} is too large: the maximum is "
-                                    f"{self.format(self.max)}")
+            raise AttackConfigError(
+                f"{self.name} = {self.format(value)} is too large: the maximum is {self.format(self.max)}"
+            )
         return value
 
 
@@ -181,9 +182,17 @@ class Attack:
     uses_gradients: ClassVar[bool] = True
     PARAMS: ClassVar[tuple[Param, ...]] = ()
 
-    def __init__(self, model: nn.Module, *, record: bool = False, record_images: bool = False,
-                 max_frames: int = 200, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None, **params):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        record: bool = False,
+        record_images: bool = False,
+        max_frames: int = 200,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+        **params,
+    ):
         self.model = model
         self.config = self.validate_params(params)
         for key, value in self.config.items():
@@ -207,8 +216,9 @@ class Attack:
         for p in cls.PARAMS:
             if p.name == name:
                 return p
-        raise AttackConfigError(f"{cls.name} has no parameter {name!r}; it takes: "
-                                f"{', '.join(p.name for p in cls.PARAMS) or 'none'}")
+        raise AttackConfigError(
+            f"{cls.name} has no parameter {name!r}; it takes: {', '.join(p.name for p in cls.PARAMS) or 'none'}"
+        )
 
     @classmethod
     def defaults(cls) -> dict:
@@ -229,8 +239,11 @@ class Attack:
         device = model_device(self.model)
         x, y, target = self.check_inputs(x, y, target, device)
         self.stopped = False
-        self.trajectory = Trajectory(targeted=target is not None, keep_images=self.record_images) \
-            if self.record and self.iterative else None
+        self.trajectory = (
+            Trajectory(targeted=target is not None, keep_images=self.record_images)
+            if self.record and self.iterative
+            else None
+        )
         grad_mode = torch.enable_grad() if self.uses_gradients else contextlib.nullcontext()
         with eval_mode(self.model), grad_mode:
             x_adv = self._perturb(x, y, target)
@@ -246,8 +259,7 @@ class Attack:
             target = self._labels(target, len(x), device, "target")
             if int(target.min()) < 0 or int(target.max()) >= k:
                 bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
-                raise AttackConfigError(f"target class {bad} is out of range: the model has {k} classes "
-                                        f"(0 to {k - 1})")
+                raise AttackConfigError(f"target class {bad} is out of range: the model has {k} classes (0 to {k - 1})")
             if bool((target == y).any()):
                 raise AttackConfigError("the target class must differ from the true class")
         return x, y, target
@@ -283,9 +295,22 @@ class Attack:
             return True
         return False
 
-    def record_step(self, *, step: int, entries: int, x: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor,
-                    y: torch.Tensor, target: torch.Tensor | None, loss: torch.Tensor, restart: int = 0,
-                    index: torch.Tensor | None = None, n: int | None = None, last: bool = False) -> None:
+    def record_step(
+        self,
+        *,
+        step: int,
+        entries: int,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        loss: torch.Tensor,
+        restart: int = 0,
+        index: torch.Tensor | None = None,
+        n: int | None = None,
+        last: bool = False,
+    ) -> None:
         """Add a trajectory entry when recording (a no-op otherwise).
 
         ``entries`` is how many entries the whole run records at most; images are kept every
@@ -294,9 +319,20 @@ class Attack:
         if self.trajectory is None:
             return
         image = self.record_images and (last or len(self.trajectory) % self.image_every(entries) == 0)
-        self.trajectory.record(step=step, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y, target=target,
-                               loss=loss, success=is_success(logits.detach(), y, target), index=index, n=n,
-                               image=image)
+        self.trajectory.record(
+            step=step,
+            restart=restart,
+            x=x,
+            x_adv=x_adv,
+            logits=logits,
+            y=y,
+            target=target,
+            loss=loss,
+            success=is_success(logits.detach(), y, target),
+            index=index,
+            n=n,
+            image=image,
+        )
 
     def image_every(self, entries: int) -> int:
         """Keep one image every this many entries, so about ``max_frames`` images are kept."""
@@ -309,8 +345,16 @@ def linf_eps(default: float = 8 / 255) -> Param:
 
 
 def linf_step_size(default: float | None = None, auto: str = "2.5 * eps / steps") -> Param:
-    return Param("step_size", float, default, 0.0, 1.0, PIXEL,
-                 f"L-inf step per iteration (blank: {auto})", optional=default is None)
+    return Param(
+        "step_size",
+        float,
+        default,
+        0.0,
+        1.0,
+        PIXEL,
+        f"L-inf step per iteration (blank: {auto})",
+        optional=default is None,
+    )
 
 
 def steps(default: int, maximum: int = 10_000, what: str = "iterations") -> Param:
@@ -318,12 +362,14 @@ def steps(default: int, maximum: int = 10_000, what: str = "iterations") -> Para
 
 
 def restarts(default: int = 1) -> Param:
-    return Param("restarts", int, default, 1, 100, "",
-                 "random restarts; later ones attack only the images not broken yet")
+    return Param(
+        "restarts", int, default, 1, 100, "", "random restarts; later ones attack only the images not broken yet"
+    )
 
 
-def worst_case_over_restarts(attack: Attack, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
-                             run_one: Callable) -> torch.Tensor:
+def worst_case_over_restarts(
+    attack: Attack, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, run_one: Callable
+) -> torch.Tensor:
     """Run ``attack.restarts`` restarts and keep the worst case per sample.
 
     ``run_one(x, y, target, restart, index)`` attacks the rows ``index`` of the batch (all rows

@@ -46,8 +46,17 @@ class DeepFool(Attack):
             x_in = x_adv.clone().requires_grad_(True)
             logits = self.model(x_in)
             succ = is_success(logits.detach(), y, target)
-            self.record_step(step=t, entries=self.steps + 1, x=x, x_adv=x_adv, logits=logits, y=y, target=target,
-                             loss=-margin(logits.detach(), y, target), last=t == self.steps)
+            self.record_step(
+                step=t,
+                entries=self.steps + 1,
+                x=x,
+                x_adv=x_adv,
+                logits=logits,
+                y=y,
+                target=target,
+                loss=-margin(logits.detach(), y, target),
+                last=t == self.steps,
+            )
             active &= ~succ
             if t == self.steps or not bool(active.any()):
                 break

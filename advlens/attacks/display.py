@@ -54,8 +54,9 @@ def perturbation_rgb(delta: torch.Tensor, min_side: int = 224, scale: int | None
     return image_rgb((0.5 + k * delta).clamp(0.0, 1.0), min_side), k
 
 
-def step_pictures(trajectory, entry: int, x: torch.Tensor, sample: int = 0, scale: int | None = None,
-                  min_side: int = 224) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+def step_pictures(
+    trajectory, entry: int, x: torch.Tensor, sample: int = 0, scale: int | None = None, min_side: int = 224
+) -> tuple[np.ndarray, np.ndarray, int, int] | None:
     """The image recorded nearest to trajectory ``entry`` and its amplified perturbation from ``x``.
 
     Returns (image, perturbation, k, frame entry), or None when no image was kept for ``sample``

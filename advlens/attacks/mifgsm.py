@@ -43,8 +43,9 @@ class MIFGSM(Attack):
             loss = ce_objective(logits, y, target)
             (grad,) = torch.autograd.grad(loss.sum(), x_adv)
             x_adv.requires_grad_(False)
-            self.record_step(step=t, entries=self.steps + 1, x=x, x_adv=x_adv, logits=logits, y=y, target=target,
-                             loss=loss)
+            self.record_step(
+                step=t, entries=self.steps + 1, x=x, x_adv=x_adv, logits=logits, y=y, target=target, loss=loss
+            )
             with torch.no_grad():
                 l1 = grad.abs().flatten(1).mean(1).clamp_min_(1e-12).view(-1, *([1] * (x.ndim - 1)))
                 momentum.mul_(self.decay).add_(grad / l1)
@@ -55,6 +56,15 @@ class MIFGSM(Attack):
         if self.trajectory is not None:
             with torch.no_grad():
                 logits = self.model(x_adv)
-            self.record_step(step=t + 1, entries=self.steps + 1, x=x, x_adv=x_adv, logits=logits, y=y, target=target,
-                             loss=ce_objective(logits, y, target), last=True)
+            self.record_step(
+                step=t + 1,
+                entries=self.steps + 1,
+                x=x,
+                x_adv=x_adv,
+                logits=logits,
+                y=y,
+                target=target,
+                loss=ce_objective(logits, y, target),
+                last=True,
+            )
         return x_adv

@@ -42,16 +42,32 @@ class MinimalEps:
 
     def summary(self, index: int = 0) -> dict:
         eps = float(self.eps[index])
-        return {"min_linf_eps": None if math.isinf(eps) else eps,
-                "min_linf_eps_255": None if math.isinf(eps) else eps * 255.0,
-                "found": bool(self.found[index]), "max_eps_255": self.max_eps * 255.0, "tol_255": self.tol * 255.0,
-                "searches": self.searches, "deepfool_l2": None if math.isnan(float(self.deepfool_l2[index]))
-                else float(self.deepfool_l2[index]), "stopped": self.stopped}
+        return {
+            "min_linf_eps": None if math.isinf(eps) else eps,
+            "min_linf_eps_255": None if math.isinf(eps) else eps * 255.0,
+            "found": bool(self.found[index]),
+            "max_eps_255": self.max_eps * 255.0,
+            "tol_255": self.tol * 255.0,
+            "searches": self.searches,
+            "deepfool_l2": None if math.isnan(float(self.deepfool_l2[index])) else float(self.deepfool_l2[index]),
+            "stopped": self.stopped,
+        }
 
 
-def find_minimal_eps(model, x: torch.Tensor, y=None, *, target=None, max_eps: float = 32 / 255,
-                     tol: float = 0.5 / 255, steps: int = 20, restarts: int = 1, deepfool: bool = True,
-                     progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> MinimalEps:
+def find_minimal_eps(
+    model,
+    x: torch.Tensor,
+    y=None,
+    *,
+    target=None,
+    max_eps: float = 32 / 255,
+    tol: float = 0.5 / 255,
+    steps: int = 20,
+    restarts: int = 1,
+    deepfool: bool = True,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> MinimalEps:
     """Binary-search the smallest L-inf eps at which PGD-``steps`` flips each image of ``x``."""
     if not 0.0 < max_eps <= 1.0:
         raise AttackConfigError(f"max_eps must be in (0, 1] (0 to 255/255), got {max_eps * 255:.4g}/255")
@@ -112,6 +128,15 @@ def find_minimal_eps(model, x: torch.Tensor, y=None, *, target=None, max_eps: fl
         df_l2 = torch.where(df_ok, norms, df_l2)
         df_x = df_x.cpu()
         stopped = df.stopped
-    return MinimalEps(eps=eps.cpu(), found=torch.isfinite(eps).cpu(), x_adv=x_best.cpu(), max_eps=float(max_eps),
-                      tol=float(tol), searches=searches, deepfool_l2=df_l2, deepfool_success=df_ok,
-                      deepfool_x_adv=df_x, stopped=stopped)
+    return MinimalEps(
+        eps=eps.cpu(),
+        found=torch.isfinite(eps).cpu(),
+        x_adv=x_best.cpu(),
+        max_eps=float(max_eps),
+        tol=float(tol),
+        searches=searches,
+        deepfool_l2=df_l2,
+        deepfool_success=df_ok,
+        deepfool_x_adv=df_x,
+        stopped=stopped,
+    )

@@ -106,8 +106,19 @@ class PGD(Attack):
             loss = ce_objective(logits, y, target)
             (grad,) = torch.autograd.grad(loss.sum(), x_adv)
             x_adv.requires_grad_(False)
-            self.record_step(step=t, entries=entries, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y,
-                             target=target, loss=loss, index=index, n=n)
+            self.record_step(
+                step=t,
+                entries=entries,
+                restart=restart,
+                x=x,
+                x_adv=x_adv,
+                logits=logits,
+                y=y,
+                target=target,
+                loss=loss,
+                index=index,
+                n=n,
+            )
             with torch.no_grad():
                 self.step_(x_adv, grad, alpha)
                 self.project_(x_adv, x, eps, bounds)
@@ -118,8 +129,20 @@ class PGD(Attack):
         with torch.no_grad():
             logits = model(x_adv)
             loss = ce_objective(logits, y, target)
-        self.record_step(step=t + 1, entries=entries, restart=restart, x=x, x_adv=x_adv, logits=logits, y=y,
-                         target=target, loss=loss, index=index, n=n, last=True)
+        self.record_step(
+            step=t + 1,
+            entries=entries,
+            restart=restart,
+            x=x,
+            x_adv=x_adv,
+            logits=logits,
+            y=y,
+            target=target,
+            loss=loss,
+            index=index,
+            n=n,
+            last=True,
+        )
         return x_adv, loss, is_success(logits, y, target)
 
 
@@ -128,11 +151,26 @@ class PGDL2(PGD):
     title = "PGD (L2)"
     norm = "L2"
     PARAMS = (
-        Param("eps", float, 0.5, 0.0, 1000.0, "L2", "L2 budget: the Euclidean norm of the whole perturbation "
-              "(pixels in [0,1])"),
+        Param(
+            "eps",
+            float,
+            0.5,
+            0.0,
+            1000.0,
+            "L2",
+            "L2 budget: the Euclidean norm of the whole perturbation (pixels in [0,1])",
+        ),
         steps(10),
-        Param("step_size", float, None, 0.0, 1000.0, "L2", "L2 length of each step (blank: 2.5 * eps / steps)",
-              optional=True),
+        Param(
+            "step_size",
+            float,
+            None,
+            0.0,
+            1000.0,
+            "L2",
+            "L2 length of each step (blank: 2.5 * eps / steps)",
+            optional=True,
+        ),
         restarts(1),
         Param("random_start", bool, True, help="start from a uniform random point of the eps-ball"),
     )

@@ -74,17 +74,32 @@ class AttackResult:
         names = self.class_names
         images = []
         for i in rows:
-            images.append({
-                "label": int(self.y[i]), "label_name": names[int(self.y[i])],
-                "label_from_prediction": bool(self.y_from_prediction[i]),
-                "target": None if self.target is None else int(self.target[i]),
-                "clean_pred": names[int(self.clean_pred[i])], "clean_prob": float(self.clean_probs[i].max()),
-                "adv_pred": names[int(self.adv_pred[i])], "adv_prob": float(self.adv_probs[i].max()),
-                "linf": float(self.linf[i]), "linf_255": float(self.linf[i]) * 255.0, "l2": float(self.l2[i]),
-                "success": bool(self.success[i]),
-            })
-        return {"attack": self.attack, "title": self.title, "params": dict(self.params), "targeted": self.targeted,
-                "stopped": self.stopped, "seconds": round(self.seconds, 4), "images": images, **self.extra}
+            images.append(
+                {
+                    "label": int(self.y[i]),
+                    "label_name": names[int(self.y[i])],
+                    "label_from_prediction": bool(self.y_from_prediction[i]),
+                    "target": None if self.target is None else int(self.target[i]),
+                    "clean_pred": names[int(self.clean_pred[i])],
+                    "clean_prob": float(self.clean_probs[i].max()),
+                    "adv_pred": names[int(self.adv_pred[i])],
+                    "adv_prob": float(self.adv_probs[i].max()),
+                    "linf": float(self.linf[i]),
+                    "linf_255": float(self.linf[i]) * 255.0,
+                    "l2": float(self.l2[i]),
+                    "success": bool(self.success[i]),
+                }
+            )
+        return {
+            "attack": self.attack,
+            "title": self.title,
+            "params": dict(self.params),
+            "targeted": self.targeted,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 4),
+            "images": images,
+            **self.extra,
+        }
 
 
 def resolve_labels(model, x: torch.Tensor, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,17 +122,35 @@ def resolve_labels(model, x: torch.Tensor, y) -> tuple[torch.Tensor, torch.Tenso
     return torch.where(unknown, pred, t), unknown, logits
 
 
-def run_attack(model, x: torch.Tensor, y=None, name: str = "pgd", *, target=None, record: bool = False,
-               record_images: bool = False, max_frames: int = 200, progress: ProgressFn | None = None,
-               should_stop: StopFn | None = None, **params) -> AttackResult:
+def run_attack(
+    model,
+    x: torch.Tensor,
+    y=None,
+    name: str = "pgd",
+    *,
+    target=None,
+    record: bool = False,
+    record_images: bool = False,
+    max_frames: int = 200,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    **params,
+) -> AttackResult:
     """Attack ``x`` (N, C, H, W in [0, 1]) with the registered attack ``name`` and report.
 
     ``params`` are the attack's own (engine units: L-inf budgets in [0, 1]). Bad params or inputs
     raise :class:`AttackConfigError` before any work is done.
     """
     cls = get_attack(name)
-    attack = cls(model, record=record, record_images=record_images, max_frames=max_frames, progress=progress,
-                 should_stop=should_stop, **params)
+    attack = cls(
+        model,
+        record=record,
+        record_images=record_images,
+        max_frames=max_frames,
+        progress=progress,
+        should_stop=should_stop,
+        **params,
+    )
     device = model_device(model)
     x = check_images(model, x, device)
     y, from_pred, clean_logits = resolve_labels(model, x, y)
@@ -129,9 +162,21 @@ def run_attack(model, x: torch.Tensor, y=None, name: str = "pgd", *, target=None
     tgt = None if target is None else attack.check_inputs(x, y, target, device)[2]
     delta = (x_adv - x).flatten(1)
     return AttackResult(
-        attack=cls.name, title=cls.title, params=dict(attack.config), class_names=tuple(model.class_names),
-        x=x.cpu(), x_adv=x_adv.cpu(), y=y.cpu(), y_from_prediction=from_pred.cpu(),
-        target=None if tgt is None else tgt.cpu(), clean_probs=clean_logits.softmax(1).cpu(),
-        adv_probs=adv_logits.softmax(1).cpu(), linf=delta.abs().amax(1).cpu(), l2=delta.norm(dim=1).cpu(),
-        success=is_success(adv_logits, y, tgt).cpu(), trajectory=attack.trajectory, stopped=attack.stopped,
-        seconds=seconds)
+        attack=cls.name,
+        title=cls.title,
+        params=dict(attack.config),
+        class_names=tuple(model.class_names),
+        x=x.cpu(),
+        x_adv=x_adv.cpu(),
+        y=y.cpu(),
+        y_from_prediction=from_pred.cpu(),
+        target=None if tgt is None else tgt.cpu(),
+        clean_probs=clean_logits.softmax(1).cpu(),
+        adv_probs=adv_logits.softmax(1).cpu(),
+        linf=delta.abs().amax(1).cpu(),
+        l2=delta.norm(dim=1).cpu(),
+        success=is_success(adv_logits, y, tgt).cpu(),
+        trajectory=attack.trajectory,
+        stopped=attack.stopped,
+        seconds=seconds,
+    )

@@ -24,8 +24,18 @@ import torch.nn.functional as F
 from .base import Attack, Param, linf_eps, steps
 from .losses import margin
 
-_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128),
-             (8000, 256), (10000, 512))
+_SCHEDULE = (
+    (10, 1),
+    (50, 2),
+    (200, 4),
+    (500, 8),
+    (1000, 16),
+    (2000, 32),
+    (4000, 64),
+    (6000, 128),
+    (8000, 256),
+    (10000, 512),
+)
 
 
 def p_selection(p_init: float, it: int, n_iters: int) -> float:
@@ -69,8 +79,9 @@ class Square(Attack):
         logits_best = self.model(x_best)
         loss = self._objective(logits_best, y, target)
         marg = margin(logits_best, y, target)
-        self.record_step(step=0, entries=self.steps, x=x, x_adv=x_best, logits=logits_best, y=y, target=target,
-                         loss=-marg)
+        self.record_step(
+            step=0, entries=self.steps, x=x, x_adv=x_best, logits=logits_best, y=y, target=target, loss=-marg
+        )
         rows = torch.arange(h, device=x.device)
         cols = torch.arange(w, device=x.device)
         for it in range(1, self.steps):
@@ -104,6 +115,15 @@ class Square(Attack):
             marg[rows_imp] = margin(logits[improved], y[rows_imp], None if target is None else target[rows_imp])
             x_best[rows_imp] = x_new[improved]
             logits_best[rows_imp] = logits[improved]
-            self.record_step(step=it, entries=self.steps, x=x, x_adv=x_best, logits=logits_best, y=y, target=target,
-                             loss=-marg, last=it == self.steps - 1)
+            self.record_step(
+                step=it,
+                entries=self.steps,
+                x=x,
+                x_adv=x_best,
+                logits=logits_best,
+                y=y,
+                target=target,
+                loss=-marg,
+                last=it == self.steps - 1,
+            )
         return x_best

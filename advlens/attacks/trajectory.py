@@ -42,9 +42,22 @@ class Trajectory:
         return len(self.step)
 
     @torch.no_grad()
-    def record(self, *, step: int, restart: int, x: torch.Tensor, x_adv: torch.Tensor, logits: torch.Tensor,
-               y: torch.Tensor, target: torch.Tensor | None, loss: torch.Tensor, success: torch.Tensor,
-               index: torch.Tensor | None = None, n: int | None = None, image: bool = False) -> None:
+    def record(
+        self,
+        *,
+        step: int,
+        restart: int,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        loss: torch.Tensor,
+        success: torch.Tensor,
+        index: torch.Tensor | None = None,
+        n: int | None = None,
+        image: bool = False,
+    ) -> None:
         """Add one entry. ``x``, ``y``, ``target`` describe the rows of ``x_adv`` (a subset of the
         batch given by ``index`` when it is not None; ``n`` is then the full batch size)."""
         probs = logits.detach().float().softmax(1)
@@ -52,7 +65,8 @@ class Trajectory:
         rows = {
             "loss": loss.detach().float(),
             "p_true": probs.gather(1, y[:, None])[:, 0],
-            "p_target": probs.gather(1, target[:, None])[:, 0] if target is not None
+            "p_target": probs.gather(1, target[:, None])[:, 0]
+            if target is not None
             else torch.full_like(probs[:, 0], float("nan")),
             "linf": delta.abs().amax(1),
             "l2": delta.norm(dim=1),
@@ -99,8 +113,12 @@ class Trajectory:
 
     def series(self, sample: int = 0) -> dict[str, list]:
         """Plain lists for one sample, ready to chart: entry index, label and each field."""
-        out: dict[str, list] = {"entry": list(range(len(self))), "label": self.labels(),
-                                "step": list(self.step), "restart": list(self.restart)}
+        out: dict[str, list] = {
+            "entry": list(range(len(self))),
+            "label": self.labels(),
+            "step": list(self.step),
+            "restart": list(self.restart),
+        }
         for name in FIELDS:
             values = getattr(self, name)
             out[name] = [float(v[sample]) if name != "success" else bool(v[sample]) for v in values]

@@ -18,7 +18,21 @@ from .targets import TARGET_KINDS, TARGET_LABELS, resolve_targets
 from .view import AttentionView, attention_view
 
 __all__ = [
-    "METHODS", "TARGET_KINDS", "TARGET_LABELS", "AttentionView", "DifferentiableCam", "LayerError",
-    "attention_view", "compute_map", "differentiable_gradcam", "get_method", "gradcam", "gradcam_plus_plus",
-    "inference_guard", "layer_choices", "record_outputs", "resolve_layer", "resolve_targets",
+    "METHODS",
+    "TARGET_KINDS",
+    "TARGET_LABELS",
+    "AttentionView",
+    "DifferentiableCam",
+    "LayerError",
+    "attention_view",
+    "compute_map",
+    "differentiable_gradcam",
+    "get_method",
+    "gradcam",
+    "gradcam_plus_plus",
+    "inference_guard",
+    "layer_choices",
+    "record_outputs",
+    "resolve_layer",
+    "resolve_targets",
 ]

@@ -24,15 +24,29 @@ from .view import attention_view
 
 METRIC_LABELS = {
     **PAIR_METRICS,
-    **{f"{k}_{tag}": f"{v} ({'clean' if tag == 'clean' else 'adversarial'})"
-       for k, v in MAP_METRICS.items() for tag in ("clean", "adv")},
+    **{
+        f"{k}_{tag}": f"{v} ({'clean' if tag == 'clean' else 'adversarial'})"
+        for k, v in MAP_METRICS.items()
+        for tag in ("clean", "adv")
+    },
     "components_delta": "components: adversarial - clean",
     "entropy_delta": "entropy: adversarial - clean",
     "faithfulness_clean": "faithfulness (clean)",
     "faithfulness_adv": "faithfulness (adversarial)",
 }
-DEFAULT_SUMMARY = ("iou", "pearson", "spearman", "com_shift", "components_clean", "components_adv",
-                   "components_delta", "entropy_clean", "entropy_adv", "entropy_delta", "area_adv")
+DEFAULT_SUMMARY = (
+    "iou",
+    "pearson",
+    "spearman",
+    "com_shift",
+    "components_clean",
+    "components_adv",
+    "components_delta",
+    "entropy_clean",
+    "entropy_adv",
+    "entropy_delta",
+    "area_adv",
+)
 
 
 @dataclass
@@ -53,11 +67,22 @@ class ShiftAnalysis:
         return int((~self.success).sum())
 
 
-def analyze_attention_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
-                            method: str = "gradcam", layer: str | None = None, target="true",
-                            k_percent: float = 20.0, threshold: float = 0.5, batch_size: int = 64,
-                            only_correct: bool = True, with_faithfulness: bool = False,
-                            erase: str | float = "zero", progress=None) -> ShiftAnalysis:
+def analyze_attention_shift(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_adv: torch.Tensor,
+    method: str = "gradcam",
+    layer: str | None = None,
+    target="true",
+    k_percent: float = 20.0,
+    threshold: float = 0.5,
+    batch_size: int = 64,
+    only_correct: bool = True,
+    with_faithfulness: bool = False,
+    erase: str | float = "zero",
+    progress=None,
+) -> ShiftAnalysis:
     """Per-image attention-shift metrics for (x, x_adv), with each attack's success.
 
     ``progress`` is an optional callable ``progress(done, total)``.
@@ -71,9 +96,19 @@ def analyze_attention_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     clean_pred, adv_pred = [], []
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
-        v = attention_view(model, x[sl], x_adv[sl], y[sl], method=method, layer=layer, target=target,
-                           k_percent=k_percent, threshold=threshold, erase=erase,
-                           with_faithfulness=with_faithfulness)
+        v = attention_view(
+            model,
+            x[sl],
+            x_adv[sl],
+            y[sl],
+            method=method,
+            layer=layer,
+            target=target,
+            k_percent=k_percent,
+            threshold=threshold,
+            erase=erase,
+            with_faithfulness=with_faithfulness,
+        )
         for k, val in v.metrics.items():
             per.setdefault(k, []).append(val.float())
         clean_pred.append(v.clean_pred)
@@ -87,11 +122,21 @@ def analyze_attention_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     success = (torch.cat(adv_pred) != y).numpy()
     keep = clean_ok if only_correct else np.ones_like(clean_ok)
     idx = np.nonzero(keep)[0]
-    return ShiftAnalysis({k: v[idx] for k, v in metrics.items()}, success[idx], idx, len(x),
-                         int((~clean_ok).sum()),
-                         {"method": method, "layer": layer or getattr(model, "default_cam_layer", lambda: None)(),
-                          "target": target, "k_percent": k_percent, "threshold": threshold,
-                          "only_correct": only_correct})
+    return ShiftAnalysis(
+        {k: v[idx] for k, v in metrics.items()},
+        success[idx],
+        idx,
+        len(x),
+        int((~clean_ok).sum()),
+        {
+            "method": method,
+            "layer": layer or getattr(model, "default_cam_layer", lambda: None)(),
+            "target": target,
+            "k_percent": k_percent,
+            "threshold": threshold,
+            "only_correct": only_correct,
+        },
+    )
 
 
 def _stats(v: np.ndarray) -> tuple[int, float, float]:
@@ -116,9 +161,19 @@ def summarize(a: ShiftAnalysis, metrics=DEFAULT_SUMMARY) -> list[dict]:
             ss, ff = s[~np.isnan(s)], f[~np.isnan(f)]
             if np.ptp(np.concatenate([ss, ff])) > 0:
                 p = float(mannwhitneyu(ss, ff, alternative="two-sided").pvalue)
-        rows.append({"metric": k, "label": METRIC_LABELS.get(k, k), "n_success": ns, "success_mean": ms,
-                     "success_median": mds, "n_failure": nf, "failure_mean": mf, "failure_median": mdf,
-                     "p_value": p})
+        rows.append(
+            {
+                "metric": k,
+                "label": METRIC_LABELS.get(k, k),
+                "n_success": ns,
+                "success_mean": ms,
+                "success_median": mds,
+                "n_failure": nf,
+                "failure_mean": mf,
+                "failure_median": mdf,
+                "p_value": p,
+            }
+        )
     return rows
 
 
@@ -141,8 +196,9 @@ def verdict(a: ShiftAnalysis) -> dict:
     return out
 
 
-def distribution_figure(a: ShiftAnalysis, metrics=("iou", "components_adv", "entropy_adv", "com_shift"),
-                        kind: str = "box"):
+def distribution_figure(
+    a: ShiftAnalysis, metrics=("iou", "components_adv", "entropy_adv", "com_shift"), kind: str = "box"
+):
     """Plotly box (or violin) plots of each metric, attack success vs failure side by side."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -157,10 +213,14 @@ def distribution_figure(a: ShiftAnalysis, metrics=("iou", "components_adv", "ent
             vals = a.metrics[m][mask]
             label = f"attack {name} (n={int(mask.sum())})"
             common = {"y": vals, "name": label, "marker_color": color, "legendgroup": name, "showlegend": col == 1}
-            trace = go.Box(boxmean=True, **common) if kind == "box" else go.Violin(box_visible=True,
-                                                                                   meanline_visible=True, **common)
+            trace = (
+                go.Box(boxmean=True, **common)
+                if kind == "box"
+                else go.Violin(box_visible=True, meanline_visible=True, **common)
+            )
             fig.add_trace(trace, row=1, col=col)
-    fig.update_layout(height=420, title="Attention shift: successful vs failed attacks",
-                      margin={"l": 40, "r": 20, "t": 70, "b": 40})
+    fig.update_layout(
+        height=420, title="Attention shift: successful vs failed attacks", margin={"l": 40, "r": 20, "t": 70, "b": 40}
+    )
     fig.update_xaxes(showticklabels=False)
     return fig

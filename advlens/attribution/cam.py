@@ -56,23 +56,32 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
     return LayerAttribution.interpolate(maps, tuple(size), interpolate_mode=mode)
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, target, layer: str | None = None, relu: bool = True,
-            upsample_mode: str | None = "bilinear") -> torch.Tensor:
+def gradcam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target,
+    layer: str | None = None,
+    relu: bool = True,
+    upsample_mode: str | None = "bilinear",
+) -> torch.Tensor:
     """Grad-CAM maps (N, H, W) through captum's ``LayerGradCam`` (``upsample_mode=None``: layer size)."""
     _, module, x, t = _prepare(model, x, target, layer)
     with inference_guard(model):
         maps = LayerGradCam(model, module).attribute(x, target=t, relu_attributions=relu)
     maps = maps.detach()
     if maps.ndim != 4:
-        raise LayerError(f"layer {layer or model.default_cam_layer()!r} is not a spatial map (its Grad-CAM has "
-                         f"shape {tuple(maps.shape)}); pick a conv layer")
+        raise LayerError(
+            f"layer {layer or model.default_cam_layer()!r} is not a spatial map (its Grad-CAM has "
+            f"shape {tuple(maps.shape)}); pick a conv layer"
+        )
     if upsample_mode is not None:
         maps = upsample(maps, x.shape[-2:], upsample_mode)
     return maps[:, 0]
 
 
-def activations_and_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, module: nn.Module,
-                              create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def activations_and_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, module: nn.Module, create_graph: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward and one backward pass: (A, dS_t/dA, logits) for the layer ``module``.
 
     ``target`` is a LongTensor (N,). With ``create_graph`` the gradient is itself differentiable.
@@ -93,15 +102,17 @@ def activations_and_gradients(model: nn.Module, x: torch.Tensor, target: torch.T
         raise LayerError("the chosen layer was not used in the forward pass")
     acts = store["a"]
     if acts.ndim != 4:
-        raise LayerError(f"the chosen layer's output is not a spatial map (shape {tuple(acts.shape)}); "
-                         "pick a conv layer")
+        raise LayerError(
+            f"the chosen layer's output is not a spatial map (shape {tuple(acts.shape)}); pick a conv layer"
+        )
     score = logits.gather(1, target.view(-1, 1)).sum()
     (grads,) = torch.autograd.grad(score, acts, create_graph=create_graph)
     return acts, grads, logits
 
 
-def gradcam_plus_plus(model: nn.Module, x: torch.Tensor, target, layer: str | None = None,
-                      upsample_mode: str | None = "bilinear") -> torch.Tensor:
+def gradcam_plus_plus(
+    model: nn.Module, x: torch.Tensor, target, layer: str | None = None, upsample_mode: str | None = "bilinear"
+) -> torch.Tensor:
     """Grad-CAM++ maps (N, H, W); formula in the module docstring."""
     _, module, x, t = _prepare(model, x, target, layer)
     with inference_guard(model):
@@ -110,8 +121,7 @@ def gradcam_plus_plus(model: nn.Module, x: torch.Tensor, target, layer: str | No
     g2 = grads.pow(2)
     g3 = grads.pow(3)
     denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
-    alpha = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
-                        torch.zeros_like(g2))
+    alpha = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g2))
     weights = (alpha * F.relu(grads)).sum(dim=(2, 3), keepdim=True)
     maps = F.relu((weights * acts).sum(dim=1, keepdim=True))
     if upsample_mode is not None:
@@ -128,9 +138,18 @@ class DifferentiableCam:
     layer_maps: torch.Tensor  # (N, h, w), before upsampling
 
 
-def differentiable_gradcam(model: nn.Module, x: torch.Tensor, target, layer: str | None = None, *,
-                           variant: str = "relu", rms_grad: bool = False, normalize: str | None = None,
-                           upsample_mode: str | None = "bilinear", eps: float = 1e-10) -> DifferentiableCam:
+def differentiable_gradcam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target,
+    layer: str | None = None,
+    *,
+    variant: str = "relu",
+    rms_grad: bool = False,
+    normalize: str | None = None,
+    upsample_mode: str | None = "bilinear",
+    eps: float = 1e-10,
+) -> DifferentiableCam:
     """Grad-CAM built with double backprop: d(map)/d(weights) exists.
 
     ``variant``: ``"relu"`` gives ReLU(sum_k alpha_k A^k); ``"softmax"`` gives the spatial softmax

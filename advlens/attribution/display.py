@@ -57,8 +57,10 @@ def joint_normalize(*maps, vmin=None, vmax=None) -> tuple[list[torch.Tensor], to
     hi = stacked.max(1) if vmax is None else np.broadcast_to(np.asarray(vmax, np.float32), (n,)).copy()
     span = (hi - lo).reshape(n, 1, 1)
     safe = np.where(span > 0, span, 1.0)
-    out = [torch.from_numpy(np.where(span > 0, np.clip((a - lo.reshape(n, 1, 1)) / safe, 0, 1), 0.0)
-                            .astype(np.float32)) for a in arrs]
+    out = [
+        torch.from_numpy(np.where(span > 0, np.clip((a - lo.reshape(n, 1, 1)) / safe, 0, 1), 0.0).astype(np.float32))
+        for a in arrs
+    ]
     return out, torch.from_numpy(lo.astype(np.float32)), torch.from_numpy(hi.astype(np.float32))
 
 

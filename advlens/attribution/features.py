@@ -47,13 +47,15 @@ def layer_features(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict
         raise LayerError(f"layer {missing[0]!r} was not used in the forward pass")
     for name, f in feats.items():
         if f.ndim != 4:
-            raise LayerError(f"layer {name!r} outputs shape {tuple(f.shape)}, not a spatial feature map; "
-                             "pick a conv layer or block")
+            raise LayerError(
+                f"layer {name!r} outputs shape {tuple(f.shape)}, not a spatial feature map; pick a conv layer or block"
+            )
     return {n: feats[n].float().cpu() for n in layers}
 
 
-def clean_and_adv_features(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, layers: list[str]
-                           ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def clean_and_adv_features(
+    model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, layers: list[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Features of ``x`` and ``x_adv`` (same shape) in one batched forward pass."""
     if x.shape != x_adv.shape:
         raise ValueError(f"clean and adversarial batches differ in shape: {tuple(x.shape)} vs {tuple(x_adv.shape)}")
@@ -81,8 +83,9 @@ def channel_status(relative: float, tol: float = 0.25) -> str:
     return "shared"
 
 
-def rank_channels(f_clean: torch.Tensor, f_adv: torch.Tensor, n: int = 16, by: str = "activation",
-                  tol: float = 0.25) -> list[ChannelInfo]:
+def rank_channels(
+    f_clean: torch.Tensor, f_adv: torch.Tensor, n: int = 16, by: str = "activation", tol: float = 0.25
+) -> list[ChannelInfo]:
     """The top-``n`` channels of one image's feature maps (C, H, W), ranked ``by`` activation or change."""
     if by not in RANK_BY:
         raise ValueError(f"rank by one of {', '.join(RANK_BY)}, not {by!r}")
@@ -97,8 +100,18 @@ def rank_channels(f_clean: torch.Tensor, f_adv: torch.Tensor, n: int = 16, by: s
     rel = (e_adv - e_clean) / e_clean.clamp(min=1e-12)
     score = (e_clean + e_adv) / 2 if by == "activation" else change
     order = torch.argsort(score, descending=True)[: min(n, a.shape[0])]
-    return [ChannelInfo(int(k), float(score[k]), float(e_clean[k]), float(e_adv[k]), float(change[k]),
-                        float(rel[k]), channel_status(float(rel[k]), tol)) for k in order]
+    return [
+        ChannelInfo(
+            int(k),
+            float(score[k]),
+            float(e_clean[k]),
+            float(e_adv[k]),
+            float(change[k]),
+            float(rel[k]),
+            channel_status(float(rel[k]), tol),
+        )
+        for k in order
+    ]
 
 
 def _single(f: torch.Tensor) -> torch.Tensor:
@@ -121,8 +134,9 @@ class ChannelGrid:
     cols: int
 
 
-def _mosaic(tiles: list[np.ndarray], channels: list[ChannelInfo], cols: int, tile_px: int,
-            border: int = 3, pad: int = 2) -> np.ndarray:
+def _mosaic(
+    tiles: list[np.ndarray], channels: list[ChannelInfo], cols: int, tile_px: int, border: int = 3, pad: int = 2
+) -> np.ndarray:
     rows = (len(tiles) + cols - 1) // cols
     cell = tile_px + 2 * border + pad
     canvas = np.full((rows * cell + pad, cols * cell + pad, 3), 255, np.uint8)
@@ -130,19 +144,41 @@ def _mosaic(tiles: list[np.ndarray], channels: list[ChannelInfo], cols: int, til
         r, c = divmod(i, cols)
         y0, x0 = pad + r * cell, pad + c * cell
         color = STATUS_COLORS[ch.status]
-        canvas[y0:y0 + tile_px + 2 * border, x0:x0 + tile_px + 2 * border] = color
-        canvas[y0 + border:y0 + border + tile_px, x0 + border:x0 + border + tile_px] = tile
+        canvas[y0 : y0 + tile_px + 2 * border, x0 : x0 + tile_px + 2 * border] = color
+        canvas[y0 + border : y0 + border + tile_px, x0 + border : x0 + border + tile_px] = tile
         label = f"#{ch.index}"
         scale = max(0.3, tile_px / 160)
-        cv2.putText(canvas, label, (x0 + border + 2, y0 + border + int(12 * scale / 0.4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, label, (x0 + border + 2, y0 + border + int(12 * scale / 0.4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            label,
+            (x0 + border + 2, y0 + border + int(12 * scale / 0.4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            3,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            canvas,
+            label,
+            (x0 + border + 2, y0 + border + int(12 * scale / 0.4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return canvas
 
 
-def channel_grid(f_clean: torch.Tensor, f_adv: torch.Tensor, channels: list[ChannelInfo], cols: int = 8,
-                 tile_px: int = 64, colormap: str = "viridis") -> ChannelGrid:
+def channel_grid(
+    f_clean: torch.Tensor,
+    f_adv: torch.Tensor,
+    channels: list[ChannelInfo],
+    cols: int = 8,
+    tile_px: int = 64,
+    colormap: str = "viridis",
+) -> ChannelGrid:
     """Mosaics of the chosen channels: clean, adversarial (one scale per channel for both) and |diff|.
 
     The |difference| tiles use the same per-channel scale as the clean/adversarial pair, so a bright
@@ -169,8 +205,13 @@ def channel_grid(f_clean: torch.Tensor, f_adv: torch.Tensor, channels: list[Chan
         return out
 
     cols = max(1, min(cols, len(channels)))
-    return ChannelGrid(_mosaic(tiles(na), channels, cols, tile_px), _mosaic(tiles(nb), channels, cols, tile_px),
-                       _mosaic(tiles(nd), channels, cols, tile_px), channels, cols)
+    return ChannelGrid(
+        _mosaic(tiles(na), channels, cols, tile_px),
+        _mosaic(tiles(nb), channels, cols, tile_px),
+        _mosaic(tiles(nd), channels, cols, tile_px),
+        channels,
+        cols,
+    )
 
 
 @dataclass
@@ -194,12 +235,17 @@ class Divergence:
             return {"spearman": float("nan"), "ratio": float("nan"), "grows": False}
         rho = float(spearmanr(np.arange(len(m)), m).statistic) if np.ptp(m) > 0 else 0.0
         ratio = float(m[-1] / m[0]) if m[0] > 0 else float("inf")
-        return {"spearman": rho, "ratio": ratio, "grows": bool(rho > 0.5 and ratio > 1.0),
-                "max_layer": self.layers[int(np.argmax(m))]}
+        return {
+            "spearman": rho,
+            "ratio": ratio,
+            "grows": bool(rho > 0.5 and ratio > 1.0),
+            "max_layer": self.layers[int(np.argmax(m))],
+        }
 
 
-def layer_divergence(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, layers: list[str] | None = None
-                     ) -> Divergence:
+def layer_divergence(
+    model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, layers: list[str] | None = None
+) -> Divergence:
     """D_l = ||f_l(x_adv) - f_l(x)||_2 / ||f_l(x)||_2 for each layer (default ``model.feature_layers()``)."""
     names = list(layers) if layers is not None else list(model.feature_layers())
     if not names:
@@ -221,11 +267,31 @@ def divergence_figure(div: Divergence, title: str = "Feature divergence across d
     fig = go.Figure()
     if div.values.shape[0] > 1:
         for row in div.values.numpy():
-            fig.add_trace(go.Scatter(x=short, y=row, mode="lines", line={"width": 1, "color": "rgba(120,120,120,0.3)"},
-                                     showlegend=False, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=short, y=div.mean, mode="lines+markers", name="||f(x_adv) - f(x)|| / ||f(x)||",
-                             customdata=[str(s) for s in div.shapes],
-                             hovertemplate="%{x}<br>divergence %{y:.4f}<br>shape %{customdata}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="layer (shallow → deep)", yaxis_title="relative divergence",
-                      height=380, margin={"l": 40, "r": 20, "t": 50, "b": 80})
+            fig.add_trace(
+                go.Scatter(
+                    x=short,
+                    y=row,
+                    mode="lines",
+                    line={"width": 1, "color": "rgba(120,120,120,0.3)"},
+                    showlegend=False,
+                    hoverinfo="skip",
+                )
+            )
+    fig.add_trace(
+        go.Scatter(
+            x=short,
+            y=div.mean,
+            mode="lines+markers",
+            name="||f(x_adv) - f(x)|| / ||f(x)||",
+            customdata=[str(s) for s in div.shapes],
+            hovertemplate="%{x}<br>divergence %{y:.4f}<br>shape %{customdata}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="layer (shallow → deep)",
+        yaxis_title="relative divergence",
+        height=380,
+        margin={"l": 40, "r": 20, "t": 50, "b": 80},
+    )
     return fig

@@ -52,8 +52,7 @@ def _examples(model: nn.Module) -> str:
 
 
 @contextmanager
-def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True
-                   ) -> Iterator[dict[str, torch.Tensor]]:
+def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of the named layers during the forward passes run inside the block.
 
     ``with record_outputs(model, ["net.conv1"]) as feats: model(x)`` leaves ``feats["net.conv1"]``
@@ -66,10 +65,12 @@ def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True
     handles = []
     try:
         for n, m in modules.items():
+
             def hook(_module, _inputs, output, _name=n):
                 if isinstance(output, (tuple, list)):
                     output = output[0]
                 store[_name] = output.detach() if detach else output
+
             handles.append(m.register_forward_hook(hook))
         yield store
     finally:

@@ -29,16 +29,35 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("gradcam", "Grad-CAM", True, cam.gradcam,
-               "ReLU(sum_k mean(dS/dA^k) A^k) on a conv layer (captum LayerGradCam), upsampled"),
-        Method("gradcam++", "Grad-CAM++", True, cam.gradcam_plus_plus,
-               "Grad-CAM with pixel-wise weights from 2nd/3rd-order terms (Chattopadhay et al. 2018)"),
-        Method("saliency", "Saliency", False, saliency.saliency,
-               "max over channels of |dS/dx| (Simonyan et al. 2014)"),
-        Method("integrated_gradients", "Integrated Gradients", False, saliency.integrated_gradients,
-               "|sum_c IG_c| from a black baseline (Sundararajan et al. 2017)"),
-        Method("smoothgrad", "SmoothGrad", False, saliency.smoothgrad,
-               "gradient saliency averaged over Gaussian-noised copies (Smilkov et al. 2017)"),
+        Method(
+            "gradcam",
+            "Grad-CAM",
+            True,
+            cam.gradcam,
+            "ReLU(sum_k mean(dS/dA^k) A^k) on a conv layer (captum LayerGradCam), upsampled",
+        ),
+        Method(
+            "gradcam++",
+            "Grad-CAM++",
+            True,
+            cam.gradcam_plus_plus,
+            "Grad-CAM with pixel-wise weights from 2nd/3rd-order terms (Chattopadhay et al. 2018)",
+        ),
+        Method("saliency", "Saliency", False, saliency.saliency, "max over channels of |dS/dx| (Simonyan et al. 2014)"),
+        Method(
+            "integrated_gradients",
+            "Integrated Gradients",
+            False,
+            saliency.integrated_gradients,
+            "|sum_c IG_c| from a black baseline (Sundararajan et al. 2017)",
+        ),
+        Method(
+            "smoothgrad",
+            "SmoothGrad",
+            False,
+            saliency.smoothgrad,
+            "gradient saliency averaged over Gaussian-noised copies (Smilkov et al. 2017)",
+        ),
     )
 }
 
@@ -50,8 +69,14 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown attribution method {name!r}; use one of {', '.join(METHODS)}") from None
 
 
-def compute_map(model: nn.Module, x: torch.Tensor, method: str = "gradcam", layer: str | None = None,
-                target: int | torch.Tensor = 0, **options) -> torch.Tensor:
+def compute_map(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str = "gradcam",
+    layer: str | None = None,
+    target: int | torch.Tensor = 0,
+    **options,
+) -> torch.Tensor:
     """Attribution maps (N, H, W) of ``method`` for the class ``target``; see :data:`METHODS`.
 
     ``options`` go to the method (e.g. ``n_steps`` for integrated gradients, ``nt_samples`` and

@@ -88,7 +88,7 @@ def _topk_mask(m: np.ndarray, k_percent: float) -> np.ndarray:
     n, h, w = m.shape
     flat = m.reshape(n, -1)
     count = max(1, math.ceil(k / 100.0 * h * w))
-    kth = -np.partition(-flat, count - 1, axis=1)[:, count - 1:count]
+    kth = -np.partition(-flat, count - 1, axis=1)[:, count - 1 : count]
     lo = flat.min(axis=1, keepdims=True)
     hi = flat.max(axis=1, keepdims=True)
     mask = (flat >= kth) & ((flat > lo) | (hi == lo))
@@ -217,15 +217,23 @@ def erase_topk(x: torch.Tensor, maps, k_percent: float = 20.0, erase: str | floa
     if m.ndim == 2:
         m = m.unsqueeze(0)
     if tuple(m.shape[-2:]) != tuple(x.shape[-2:]):
-        m = torch.nn.functional.interpolate(m.reshape(len(m), 1, *m.shape[-2:]), size=x.shape[-2:],
-                                            mode="bilinear", align_corners=False)[:, 0]
+        m = torch.nn.functional.interpolate(
+            m.reshape(len(m), 1, *m.shape[-2:]), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
     mask = topk_mask(m, k_percent).unsqueeze(1).to(x.device)
     return torch.where(mask, erase_value(x, erase), x)
 
 
 @torch.no_grad()
-def faithfulness(model: nn.Module, x: torch.Tensor, maps, target: torch.Tensor, k_percent: float = 20.0,
-                 erase: str | float = "zero", probs: torch.Tensor | None = None) -> torch.Tensor:
+def faithfulness(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps,
+    target: torch.Tensor,
+    k_percent: float = 20.0,
+    erase: str | float = "zero",
+    probs: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Confidence drop p_t(x) - p_t(x erased at the top-k% of ``maps``), per sample.
 
     ``probs`` (N, classes) may pass the already known softmax of ``x`` to save a forward pass.
@@ -249,11 +257,7 @@ PAIR_METRICS = {
     "spearman": "Spearman rho",
     "com_shift": "centre-of-mass shift (px)",
 }
-MAP_METRICS = {
-    "components": "connected components",
-    "entropy": "entropy (normalised)",
-    "area": "attended area",
-}
+MAP_METRICS = {"components": "connected components", "entropy": "entropy (normalised)", "area": "attended area"}
 
 
 def shift_metrics(clean, adv, k_percent: float = 20.0, threshold: float = 0.5) -> dict[str, torch.Tensor]:

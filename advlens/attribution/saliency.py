@@ -35,21 +35,33 @@ def saliency(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
     return attr.detach().amax(dim=1)
 
 
-def integrated_gradients(model: nn.Module, x: torch.Tensor, target, n_steps: int = 32,
-                         baseline: float = 0.0, internal_batch_size: int | None = 64) -> torch.Tensor:
+def integrated_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    target,
+    n_steps: int = 32,
+    baseline: float = 0.0,
+    internal_batch_size: int | None = 64,
+) -> torch.Tensor:
     """|sum_c IG_c(x)| with a constant baseline image (black by default) -> (N, H, W)."""
     if n_steps < 1:
         raise ValueError("n_steps must be at least 1")
     x, t = _prepare(model, x, target)
     with inference_guard(model):
         attr = IntegratedGradients(model).attribute(
-            x, baselines=float(baseline), target=t, n_steps=int(n_steps), method="gausslegendre",
-            internal_batch_size=internal_batch_size)
+            x,
+            baselines=float(baseline),
+            target=t,
+            n_steps=int(n_steps),
+            method="gausslegendre",
+            internal_batch_size=internal_batch_size,
+        )
     return attr.detach().sum(dim=1).abs()
 
 
-def smoothgrad(model: nn.Module, x: torch.Tensor, target, nt_samples: int = 16, stdev: float = 0.1,
-               seed: int | None = 0) -> torch.Tensor:
+def smoothgrad(
+    model: nn.Module, x: torch.Tensor, target, nt_samples: int = 16, stdev: float = 0.1, seed: int | None = 0
+) -> torch.Tensor:
     """SmoothGrad: mean over noisy copies of |dS_t/dx|, max over channels -> (N, H, W).
 
     ``seed`` fixes the noise so the clean and adversarial maps are drawn with the same noise.
@@ -65,8 +77,14 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target, nt_samples: int = 16, 
             torch.manual_seed(seed)
         try:
             attr = NoiseTunnel(Saliency(model)).attribute(
-                x, nt_type="smoothgrad", nt_samples=int(nt_samples), stdevs=float(stdev), target=t, abs=True,
-                nt_samples_batch_size=min(int(nt_samples), 16))
+                x,
+                nt_type="smoothgrad",
+                nt_samples=int(nt_samples),
+                stdevs=float(stdev),
+                target=t,
+                abs=True,
+                nt_samples_batch_size=min(int(nt_samples), 16),
+            )
         finally:
             torch.random.set_rng_state(state)
     return attr.detach().amax(dim=1)

@@ -25,8 +25,9 @@ TARGET_LABELS = {
 }
 
 
-def as_target_tensor(target: int | torch.Tensor | list[int], n: int, num_classes: int | None = None,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
+def as_target_tensor(
+    target: int | torch.Tensor | list[int], n: int, num_classes: int | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """An int, list or tensor of class indices -> LongTensor (n,), checked against ``num_classes``."""
     if isinstance(target, bool):
         raise ValueError("the target must be a class index, not a bool")
@@ -40,13 +41,20 @@ def as_target_tensor(target: int | torch.Tensor | list[int], n: int, num_classes
             raise ValueError(f"the target has {t.numel()} class indices for a batch of {n} images")
     if num_classes is not None and ((t < 0) | (t >= num_classes)).any():
         bad = int(t[(t < 0) | (t >= num_classes)][0])
-        raise ValueError(f"class index {bad} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
+        raise ValueError(
+            f"class index {bad} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+        )
     return t.to(device)
 
 
-def resolve_targets(kind: str | int | torch.Tensor, *, clean_pred: torch.Tensor, adv_pred: torch.Tensor,
-                    y: torch.Tensor | None = None, num_classes: int | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def resolve_targets(
+    kind: str | int | torch.Tensor,
+    *,
+    clean_pred: torch.Tensor,
+    adv_pred: torch.Tensor,
+    y: torch.Tensor | None = None,
+    num_classes: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The class each clean map and each adversarial map explains: (targets_clean, targets_adv)."""
     clean_pred = clean_pred.reshape(-1).long().cpu()
     adv_pred = adv_pred.reshape(-1).long().cpu()

@@ -56,24 +56,46 @@ class AttentionView:
             {"metric": f"top-{k:g}% IoU", "clean": None, "adversarial": None, "clean vs adversarial": m["iou"]},
             {"metric": "Pearson r", "clean": None, "adversarial": None, "clean vs adversarial": m["pearson"]},
             {"metric": "Spearman rho", "clean": None, "adversarial": None, "clean vs adversarial": m["spearman"]},
-            {"metric": "centre-of-mass shift (px)", "clean": None, "adversarial": None,
-             "clean vs adversarial": m["com_shift"]},
-            {"metric": "connected components", "clean": m["components_clean"], "adversarial": m["components_adv"],
-             "clean vs adversarial": m["components_adv"] - m["components_clean"]},
-            {"metric": "entropy (normalised)", "clean": m["entropy_clean"], "adversarial": m["entropy_adv"],
-             "clean vs adversarial": m["entropy_adv"] - m["entropy_clean"]},
-            {"metric": "attended area", "clean": m["area_clean"], "adversarial": m["area_adv"],
-             "clean vs adversarial": m["area_adv"] - m["area_clean"]},
+            {
+                "metric": "centre-of-mass shift (px)",
+                "clean": None,
+                "adversarial": None,
+                "clean vs adversarial": m["com_shift"],
+            },
+            {
+                "metric": "connected components",
+                "clean": m["components_clean"],
+                "adversarial": m["components_adv"],
+                "clean vs adversarial": m["components_adv"] - m["components_clean"],
+            },
+            {
+                "metric": "entropy (normalised)",
+                "clean": m["entropy_clean"],
+                "adversarial": m["entropy_adv"],
+                "clean vs adversarial": m["entropy_adv"] - m["entropy_clean"],
+            },
+            {
+                "metric": "attended area",
+                "clean": m["area_clean"],
+                "adversarial": m["area_adv"],
+                "clean vs adversarial": m["area_adv"] - m["area_clean"],
+            },
         ]
         if "faithfulness_clean" in m:
-            rows.append({"metric": f"faithfulness (conf. drop, top-{k:g}% erased)", "clean": m["faithfulness_clean"],
-                         "adversarial": m["faithfulness_adv"],
-                         "clean vs adversarial": m["faithfulness_adv"] - m["faithfulness_clean"]})
+            rows.append(
+                {
+                    "metric": f"faithfulness (conf. drop, top-{k:g}% erased)",
+                    "clean": m["faithfulness_clean"],
+                    "adversarial": m["faithfulness_adv"],
+                    "clean vs adversarial": m["faithfulness_adv"] - m["faithfulness_clean"],
+                }
+            )
         return rows
 
 
-def validate_settings(model: nn.Module, method: str, layer: str | None, k_percent: float, threshold: float,
-                      erase) -> str | None:
+def validate_settings(
+    model: nn.Module, method: str, layer: str | None, k_percent: float, threshold: float, erase
+) -> str | None:
     """Check every user setting before any work is done; returns the layer to use (None for pixel methods)."""
     m = get_method(method)
     M.check_percent(k_percent)
@@ -86,11 +108,21 @@ def validate_settings(model: nn.Module, method: str, layer: str | None, k_percen
     return name
 
 
-def attention_view(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor | int | None = None,
-                   method: str = "gradcam", layer: str | None = None, target: str | int | torch.Tensor = "true",
-                   k_percent: float = 20.0, threshold: float = 0.5, erase: str | float = "zero",
-                   with_faithfulness: bool = True, probs: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   **method_options) -> AttentionView:
+def attention_view(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor | int | None = None,
+    method: str = "gradcam",
+    layer: str | None = None,
+    target: str | int | torch.Tensor = "true",
+    k_percent: float = 20.0,
+    threshold: float = 0.5,
+    erase: str | float = "zero",
+    with_faithfulness: bool = True,
+    probs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    **method_options,
+) -> AttentionView:
     """Maps of ``x`` and ``x_adv`` for ``target`` (see :mod:`.targets`), on one scale, with every metric.
 
     ``probs`` = (clean softmax, adversarial softmax), each (N, classes), may pass predictions that are
@@ -111,8 +143,9 @@ def attention_view(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
             raise ValueError(f"probs must hold {n} clean and {n} adversarial rows")
     clean_probs, adv_probs = probs[:n], probs[n:]
     labels = None if y is None else torch.as_tensor(y).long().reshape(-1)
-    t_clean, t_adv = resolve_targets(target, clean_pred=clean_probs.argmax(1), adv_pred=adv_probs.argmax(1),
-                                     y=labels, num_classes=probs.shape[1])
+    t_clean, t_adv = resolve_targets(
+        target, clean_pred=clean_probs.argmax(1), adv_pred=adv_probs.argmax(1), y=labels, num_classes=probs.shape[1]
+    )
     if method == "smoothgrad":
         clean_map = compute_map(model, x, method, layer, t_clean, **method_options)
         adv_map = compute_map(model, x_adv, method, layer, t_adv, **method_options)
@@ -123,10 +156,26 @@ def attention_view(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
     diff, limit = signed_difference(clean_norm, adv_norm)
     metrics = M.shift_metrics(clean_map, adv_map, k_percent, threshold)
     if with_faithfulness:
-        faith = M.faithfulness(model, both, torch.cat([clean_map, adv_map]), torch.cat([t_clean, t_adv]),
-                               k_percent, erase, probs=probs)
+        faith = M.faithfulness(
+            model, both, torch.cat([clean_map, adv_map]), torch.cat([t_clean, t_adv]), k_percent, erase, probs=probs
+        )
         metrics["faithfulness_clean"], metrics["faithfulness_adv"] = faith[:n], faith[n:]
-    return AttentionView(method, layer, target if isinstance(target, (str, int)) else "custom",
-                         clean_map, adv_map, clean_norm, adv_norm, diff, limit, vmin, vmax,
-                         clean_probs.cpu(), adv_probs.cpu(), t_clean, t_adv, metrics,
-                         {"k_percent": float(k_percent), "threshold": float(threshold), "erase": erase})
+    return AttentionView(
+        method,
+        layer,
+        target if isinstance(target, (str, int)) else "custom",
+        clean_map,
+        adv_map,
+        clean_norm,
+        adv_norm,
+        diff,
+        limit,
+        vmin,
+        vmax,
+        clean_probs.cpu(),
+        adv_probs.cpu(),
+        t_clean,
+        t_adv,
+        metrics,
+        {"k_percent": float(k_percent), "threshold": float(threshold), "erase": erase},
+    )

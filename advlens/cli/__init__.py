@@ -19,9 +19,11 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m advlens",
-        description="advlens: adversarial attacks and defenses on image classifiers, from the command line.")
-    parser.add_argument("--cpu", action="store_true", help="force the CPU even when CUDA is available "
-                        "(same as ADVLENS_DEVICE=cpu)")
+        description="advlens: adversarial attacks and defenses on image classifiers, from the command line.",
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="force the CPU even when CUDA is available (same as ADVLENS_DEVICE=cpu)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")

@@ -21,8 +21,11 @@ SHORTCUTS = (("eps", "eps"), ("steps", "steps"), ("step_size", "step_size"), ("r
 def register(sub) -> None:
     from ..attacks import ATTACKS
 
-    p = sub.add_parser("attack", help="attack one image and print the clean and adversarial top-5",
-                       description="Attack one image; L-inf budgets are in 1/255 units.")
+    p = sub.add_parser(
+        "attack",
+        help="attack one image and print the clean and adversarial top-5",
+        description="Attack one image; L-inf budgets are in 1/255 units.",
+    )
     p.add_argument("--model", help="zoo model name (see `models`) or a checkpoint path")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", help="PNG, JPEG, WebP or BMP file")
@@ -38,8 +41,14 @@ def register(sub) -> None:
     p.add_argument("--step-size", dest="step_size", type=float, help="step size, same unit as --eps")
     p.add_argument("--restarts", type=int, help="random restarts (pgd, pgd_l2, apgd_*)")
     p.add_argument("--target", help="target class (index or name); default untargeted")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other attack parameter, e.g. --set decay=0.9 (L-inf values in 1/255)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other attack parameter, e.g. --set decay=0.9 (L-inf values in 1/255)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--top", type=int, default=5, help="classes to print (default 5)")
     p.add_argument("--out", help="write the adversarial image here (PNG) and the settings beside it (.json)")
@@ -82,8 +91,10 @@ def parse_params(cls, args) -> dict:
         if value is None:
             continue
         if name not in {p.name for p in cls.params()}:
-            raise UsageError(f"{cls.name} has no {name.replace('_', '-')} parameter; "
-                             f"it takes: {', '.join(p.name for p in cls.params())}")
+            raise UsageError(
+                f"{cls.name} has no {name.replace('_', '-')} parameter; "
+                f"it takes: {', '.join(p.name for p in cls.params())}"
+            )
         raw[name] = value
     for item in args.sets:
         if "=" not in item:
@@ -110,8 +121,9 @@ def class_index(names, value: str, what: str) -> int:
     if text.lstrip("-").isdigit():
         idx = int(text)
         if not 0 <= idx < len(names):
-            raise UsageError(f"{what} {idx} is out of range: the model has {len(names)} classes "
-                             f"(0 to {len(names) - 1})")
+            raise UsageError(
+                f"{what} {idx} is out of range: the model has {len(names)} classes (0 to {len(names) - 1})"
+            )
         return idx
     lowered = [n.lower() for n in names]
     if text.lower() in lowered:
@@ -132,8 +144,13 @@ def load_input(args, model):
         path = Path(args.image)
         if not path.is_file():
             raise UsageError(f"no image at {path}")
-        x = load_upload(path.read_bytes(), model.input_size, name=path.name,
-                        mode="resize" if args.resize else "center_crop", invert_if_light=True)
+        x = load_upload(
+            path.read_bytes(),
+            model.input_size,
+            name=path.name,
+            mode="resize" if args.resize else "center_crop",
+            invert_if_light=True,
+        )
         label = class_index(model.class_names, args.label, "label") if args.label else -1
         return x, label, path.name, {"kind": "file", "path": str(path)}
     if args.index is None:
@@ -141,13 +158,19 @@ def load_input(args, model):
     ds = load_dataset(args.dataset, split=args.split, root=args.root)
     x, y = ds.item(args.index)
     if tuple(x.shape[1:]) != tuple(model.input_size):
-        raise UsageError(f"{args.dataset} images are {'x'.join(map(str, x.shape[1:]))} but the model expects "
-                         f"{'x'.join(map(str, model.input_size))}")
+        raise UsageError(
+            f"{args.dataset} images are {'x'.join(map(str, x.shape[1:]))} but the model expects "
+            f"{'x'.join(map(str, model.input_size))}"
+        )
     label = y if tuple(ds.class_names) == tuple(model.class_names) else -1
     if args.label:
         label = class_index(model.class_names, args.label, "label")
-    return x, label, ds.item_name(args.index), {"kind": "dataset", "dataset": args.dataset, "split": args.split,
-                                                 "index": args.index}
+    return (
+        x,
+        label,
+        ds.item_name(args.index),
+        {"kind": "dataset", "dataset": args.dataset, "split": args.split, "index": args.index},
+    )
 
 
 def _run(args) -> int:
@@ -175,15 +198,23 @@ def _run(args) -> int:
     if progress is not None:
         print(file=sys.stderr)
     settings = {
-        "model": getattr(model, "zoo_name", args.model), "image": source, "title": title,
-        "attack": cls.name, "params": params,
+        "model": getattr(model, "zoo_name", args.model),
+        "image": source,
+        "title": title,
+        "attack": cls.name,
+        "params": params,
         "params_display": {p.name: p.to_display(params[p.name]) for p in cls.params()},
-        "target": target, "seed": args.seed,
+        "target": target,
+        "seed": args.seed,
     }
     summary = res.summary(0)
-    report = {**settings, "result": summary["images"][0], "seconds": summary["seconds"],
-              "clean_top": [dict(zip(("class", "prob"), r)) for r in res.topk("clean", args.top).as_rows()],
-              "adv_top": [dict(zip(("class", "prob"), r)) for r in res.topk("adv", args.top).as_rows()]}
+    report = {
+        **settings,
+        "result": summary["images"][0],
+        "seconds": summary["seconds"],
+        "clean_top": [dict(zip(("class", "prob"), r)) for r in res.topk("clean", args.top).as_rows()],
+        "adv_top": [dict(zip(("class", "prob"), r)) for r in res.topk("adv", args.top).as_rows()],
+    }
     if args.out:
         out = Path(args.out)
         if out.suffix.lower() != ".png":
@@ -198,8 +229,10 @@ def _run(args) -> int:
         print_report(res, cls, params, settings, args.top)
         if args.out:
             png = report["png"]
-            print(f"saved {args.out} (8-bit: predicted {png['pred']}, success {'yes' if png['success'] else 'no'}, "
-                  f"L-inf {png['linf_255']:.2f}/255) and {Path(args.out).with_suffix('.json')}")
+            print(
+                f"saved {args.out} (8-bit: predicted {png['pred']}, success {'yes' if png['success'] else 'no'}, "
+                f"L-inf {png['linf_255']:.2f}/255) and {Path(args.out).with_suffix('.json')}"
+            )
     return 0
 
 
@@ -212,9 +245,13 @@ def png_check(model, res) -> dict:
     probs = predict_proba(model, x8)
     target = None if res.target is None else res.target[:1]
     linf = float((x8 - res.x[:1]).abs().max())
-    return {"success": bool(is_success(probs, res.y[:1], target)[0]),
-            "pred": res.class_names[int(probs.argmax(1)[0])], "linf_255": linf * 255, "bits": 8,
-            "note": "the PNG stores pixels rounded to 1/255; these numbers describe the saved file"}
+    return {
+        "success": bool(is_success(probs, res.y[:1], target)[0]),
+        "pred": res.class_names[int(probs.argmax(1)[0])],
+        "linf_255": linf * 255,
+        "bits": 8,
+        "note": "the PNG stores pixels rounded to 1/255; these numbers describe the saved file",
+    }
 
 
 def _progress(step: int, total: int) -> None:

@@ -57,7 +57,10 @@ def run_import(args) -> int:
     if not weights.is_file():
         raise UsageError(f"no checkpoint at {weights}")
     meta = weights.with_suffix(".json")
-    entry = import_checkpoint(weights.read_bytes(), meta.read_bytes() if meta.is_file() else None,
-                              (args.name or weights.stem) + ".safetensors")
+    entry = import_checkpoint(
+        weights.read_bytes(),
+        meta.read_bytes() if meta.is_file() else None,
+        (args.name or weights.stem) + ".safetensors",
+    )
     print(f"imported {entry.name} ({entry.arch}, {entry.dataset}) -> {entry.path}")
     return 0

@@ -17,15 +17,33 @@ ASSET_NAME = "digits_small_cnn"
 def default_model_config():
     from ..training.config import TrainConfig
 
-    return TrainConfig(objective="standard", dataset="digits", arch="small_cnn", epochs=15, batch_size=64,
-                       optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="onecycle", crop_padding=2, flip=False,
-                       seed=0, val_size=0, eps=0.0, eval_size=360, eval_steps=0, device="cpu",
-                       name="default digits model")
+    return TrainConfig(
+        objective="standard",
+        dataset="digits",
+        arch="small_cnn",
+        epochs=15,
+        batch_size=64,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        schedule="onecycle",
+        crop_padding=2,
+        flip=False,
+        seed=0,
+        val_size=0,
+        eps=0.0,
+        eval_size=360,
+        eval_steps=0,
+        device="cpu",
+        name="default digits model",
+    )
 
 
 def register(sub) -> None:
-    p = sub.add_parser("build-default-model", help="retrain the shipped digits model (digits_small_cnn) with the "
-                       "trainer and write it to assets/models")
+    p = sub.add_parser(
+        "build-default-model",
+        help="retrain the shipped digits model (digits_small_cnn) with the trainer and write it to assets/models",
+    )
     p.add_argument("--out", default=None, help="output folder (default: the project's assets/models)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's 15 epochs (for quick checks)")
     p.set_defaults(func=run)
@@ -48,17 +66,34 @@ def build_default_model(out: Path, epochs: int | None = None, echo: bool = True)
         raise UsageError(f"the training run {rec.id} ended {rec.status}: {rec.message}")
     model, meta = load_checkpoint(rec.final_path)
     train = load_digits("train")
-    metrics = {"test_accuracy": rec.metrics["test_accuracy"],
-               "train_accuracy": clean_accuracy(model, train.pixels, train.labels),
-               "test_images": rec.metrics["test_images"]}
-    recipe = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-              "seed": cfg.seed, "optimizer": cfg.optimizer, "schedule": "one-cycle",
-              "augment": f"random shift <= {cfg.crop_padding}px (random crop, padding {cfg.crop_padding})",
-              "seconds": rec.metrics.get("train_seconds"), "objective": "standard", "dataset": "digits",
-              "split": "sklearn digits 80/20 stratified, seed 0", "run_id": rec.id,
-              "command": "python -m advlens build-default-model"}
-    path = save_model_checkpoint(model, Path(out) / f"{ASSET_NAME}.safetensors", recipe=recipe, metrics=metrics,
-                           extra_meta={"description": "small_cnn trained on sklearn digits (standard training)"})
+    metrics = {
+        "test_accuracy": rec.metrics["test_accuracy"],
+        "train_accuracy": clean_accuracy(model, train.pixels, train.labels),
+        "test_images": rec.metrics["test_images"],
+    }
+    recipe = {
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "seed": cfg.seed,
+        "optimizer": cfg.optimizer,
+        "schedule": "one-cycle",
+        "augment": f"random shift <= {cfg.crop_padding}px (random crop, padding {cfg.crop_padding})",
+        "seconds": rec.metrics.get("train_seconds"),
+        "objective": "standard",
+        "dataset": "digits",
+        "split": "sklearn digits 80/20 stratified, seed 0",
+        "run_id": rec.id,
+        "command": "python -m advlens build-default-model",
+    }
+    path = save_model_checkpoint(
+        model,
+        Path(out) / f"{ASSET_NAME}.safetensors",
+        recipe=recipe,
+        metrics=metrics,
+        extra_meta={"description": "small_cnn trained on sklearn digits (standard training)"},
+    )
     return path, metrics
 
 
@@ -70,6 +105,8 @@ def run(args) -> int:
         raise UsageError("--epochs must be at least 1")
     out = Path(args.out) if args.out else ASSET_MODELS_DIR
     path, metrics = build_default_model(out, args.epochs)
-    print(f"wrote {path}: held-out digits accuracy {metrics['test_accuracy'] * 100:.2f}% "
-          f"({metrics['test_images']} images), train accuracy {metrics['train_accuracy'] * 100:.2f}%")
+    print(
+        f"wrote {path}: held-out digits accuracy {metrics['test_accuracy'] * 100:.2f}% "
+        f"({metrics['test_images']} images), train accuracy {metrics['train_accuracy'] * 100:.2f}%"
+    )
     return 0

@@ -41,8 +41,11 @@ def _common(p) -> None:
     p.add_argument("--attack", default="pgd", choices=ATTACK_CHOICES, help="attack (default pgd, L-inf)")
     p.add_argument("--eps", default="8/255", help="L-inf budget: 0.12 or 30/255 (default 8/255)")
     p.add_argument("--steps", type=int, default=10, help="attack iterations (default 10; ignored by fgsm)")
-    p.add_argument("--method", default="gradcam", help="gradcam, gradcam++, saliency, integrated_gradients, "
-                   "smoothgrad (default gradcam)")
+    p.add_argument(
+        "--method",
+        default="gradcam",
+        help="gradcam, gradcam++, saliency, integrated_gradients, smoothgrad (default gradcam)",
+    )
     p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's CAM layer)")
     p.add_argument("--target", default="true", help="true, clean_pred, adv_pred, own_pred or a class index")
     p.add_argument("--k", type=float, default=20.0, help="top-k%% region for IoU and faithfulness (default 20)")
@@ -53,10 +56,17 @@ def _common(p) -> None:
 def register(sub) -> None:
     p = sub.add_parser("cam", help="attack one image and compare its clean and adversarial attention maps")
     _common(p)
-    p.add_argument("--image", required=True, help="an image file, a sample photo (chelsea, coffee, ...) "
-                   "or DATASET:INDEX (e.g. digits:12)")
-    p.add_argument("--label", type=int, default=None, help="true class index (default: from the dataset, "
-                   "the sample photo, else the clean prediction)")
+    p.add_argument(
+        "--image",
+        required=True,
+        help="an image file, a sample photo (chelsea, coffee, ...) or DATASET:INDEX (e.g. digits:12)",
+    )
+    p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="true class index (default: from the dataset, the sample photo, else the clean prediction)",
+    )
     p.add_argument("--out", default=None, help="write the clean | adversarial | difference panel to this PNG")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_cam)
@@ -100,8 +110,11 @@ def _load_image(spec: str, model):
 
     path = Path(spec)
     if path.is_file():
-        return load_upload(path.read_bytes(), model.input_size, name=path.name,
-                           invert_if_light=model.input_size[0] == 1), -1, path.name
+        return (
+            load_upload(path.read_bytes(), model.input_size, name=path.name, invert_if_light=model.input_size[0] == 1),
+            -1,
+            path.name,
+        )
     if spec in SAMPLE_PHOTOS:
         label = SAMPLE_PHOTOS[spec] if len(model.class_names) == 1000 else -1
         return fit_image(sample_photo(spec), model.input_size).unsqueeze(0), label, spec
@@ -137,9 +150,18 @@ def run_cam(args) -> int:
     torch.manual_seed(args.seed)
     try:
         res = run_attack(model, x, label, args.attack, **params)
-        view = attention_view(model, res.x, res.x_adv, res.y, method=args.method, layer=args.layer,
-                              target=_target(args.target), k_percent=args.k, threshold=args.threshold,
-                              probs=(res.clean_probs, res.adv_probs))
+        view = attention_view(
+            model,
+            res.x,
+            res.x_adv,
+            res.y,
+            method=args.method,
+            layer=args.layer,
+            target=_target(args.target),
+            k_percent=args.k,
+            threshold=args.threshold,
+            probs=(res.clean_probs, res.adv_probs),
+        )
     except (AttackConfigError, LayerError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     names = model.class_names
@@ -154,12 +176,27 @@ def run_cam(args) -> int:
         if not cv2.imwrite(args.out, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
             raise UsageError(f"could not write {args.out}")
     if args.json:
-        print(json.dumps({"image": title, "label": int(res.y[0]), "clean_pred": names[cp], "adv_pred": names[ap],
-                          "attack": args.attack, "params": params, "method": args.method, "layer": view.layer,
-                          "metrics": {k: float(v[0]) for k, v in view.metrics.items()}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "image": title,
+                    "label": int(res.y[0]),
+                    "clean_pred": names[cp],
+                    "adv_pred": names[ap],
+                    "attack": args.attack,
+                    "params": params,
+                    "method": args.method,
+                    "layer": view.layer,
+                    "metrics": {k: float(v[0]) for k, v in view.metrics.items()},
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"{title}: {names[cp]} ({float(view.clean_probs[0, cp]) * 100:.1f}%) -> {names[ap]} "
-          f"({float(view.adv_probs[0, ap]) * 100:.1f}%) under {args.attack} eps {params['eps'] * 255:.3g}/255")
+    print(
+        f"{title}: {names[cp]} ({float(view.clean_probs[0, cp]) * 100:.1f}%) -> {names[ap]} "
+        f"({float(view.adv_probs[0, ap]) * 100:.1f}%) under {args.attack} eps {params['eps'] * 255:.3g}/255"
+    )
     print(f"{args.method} at {view.layer or 'input'}, target {args.target}")
     for r in rows:
         vals = [r["clean"], r["adversarial"], r["clean vs adversarial"]]
@@ -195,40 +232,71 @@ def run_analyze(args) -> int:
     try:
         advs = []
         for s in range(0, n, args.batch_size):
-            advs.append(run_attack(model, x[s:s + args.batch_size], y[s:s + args.batch_size], args.attack,
-                                   **params).x_adv)
+            advs.append(
+                run_attack(model, x[s : s + args.batch_size], y[s : s + args.batch_size], args.attack, **params).x_adv
+            )
         x_adv = torch.cat(advs)
         t_attack = time.perf_counter() - t0
-        a = analyze_attention_shift(model, x, y, x_adv, method=args.method, layer=args.layer,
-                                    target=_target(args.target), k_percent=args.k, threshold=args.threshold,
-                                    batch_size=args.batch_size, only_correct=not args.all_images)
+        a = analyze_attention_shift(
+            model,
+            x,
+            y,
+            x_adv,
+            method=args.method,
+            layer=args.layer,
+            target=_target(args.target),
+            k_percent=args.k,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            only_correct=not args.all_images,
+        )
     except (AttackConfigError, LayerError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     t_total = time.perf_counter() - t0
     rows = summarize(a)
     v = verdict(a)
     eps_txt = f"{params['eps']:.4g} ({params['eps'] * 255:.3g}/255)"
-    print(f"{args.model} on {args.dataset} {args.split}: N={n} images, {a.n_clean_wrong} misclassified clean "
-          f"{'(kept)' if args.all_images else '(left out)'}; {args.attack} eps {eps_txt}"
-          f"{'' if args.attack == 'fgsm' else f', {args.steps} steps'}; {args.method} at {a.settings['layer']}, "
-          f"target {args.target}, top-{args.k:g}%, threshold {args.threshold:g}")
-    print(f"attack success {a.n_success} / {a.n_success + a.n_failure}; "
-          f"attack {t_attack:.1f} s, total {t_total:.1f} s")
+    print(
+        f"{args.model} on {args.dataset} {args.split}: N={n} images, {a.n_clean_wrong} misclassified clean "
+        f"{'(kept)' if args.all_images else '(left out)'}; {args.attack} eps {eps_txt}"
+        f"{'' if args.attack == 'fgsm' else f', {args.steps} steps'}; {args.method} at {a.settings['layer']}, "
+        f"target {args.target}, top-{args.k:g}%, threshold {args.threshold:g}"
+    )
+    print(f"attack success {a.n_success} / {a.n_success + a.n_failure}; attack {t_attack:.1f} s, total {t_total:.1f} s")
     print("| metric | success mean | success median | failure mean | failure median | p (Mann-Whitney) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['label']} | {r['success_mean']:.4f} | {r['success_median']:.4f} | {r['failure_mean']:.4f} | "
-              f"{r['failure_median']:.4f} | {_p(r['p_value'])} |")
+        print(
+            f"| {r['label']} | {r['success_mean']:.4f} | {r['success_median']:.4f} | {r['failure_mean']:.4f} | "
+            f"{r['failure_median']:.4f} | {_p(r['p_value'])} |"
+        )
     print("verdict: " + ", ".join(f"{k}={v[k]:.3g}" if isinstance(v[k], float) else f"{k}={v[k]}" for k in v))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
-            "model": args.model, "dataset": args.dataset, "split": args.split, "n": n, "attack": args.attack,
-            "params": params, "settings": {k: (str(val) if not isinstance(val, (int, float, str, type(None))) else val)
-                                           for k, val in a.settings.items()},
-            "n_success": a.n_success, "n_failure": a.n_failure, "n_clean_wrong": a.n_clean_wrong,
-            "summary": rows, "verdict": v, "indices": a.indices.tolist(), "success": a.success.tolist(),
-            "metrics": {k: [None if val != val else float(val) for val in arr] for k, arr in a.metrics.items()},
-        }, indent=1))
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "dataset": args.dataset,
+                    "split": args.split,
+                    "n": n,
+                    "attack": args.attack,
+                    "params": params,
+                    "settings": {
+                        k: (str(val) if not isinstance(val, (int, float, str, type(None))) else val)
+                        for k, val in a.settings.items()
+                    },
+                    "n_success": a.n_success,
+                    "n_failure": a.n_failure,
+                    "n_clean_wrong": a.n_clean_wrong,
+                    "summary": rows,
+                    "verdict": v,
+                    "indices": a.indices.tolist(),
+                    "success": a.success.tolist(),
+                    "metrics": {k: [None if val != val else float(val) for val in arr] for k, arr in a.metrics.items()},
+                },
+                indent=1,
+            )
+        )
         print(f"wrote {args.json_out}")
     if args.html:
         distribution_figure(a).write_html(args.html, include_plotlyjs=True)

@@ -26,8 +26,13 @@ def run(args) -> int:
     if args.top < 1:
         raise UsageError("--top must be at least 1")
     model = load_model(args.model)
-    x = load_upload(path.read_bytes(), model.input_size, name=path.name,
-                    mode="resize" if args.resize else "center_crop", invert_if_light=True)
+    x = load_upload(
+        path.read_bytes(),
+        model.input_size,
+        name=path.name,
+        mode="resize" if args.resize else "center_crop",
+        invert_if_light=True,
+    )
     (pred,) = top_k(model, x, args.top)
     print(f"{getattr(model, 'zoo_name', args.model)} on {path.name}:")
     for rank, (name, prob) in enumerate(pred.as_rows(), 1):

@@ -60,13 +60,28 @@ def register(sub) -> None:
     p.add_argument("--eps255", dest="cfg_eps255", type=float, default=None, help="eps in /255 units (8 = 8/255)")
     p.add_argument("--flip", dest="cfg_flip", action="store_true", default=None, help="random horizontal flips")
     p.add_argument("--no-flip", dest="cfg_flip", action="store_false", help="no flips")
-    p.add_argument("--download", dest="cfg_download", action="store_true", default=None,
-                   help="download the dataset when it is not cached")
+    p.add_argument(
+        "--download",
+        dest="cfg_download",
+        action="store_true",
+        default=None,
+        help="download the dataset when it is not cached",
+    )
     p.add_argument("--no-amp", dest="cfg_amp", action="store_false", default=None, help="no mixed precision")
-    p.add_argument("--no-test-eval", dest="cfg_test_eval", action="store_false", default=None,
-                   help="skip the final test-set accuracy")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an objective hyperparameter (repeatable), e.g. --param beta=6")
+    p.add_argument(
+        "--no-test-eval",
+        dest="cfg_test_eval",
+        action="store_false",
+        default=None,
+        help="skip the final test-set accuracy",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an objective hyperparameter (repeatable), e.g. --param beta=6",
+    )
     p.set_defaults(func=run_train)
 
     r = sub.add_parser("runs", help="list training runs; cancel or resume one")
@@ -137,8 +152,10 @@ def run_train(args) -> int:
         if run_id:
             if args.detach:
                 rec = jobs.resume(run_id)
-                print(f"run {rec.id} queued to resume (worker pid {rec.pid}); watch it with "
-                      f"`python -m advlens runs --show {rec.id}`")
+                print(
+                    f"run {rec.id} queued to resume (worker pid {rec.pid}); watch it with "
+                    f"`python -m advlens runs --show {rec.id}`"
+                )
                 return 0
             rec = jobs.run_existing(run_id)
         else:
@@ -194,12 +211,16 @@ def run_runs(args) -> int:
     if not runs:
         print("no runs yet; start one with `python -m advlens train ...` or on the Training page")
         return 0
-    print(f"{'id':<8s} {'status':<10s} {'objective':<10s} {'dataset':<14s} {'arch':<16s} {'progress':>9s} "
-          f"{'created':<16s} message")
+    print(
+        f"{'id':<8s} {'status':<10s} {'objective':<10s} {'dataset':<14s} {'arch':<16s} {'progress':>9s} "
+        f"{'created':<16s} message"
+    )
     for r in runs:
         prog = f"{r.step}/{r.total_steps}" if r.total_steps else ""
-        print(f"{r.id:<8s} {r.status:<10s} {r.objective:<10s} {r.dataset:<14s} {r.arch:<16s} {prog:>9s} "
-              f"{_fmt_age(r.created_at):<16s} {r.message[:60]}")
+        print(
+            f"{r.id:<8s} {r.status:<10s} {r.objective:<10s} {r.dataset:<14s} {r.arch:<16s} {prog:>9s} "
+            f"{_fmt_age(r.created_at):<16s} {r.message[:60]}"
+        )
     return 0
 
 

@@ -6,7 +6,21 @@ from .images import UPLOAD_EXTENSIONS, decode_image, encode_png, fit_image, load
 from .offline import SAMPLE_PHOTOS, load_digits, load_sample_photos, sample_photo
 
 __all__ = [
-    "DATASETS", "DataError", "DatasetInfo", "ImageDataset", "SAMPLE_PHOTOS", "UPLOAD_EXTENSIONS",
-    "decode_image", "encode_png", "fit_image", "list_datasets", "load_dataset", "load_digits",
-    "load_sample_photos", "load_upload", "sample_photo", "to_float", "to_uint8_hwc",
+    "DATASETS",
+    "DataError",
+    "DatasetInfo",
+    "ImageDataset",
+    "SAMPLE_PHOTOS",
+    "UPLOAD_EXTENSIONS",
+    "decode_image",
+    "encode_png",
+    "fit_image",
+    "list_datasets",
+    "load_dataset",
+    "load_digits",
+    "load_sample_photos",
+    "load_upload",
+    "sample_photo",
+    "to_float",
+    "to_uint8_hwc",
 ]

@@ -60,8 +60,9 @@ class ImageDataset:
     def subset(self, indices) -> ImageDataset:
         idx = torch.as_tensor(indices, dtype=torch.long)
         names = [self.item_names[i] for i in idx.tolist()] if self.item_names else None
-        return ImageDataset(self.name, self.pixels[idx], self.labels[idx], self.class_names, self.split,
-                            names, dict(self.info))
+        return ImageDataset(
+            self.name, self.pixels[idx], self.labels[idx], self.class_names, self.split, names, dict(self.info)
+        )
 
     def item_name(self, index: int) -> str:
         if self.item_names:

@@ -26,7 +26,9 @@ DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
         DatasetInfo("digits", "sklearn handwritten digits, 28x28 (offline, 1437 train / 360 test)", (1, 28, 28), True),
-        DatasetInfo("imagenet_samples", "scikit-image sample photos for ImageNet models (offline)", (3, 224, 224), True),
+        DatasetInfo(
+            "imagenet_samples", "scikit-image sample photos for ImageNet models (offline)", (3, 224, 224), True
+        ),
         DatasetInfo("mnist", "MNIST, 60k/10k, gzip IDX (download or local folder)", (1, 28, 28), False),
         DatasetInfo("fashion_mnist", "Fashion-MNIST, 60k/10k, gzip IDX (download or local folder)", (1, 28, 28), False),
         DatasetInfo("cifar10", "CIFAR-10, 50k/10k, python batches (download or local folder)", (3, 32, 32), False),
@@ -39,8 +41,9 @@ def list_datasets() -> list[str]:
     return list(DATASETS)
 
 
-def load_dataset(name: str, split: str = "test", root: str | Path | None = None, download: bool = False,
-                 **kwargs) -> ImageDataset:
+def load_dataset(
+    name: str, split: str = "test", root: str | Path | None = None, download: bool = False, **kwargs
+) -> ImageDataset:
     """Load a dataset by name.
 
     ``root`` is a local folder with the canonical files (MNIST: the ``*-ubyte.gz`` files; CIFAR-10:

@@ -22,9 +22,13 @@ FOLDER = "cifar-10-batches-py"
 SPLIT_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
 }
 
 
@@ -84,8 +88,7 @@ def load_cifar10_batches(root: str | Path, split: str) -> ImageDataset:
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError("cifar10: labels out of range 0..9.")
     pixels = torch.from_numpy(np.ascontiguousarray(data))
-    return ImageDataset("cifar10", pixels, torch.from_numpy(labels), CIFAR10_CLASSES, split,
-                        info={"source": str(root)})
+    return ImageDataset("cifar10", pixels, torch.from_numpy(labels), CIFAR10_CLASSES, split, info={"source": str(root)})
 
 
 __all__ = ["CIFAR10_CLASSES", "load_cifar10_batches", "parse_batch", "from_numpy_hwc"]

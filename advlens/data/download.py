@@ -41,8 +41,7 @@ SOURCES: dict[str, list[RemoteFile]] = {
         RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", FASHION_MIRROR),
     ],
     "cifar10": [
-        RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                   ("https://www.cs.toronto.edu/~kriz/",)),
+        RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", ("https://www.cs.toronto.edu/~kriz/",))
     ],
 }
 
@@ -103,6 +102,8 @@ def ensure_downloaded(name: str, download: bool, timeout: float = 30.0) -> Path:
 def missing_message(name: str, folder: Path) -> str:
     files = ", ".join(f.filename for f in SOURCES[name])
     urls = SOURCES[name][0].urls[0]
-    return (f"{name} is not available offline. Put {files} in {folder} (or in a folder you pass with "
-            f"--data-root / the 'local folder' box), or allow the download from {urls} "
-            f"(--download).")
+    return (
+        f"{name} is not available offline. Put {files} in {folder} (or in a folder you pass with "
+        f"--data-root / the 'local folder' box), or allow the download from {urls} "
+        f"(--download)."
+    )

@@ -35,9 +35,14 @@ def _read(path: Path, channels: int, hw: tuple[int, int] | None) -> np.ndarray:
     return img
 
 
-def load_image_folder(root: str | Path, split: str | None = None, channels: int = 3,
-                      size: tuple[int, int] | None = None, name: str | None = None,
-                      limit_per_class: int | None = None) -> ImageDataset:
+def load_image_folder(
+    root: str | Path,
+    split: str | None = None,
+    channels: int = 3,
+    size: tuple[int, int] | None = None,
+    name: str | None = None,
+    limit_per_class: int | None = None,
+) -> ImageDataset:
     """Read every image below ``root/<class>/``. Images are resized to ``size`` (H, W), or to the
     first image's size when all must agree. Classes are the sorted subfolder names."""
     root = Path(root)
@@ -61,6 +66,12 @@ def load_image_folder(root: str | Path, split: str | None = None, channels: int 
         arrays = list(pool.map(lambda p: _read(p, channels, hw), paths, chunksize=256))
     stack = np.stack(arrays)
     pixels = torch.from_numpy(stack).unsqueeze(1) if channels == 1 else torch.from_numpy(stack).permute(0, 3, 1, 2)
-    return ImageDataset(name or root.name, pixels.contiguous(), torch.tensor(labels), tuple(classes),
-                        split or "all", item_names=[f"{p.parent.name}/{p.name}" for p in paths],
-                        info={"source": str(base)})
+    return ImageDataset(
+        name or root.name,
+        pixels.contiguous(),
+        torch.tensor(labels),
+        tuple(classes),
+        split or "all",
+        item_names=[f"{p.parent.name}/{p.name}" for p in paths],
+        info={"source": str(base)},
+    )

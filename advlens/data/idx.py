@@ -17,8 +17,18 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MNIST_CLASSES = tuple(str(i) for i in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def parse_idx(blob: bytes, name: str = "IDX file") -> np.ndarray:
@@ -34,12 +44,13 @@ def parse_idx(blob: bytes, name: str = "IDX file") -> np.ndarray:
     header = 4 + 4 * ndim
     if len(blob) < header:
         raise DataError(f"{name} is truncated (header).")
-    dims = [int.from_bytes(blob[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_DTYPES[blob[2]])
     count = int(np.prod(dims)) if dims else 0
     if len(blob) - header != count * dtype.itemsize:
-        raise DataError(f"{name} is truncated or has trailing bytes: header says {dims}, "
-                        f"{len(blob) - header} data bytes present.")
+        raise DataError(
+            f"{name} is truncated or has trailing bytes: header says {dims}, {len(blob) - header} data bytes present."
+        )
     return np.frombuffer(blob, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -65,5 +76,11 @@ def load_idx_dataset(root: str | Path, split: str, name: str, class_names: tuple
         raise DataError(f"{name}: images {images.shape} and labels {labels.shape} do not match.")
     if labels.size and (labels.max() >= len(class_names)):
         raise DataError(f"{name}: label {int(labels.max())} out of range for {len(class_names)} classes.")
-    return ImageDataset(name, from_numpy_hwc(images.astype(np.uint8)), torch.from_numpy(labels.astype(np.int64)),
-                        class_names, split, info={"source": str(root)})
+    return ImageDataset(
+        name,
+        from_numpy_hwc(images.astype(np.uint8)),
+        torch.from_numpy(labels.astype(np.int64)),
+        class_names,
+        split,
+        info={"source": str(root)},
+    )

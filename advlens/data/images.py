@@ -28,8 +28,9 @@ def decode_image(blob: bytes, name: str = "the image", formats: set[str] | None 
     try:
         with Image.open(io.BytesIO(blob)) as im:
             if formats is not None and im.format not in formats:
-                raise DataError(f"{name} is a {im.format or 'unknown'} image; "
-                                f"use one of: {', '.join(sorted(formats))}.")
+                raise DataError(
+                    f"{name} is a {im.format or 'unknown'} image; use one of: {', '.join(sorted(formats))}."
+                )
             if im.width * im.height > MAX_PIXELS:
                 raise DataError(f"{name} is too large ({im.width}x{im.height}).")
             im.load()
@@ -38,8 +39,10 @@ def decode_image(blob: bytes, name: str = "the image", formats: set[str] | None 
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{name} could not be decoded as an image ({type(exc).__name__}: {exc}). "
-                        "Upload a valid PNG, JPEG, WebP or BMP file.") from None
+        raise DataError(
+            f"{name} could not be decoded as an image ({type(exc).__name__}: {exc}). "
+            "Upload a valid PNG, JPEG, WebP or BMP file."
+        ) from None
     return rgb
 
 
@@ -55,11 +58,11 @@ def fit_image(rgb: np.ndarray, size: tuple[int, int, int], mode: str = "center_c
         if iw / ih > target:
             new_w = max(1, round(ih * target))
             x0 = (iw - new_w) // 2
-            img = img[:, x0:x0 + new_w]
+            img = img[:, x0 : x0 + new_w]
         else:
             new_h = max(1, round(iw / target))
             y0 = (ih - new_h) // 2
-            img = img[y0:y0 + new_h]
+            img = img[y0 : y0 + new_h]
     if img.shape[:2] != (h, w):
         shrinking = img.shape[0] > h or img.shape[1] > w
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -70,8 +73,13 @@ def fit_image(rgb: np.ndarray, size: tuple[int, int, int], mode: str = "center_c
     return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_upload(blob: bytes, size: tuple[int, int, int], name: str = "the upload",
-                mode: str = "center_crop", invert_if_light: bool = False) -> torch.Tensor:
+def load_upload(
+    blob: bytes,
+    size: tuple[int, int, int],
+    name: str = "the upload",
+    mode: str = "center_crop",
+    invert_if_light: bool = False,
+) -> torch.Tensor:
     """An uploaded file -> (1, C, H, W) float in [0,1], ready for a model of input ``size``.
 
     ``invert_if_light`` inverts grayscale images with a light background, so a photo of a dark

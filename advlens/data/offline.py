@@ -16,8 +16,8 @@ DIGITS_TEST_FRACTION = 0.2
 
 # scikit-image sample photos and their ImageNet class (-1: no ImageNet class fits).
 SAMPLE_PHOTOS = {
-    "chelsea": 285,    # Egyptian cat
-    "coffee": 967,     # espresso
+    "chelsea": 285,  # Egyptian cat
+    "coffee": 967,  # espresso
     "astronaut": -1,
     "rocket": -1,
 }
@@ -30,11 +30,16 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
     d = load_digits()
     # 8x8 with values 0..16 -> 28x28 in [0,255], white digit on black like MNIST.
-    up = np.stack([cv2.resize((img / 16.0 * 255.0).astype(np.float32), (28, 28),
-                              interpolation=cv2.INTER_LINEAR) for img in d.images])
+    up = np.stack(
+        [
+            cv2.resize((img / 16.0 * 255.0).astype(np.float32), (28, 28), interpolation=cv2.INTER_LINEAR)
+            for img in d.images
+        ]
+    )
     up = np.clip(up, 0, 255).round().astype(np.uint8)
-    return train_test_split(up, d.target, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED,
-                            stratify=d.target)
+    return train_test_split(
+        up, d.target, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=d.target
+    )
 
 
 def load_digits(split: str = "test") -> ImageDataset:
@@ -46,9 +51,14 @@ def load_digits(split: str = "test") -> ImageDataset:
         x, y = x_te, y_te
     else:
         raise DataError(f"digits: split must be 'train' or 'test', not {split!r}")
-    return ImageDataset("digits", torch.from_numpy(x).unsqueeze(1).contiguous(), torch.from_numpy(y),
-                        tuple(str(i) for i in range(10)), split,
-                        info={"source": "sklearn.datasets.load_digits", "split_seed": DIGITS_SPLIT_SEED})
+    return ImageDataset(
+        "digits",
+        torch.from_numpy(x).unsqueeze(1).contiguous(),
+        torch.from_numpy(y),
+        tuple(str(i) for i in range(10)),
+        split,
+        info={"source": "sklearn.datasets.load_digits", "split_seed": DIGITS_SPLIT_SEED},
+    )
 
 
 def sample_photo(name: str) -> np.ndarray:
@@ -69,6 +79,12 @@ def load_sample_photos(size: tuple[int, int, int] = (3, 224, 224)) -> ImageDatas
     names = list(SAMPLE_PHOTOS)
     x = torch.stack([fit_image(sample_photo(n), size) for n in names])
     pixels = (x * 255).round().to(torch.uint8)
-    return ImageDataset("imagenet_samples", pixels, torch.tensor([SAMPLE_PHOTOS[n] for n in names]),
-                        imagenet_class_names(), "test", item_names=names,
-                        info={"source": "skimage.data"})
+    return ImageDataset(
+        "imagenet_samples",
+        pixels,
+        torch.tensor([SAMPLE_PHOTOS[n] for n in names]),
+        imagenet_class_names(),
+        "test",
+        item_names=names,
+        info={"source": "skimage.data"},
+    )

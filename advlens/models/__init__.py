@@ -5,6 +5,14 @@ from .checkpoint import CheckpointError, load_checkpoint, load_checkpoint_upload
 from .registry import ARCHITECTURES, build_model, get_architecture, list_architectures
 
 __all__ = [
-    "ARCHITECTURES", "CheckpointError", "Classifier", "ModelSpec", "build_model", "get_architecture",
-    "list_architectures", "load_checkpoint", "load_checkpoint_upload", "save_checkpoint",
+    "ARCHITECTURES",
+    "CheckpointError",
+    "Classifier",
+    "ModelSpec",
+    "build_model",
+    "get_architecture",
+    "list_architectures",
+    "load_checkpoint",
+    "load_checkpoint_upload",
+    "save_checkpoint",
 ]

@@ -82,11 +82,7 @@ class Classifier(nn.Module):
 
     def conv_layers(self) -> dict[str, nn.Module]:
         """Named conv layers, shallow to deep, addressable as ``model.get_submodule(name)``."""
-        return {
-            f"net.{name}": m
-            for name, m in self.net.named_modules()
-            if isinstance(m, nn.Conv2d)
-        }
+        return {f"net.{name}": m for name, m in self.net.named_modules() if isinstance(m, nn.Conv2d)}
 
     def feature_layers(self) -> dict[str, nn.Module]:
         """Named layers whose outputs are spatial feature maps (blocks and convs), shallow to deep.

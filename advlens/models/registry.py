@@ -46,17 +46,26 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
         Architecture(
-            "small_cnn", "Madry's MNIST CNN: conv32-pool-conv64-pool-fc1024 (1x28x28)", _small_cnn,
-            lambda: ModelSpec("small_cnn", (1, 28, 28), DIGIT_NAMES, (0.0,), (1.0,), "digits")),
+            "small_cnn",
+            "Madry's MNIST CNN: conv32-pool-conv64-pool-fc1024 (1x28x28)",
+            _small_cnn,
+            lambda: ModelSpec("small_cnn", (1, 28, 28), DIGIT_NAMES, (0.0,), (1.0,), "digits"),
+        ),
         Architecture(
-            "preact_resnet18", "PreAct-ResNet-18 for 3x32x32 images", _preact,
-            lambda: ModelSpec("preact_resnet18", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD,
-                              "cifar10")),
+            "preact_resnet18",
+            "PreAct-ResNet-18 for 3x32x32 images",
+            _preact,
+            lambda: ModelSpec("preact_resnet18", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD, "cifar10"),
+        ),
         Architecture(
-            "efficientnet_lite0", "EfficientNet-Lite0, ImageNet-pretrained (3x224x224)", _lite0,
-            lambda: ModelSpec("efficientnet_lite0", (3, 224, 224), imagenet_class_names(), LITE_MEAN,
-                              LITE_STD, "imagenet"),
-            pretrained_available=True),
+            "efficientnet_lite0",
+            "EfficientNet-Lite0, ImageNet-pretrained (3x224x224)",
+            _lite0,
+            lambda: ModelSpec(
+                "efficientnet_lite0", (3, 224, 224), imagenet_class_names(), LITE_MEAN, LITE_STD, "imagenet"
+            ),
+            pretrained_available=True,
+        ),
     )
 }
 
@@ -97,8 +106,7 @@ def get_architecture(name: str) -> Architecture:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
 
 
-def build_model(arch: str, spec: ModelSpec | None = None, pretrained: bool = False, **overrides
-                ) -> Classifier:
+def build_model(arch: str, spec: ModelSpec | None = None, pretrained: bool = False, **overrides) -> Classifier:
     """Build a :class:`Classifier`. ``overrides`` replace fields of the default spec
     (e.g. ``class_names=...``, ``input_size=(1, 28, 28)``, ``dataset='mnist'``)."""
     a = get_architecture(arch)

@@ -55,8 +55,17 @@ def ce_sum(y: torch.Tensor) -> LossOfLogits:
     return lambda logits: F.cross_entropy(logits.float(), y, reduction="sum")
 
 
-def sign_ascent(model: nn.Module, x: torch.Tensor, loss_fn: LossOfLogits, eps: float, alpha: float, steps: int,
-                start: str = "uniform", noise_std: float = 0.001, train: bool | None = None) -> torch.Tensor:
+def sign_ascent(
+    model: nn.Module,
+    x: torch.Tensor,
+    loss_fn: LossOfLogits,
+    eps: float,
+    alpha: float,
+    steps: int,
+    start: str = "uniform",
+    noise_std: float = 0.001,
+    train: bool | None = None,
+) -> torch.Tensor:
     """Projected sign-gradient ascent of ``loss_fn(model(x'))`` in the L-inf ball of radius ``eps``.
 
     ``start``: "zero" (x' = x: FGSM and Step-LL), "uniform" (x' = x + U(-eps, eps): PGD, Fast-AT) or
@@ -93,8 +102,15 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, train: 
     return sign_ascent(model, x, ce_sum(y), eps, eps, 1, start="zero", train=train)
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-        random_start: bool = True, train: bool | None = None) -> torch.Tensor:
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    random_start: bool = True,
+    train: bool | None = None,
+) -> torch.Tensor:
     """Madry's PGD on the cross-entropy, one start, no restarts (the training fast path)."""
-    return sign_ascent(model, x, ce_sum(y), eps, alpha, steps, start="uniform" if random_start else "zero",
-                       train=train)
+    return sign_ascent(model, x, ce_sum(y), eps, alpha, steps, start="uniform" if random_start else "zero", train=train)

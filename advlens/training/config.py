@@ -81,8 +81,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}. "
-                              f"Known keys: {', '.join(sorted(known))}.")
+            raise ConfigError(
+                f"unknown configuration key(s): {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."
+            )
         kwargs = dict(d)
         if "step_milestones" in kwargs:
             kwargs["step_milestones"] = tuple(float(v) for v in kwargs["step_milestones"])
@@ -149,8 +150,9 @@ class TrainConfig:
         return f"cuda:{index}"
 
 
-def _check_number(errors: list[str], name: str, value: float, lo: float | None = None, hi: float | None = None,
-                  lo_open: bool = False) -> None:
+def _check_number(
+    errors: list[str], name: str, value: float, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         errors.append(f"{name} must be a finite number, not {value!r}.")
         return
@@ -171,14 +173,18 @@ def check_dataset_available(name: str, root: str | None, download: bool) -> None
         trainable = ", ".join(n for n in DATASETS if n != "imagenet_samples")
         raise ConfigError(f"unknown dataset {name!r}; trainable datasets: {trainable}.")
     if name == "imagenet_samples":
-        raise ConfigError("imagenet_samples is a handful of photos without a training split; "
-                          "pick digits, mnist, fashion_mnist, cifar10 or an image folder.")
+        raise ConfigError(
+            "imagenet_samples is a handful of photos without a training split; "
+            "pick digits, mnist, fashion_mnist, cifar10 or an image folder."
+        )
     if name == "digits":
         return
     if name == "folder":
         if not root:
-            raise ConfigError("the 'folder' dataset needs a folder: root/<class>/<images> "
-                              "(or root/train/<class>/... and root/test/<class>/...).")
+            raise ConfigError(
+                "the 'folder' dataset needs a folder: root/<class>/<images> "
+                "(or root/train/<class>/... and root/test/<class>/...)."
+            )
         base = Path(root).expanduser()
         if not base.is_dir():
             raise ConfigError(f"the image folder {base} does not exist.")
@@ -200,8 +206,12 @@ def check_dataset_available(name: str, root: str | None, download: bool) -> None
         else:
             from ..data.cifar import ARCHIVE, FOLDER
 
-            if not ((base / FOLDER).is_dir() or (base / ARCHIVE).is_file() or base.is_file()
-                    or (base / "data_batch_1").is_file()):
+            if not (
+                (base / FOLDER).is_dir()
+                or (base / ARCHIVE).is_file()
+                or base.is_file()
+                or (base / "data_batch_1").is_file()
+            ):
                 raise ConfigError(f"cifar10: neither {ARCHIVE} nor {FOLDER}/ found in {base}.")
         return
     if download:
@@ -243,8 +253,16 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             errors.append(f"{name} must be at least 1, not {getattr(cfg, name)}.")
-    for name in ("crop_padding", "val_size", "eval_size", "eval_steps", "eval_every", "max_steps",
-                 "checkpoint_every", "limit_train"):
+    for name in (
+        "crop_padding",
+        "val_size",
+        "eval_size",
+        "eval_steps",
+        "eval_every",
+        "max_steps",
+        "checkpoint_every",
+        "limit_train",
+    ):
         if getattr(cfg, name) < 0:
             errors.append(f"{name} must be >= 0, not {getattr(cfg, name)}.")
     if cfg.log_every < 1:
@@ -302,10 +320,35 @@ def recommended_for_dataset(dataset: str) -> dict:
     52.2% PGD-40 accuracy on the 360 test digits, where the standard model has 0%: bench/RESULTS.md.
     """
     if dataset == "digits":
-        return {"eps": 0.15, "epochs": 15, "crop_padding": 2, "flip": False, "arch": "small_cnn",
-                "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle"}
+        return {
+            "eps": 0.15,
+            "epochs": 15,
+            "crop_padding": 2,
+            "flip": False,
+            "arch": "small_cnn",
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "schedule": "onecycle",
+        }
     if dataset in ("mnist", "fashion_mnist"):
-        return {"eps": 0.3 if dataset == "mnist" else 0.1, "epochs": 3, "crop_padding": 2, "flip": False,
-                "arch": "small_cnn", "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle"}
-    return {"eps": 8 / 255, "epochs": 15, "crop_padding": 4, "flip": True, "arch": "preact_resnet18",
-            "optimizer": "sgd", "lr": 0.2, "schedule": "cyclic", "weight_decay": 5e-4}
+        return {
+            "eps": 0.3 if dataset == "mnist" else 0.1,
+            "epochs": 3,
+            "crop_padding": 2,
+            "flip": False,
+            "arch": "small_cnn",
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "schedule": "onecycle",
+        }
+    return {
+        "eps": 8 / 255,
+        "epochs": 15,
+        "crop_padding": 4,
+        "flip": True,
+        "arch": "preact_resnet18",
+        "optimizer": "sgd",
+        "lr": 0.2,
+        "schedule": "cyclic",
+        "weight_decay": 5e-4,
+    }

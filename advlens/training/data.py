@@ -85,11 +85,16 @@ def prepare_data(cfg: TrainConfig) -> TrainingData:
         perm = torch.randperm(len(full), generator=g)
         val = full.subset(perm[: cfg.val_size].sort().values)
         val.split = "val"
-        train = full.subset(perm[cfg.val_size:].sort().values)
+        train = full.subset(perm[cfg.val_size :].sort().values)
     held_from = val if val is not None else test
     source = "validation split" if val is not None else "test split"
     if held_from is None:
         held_from, source = train, "training split (no test or validation images)"
-    return TrainingData(train=train, val=val, test=test if test is not None else val,
-                        heldout=_fixed_batch(held_from, cfg.eval_size or 1, cfg.seed + 1),
-                        guard=_fixed_batch(train, cfg.eval_size or 1, cfg.seed + 2), heldout_source=source)
+    return TrainingData(
+        train=train,
+        val=val,
+        test=test if test is not None else val,
+        heldout=_fixed_batch(held_from, cfg.eval_size or 1, cfg.seed + 1),
+        guard=_fixed_batch(train, cfg.eval_size or 1, cfg.seed + 2),
+        heldout_source=source,
+    )

@@ -98,8 +98,9 @@ class DistContext:
 def from_env() -> DistContext:
     """The context this process runs in, without initialising anything."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return DistContext(rank=int(os.environ.get("RANK", "0")), world_size=world,
-                       local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistContext(
+        rank=int(os.environ.get("RANK", "0")), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def init(use_cuda: bool) -> DistContext:

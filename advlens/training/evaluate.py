@@ -24,24 +24,33 @@ def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     device = next(model.parameters()).device
     correct = 0
     for start in range(0, len(x), batch_size):
-        xb = to_float(x[start:start + batch_size].to(device, non_blocking=True))
-        yb = y[start:start + batch_size].to(device, non_blocking=True)
+        xb = to_float(x[start : start + batch_size].to(device, non_blocking=True))
+        yb = y[start : start + batch_size].to(device, non_blocking=True)
         correct += int((model(xb).argmax(1) == yb).sum())
     model.train(was_training)
     return correct / max(1, len(x))
 
 
-def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                       alpha: float | None = None, restarts: int = 1, batch_size: int = 500) -> torch.Tensor:
+def robust_predictions(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    alpha: float | None = None,
+    restarts: int = 1,
+    batch_size: int = 500,
+) -> torch.Tensor:
     """Boolean per image: still correct under PGD (eval mode). ``eps == 0`` gives clean correctness."""
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(x), batch_size):
-        xb = to_float(x[start:start + batch_size].to(device))
-        yb = y[start:start + batch_size].to(device)
+        xb = to_float(x[start : start + batch_size].to(device))
+        yb = y[start : start + batch_size].to(device)
         if eps > 0 and steps > 0:
-            attack = PGD(model, eps=float(eps), steps=int(steps), step_size=alpha, restarts=int(restarts),
-                         random_start=True)
+            attack = PGD(
+                model, eps=float(eps), steps=int(steps), step_size=alpha, restarts=int(restarts), random_start=True
+            )
             xb = attack(xb, yb)
         with torch.no_grad():
             was_training = model.training
@@ -51,8 +60,16 @@ def robust_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                    alpha: float | None = None, restarts: int = 1, batch_size: int = 500) -> float:
+def robust_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    alpha: float | None = None,
+    restarts: int = 1,
+    batch_size: int = 500,
+) -> float:
     """The fraction of images classified correctly after PGD-``steps`` with ``restarts`` restarts."""
     correct = robust_predictions(model, x, y, eps, steps, alpha, restarts, batch_size)
     return float(correct.float().mean()) if len(correct) else 0.0

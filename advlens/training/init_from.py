@@ -33,8 +33,10 @@ def resolve_init_path(ref: str) -> Path:
     except KeyError as exc:
         raise ConfigError(f"init_from: {exc.args[0]}") from None
     if entry.path is None:
-        raise ConfigError(f"init_from: {ref} is the pretrained ImageNet model, not a checkpoint to fine-tune "
-                          "small_cnn or preact_resnet18 from.")
+        raise ConfigError(
+            f"init_from: {ref} is the pretrained ImageNet model, not a checkpoint to fine-tune "
+            "small_cnn or preact_resnet18 from."
+        )
     return entry.path
 
 
@@ -55,7 +57,8 @@ def check_compatible(init: Classifier, model: Classifier, ref: str) -> None:
         raise ConfigError(
             f"init_from: {ref} is a {a.arch} for {'x'.join(map(str, a.input_size))} images and "
             f"{init.num_classes} classes; the run trains a {b.arch} for {'x'.join(map(str, b.input_size))} images "
-            f"and {model.num_classes} classes.")
+            f"and {model.num_classes} classes."
+        )
 
 
 def apply_init(model: Classifier, ref: str) -> Classifier:

@@ -86,8 +86,16 @@ def spawn_worker(run_id: str, store: RunStore | None = None) -> int:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), pythonpath) if p)
     out = open(folder / "worker.out", "ab")
     try:
-        proc = subprocess.Popen(worker_command(run_id), cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            worker_command(run_id),
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     except OSError as exc:
         store.finish(run_id, "failed", f"could not start the worker process: {exc}")
         raise
@@ -182,8 +190,13 @@ def wait_for_turn(run_id: str, store: RunStore, log, stop) -> str:
         time.sleep(CLAIM_POLL_S)
 
 
-def execute(run_id: str, store: RunStore | None = None, dist_ctx: distributed.DistContext | None = None,
-            interrupt_at: int | None = None, echo: bool = True) -> RunRecord:
+def execute(
+    run_id: str,
+    store: RunStore | None = None,
+    dist_ctx: distributed.DistContext | None = None,
+    interrupt_at: int | None = None,
+    echo: bool = True,
+) -> RunRecord:
     """The worker: wait for the device, train, and record the outcome. Never raises for a failed run."""
     from .loop import RunLogger, StopRequested, Trainer, format_exception
 

@@ -123,16 +123,21 @@ def build_run_model(cfg: TrainConfig, data: TrainingData) -> Classifier:
     if len(spec.mean) == c:
         mean, std = spec.mean, spec.std
     else:
-        x = data.train.pixels[: 10_000].float().div(255.0) if data.train.pixels.dtype == torch.uint8 \
-            else data.train.pixels[: 10_000].float()
+        x = (
+            data.train.pixels[:10_000].float().div(255.0)
+            if data.train.pixels.dtype == torch.uint8
+            else data.train.pixels[:10_000].float()
+        )
         mean = tuple(float(v) for v in x.mean(dim=(0, 2, 3)))
         std = tuple(max(float(v), 1e-3) for v in x.std(dim=(0, 2, 3)))
     try:
-        return build_model(cfg.arch, input_size=data.shape, class_names=data.class_names,
-                           dataset=data.train.name, mean=mean, std=std)
+        return build_model(
+            cfg.arch, input_size=data.shape, class_names=data.class_names, dataset=data.train.name, mean=mean, std=std
+        )
     except ValueError as exc:
-        raise ConfigError(f"{cfg.arch} cannot take {data.train.name} images "
-                          f"({'x'.join(map(str, data.shape))}): {exc}") from None
+        raise ConfigError(
+            f"{cfg.arch} cannot take {data.train.name} images ({'x'.join(map(str, data.shape))}): {exc}"
+        ) from None
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -147,9 +152,16 @@ class Trainer:
     (the caller, :func:`advlens.training.jobs.execute`, marks it failed).
     """
 
-    def __init__(self, cfg: TrainConfig, run_id: str, store: RunStore | None = None,
-                 dist_ctx: distributed.DistContext | None = None, stop: StopRequested | None = None,
-                 interrupt_at: int | None = None, echo: bool = True):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_id: str,
+        store: RunStore | None = None,
+        dist_ctx: distributed.DistContext | None = None,
+        stop: StopRequested | None = None,
+        interrupt_at: int | None = None,
+        echo: bool = True,
+    ):
         self.cfg = cfg
         self.run_id = run_id
         self.store = store or RunStore()
@@ -158,8 +170,7 @@ class Trainer:
         self.interrupt_at = interrupt_at
         self.folder = run_dir(run_id)
         self.ckpt_dir = self.folder / "checkpoints"
-        self.log = RunLogger(self.folder / "train.log" if self.dist.is_main else None,
-                             echo=echo and self.dist.is_main)
+        self.log = RunLogger(self.folder / "train.log" if self.dist.is_main else None, echo=echo and self.dist.is_main)
         self._last_poll = 0.0
 
     # ------------------------------------------------------------------------------- set-up
@@ -197,8 +208,9 @@ class Trainer:
 
             self.train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                             weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.SGD(
+                model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
         else:
             self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = self._autocast()
@@ -233,13 +245,16 @@ class Trainer:
             if self.device.type == "cuda" and cuda_key in extras:
                 torch.cuda.set_rng_state(extras[cuda_key], self.device)
         else:
-            self.log(f"the checkpoint was written by {self.state.world_size} process(es), this run has "
-                     f"{self.dist.world_size}: the random streams restart from the seed")
+            self.log(
+                f"the checkpoint was written by {self.state.world_size} process(es), this run has "
+                f"{self.dist.world_size}: the random streams restart from the seed"
+            )
             self.state.world_size = self.dist.world_size
         if self.dist.is_main:
             self.store.truncate_metrics(self.run_id, self.state.step)
-        self.log(f"resumed from step {self.state.step} (epoch {self.state.epoch + 1}, "
-                 f"batch {self.state.batch_in_epoch})")
+        self.log(
+            f"resumed from step {self.state.step} (epoch {self.state.epoch + 1}, batch {self.state.batch_in_epoch})"
+        )
 
     # ------------------------------------------------------------------------------ helpers
     def _rng_tensors(self) -> dict[str, torch.Tensor]:
@@ -253,14 +268,28 @@ class Trainer:
 
     def recipe(self) -> dict:
         cfg = self.cfg
-        return {"objective": cfg.objective, "objective_params": self.objective.params, "eps": cfg.eps,
-                "eps_warmup": cfg.eps_warmup,
-                "dataset": cfg.dataset, "data_root": cfg.data_root, "epochs": cfg.epochs,
-                "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
-                "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
-                "augment": self.augment.describe(), "seed": cfg.seed, "val_size": cfg.val_size,
-                "world_size": self.dist.world_size, "run_id": self.run_id, "init_from": cfg.init_from,
-                "command": f"python -m advlens train --config runs/{self.run_id}/config.json"}
+        return {
+            "objective": cfg.objective,
+            "objective_params": self.objective.params,
+            "eps": cfg.eps,
+            "eps_warmup": cfg.eps_warmup,
+            "dataset": cfg.dataset,
+            "data_root": cfg.data_root,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "optimizer": cfg.optimizer,
+            "lr": cfg.lr,
+            "momentum": cfg.momentum,
+            "weight_decay": cfg.weight_decay,
+            "schedule": cfg.schedule,
+            "augment": self.augment.describe(),
+            "seed": cfg.seed,
+            "val_size": cfg.val_size,
+            "world_size": self.dist.world_size,
+            "run_id": self.run_id,
+            "init_from": cfg.init_from,
+            "command": f"python -m advlens train --config runs/{self.run_id}/config.json",
+        }
 
     def save(self) -> None:
         self.dist.sync_buffers(self.model)  # collective: every rank takes part
@@ -318,38 +347,61 @@ class Trainer:
         self._step0 = st.step
         self._last_eval: tuple[int, dict] | None = None
         if self.dist.is_main:
-            self.store.update(self.run_id, total_steps=self.total_steps, epochs=cfg.epochs, step=st.step,
-                              world_size=self.dist.world_size)
-            self.log(f"run {self.run_id}: {self.objective.describe()} on {self.data.train.name} "
-                     f"({len(self.data.train)} train, held-out batch of {len(self.data.heldout[1])} from the "
-                     f"{self.data.heldout_source}), {cfg.arch}, {cfg.epochs} epoch(s) x {self.steps_per_epoch} "
-                     f"steps, batch {cfg.batch_size} over {self.dist.world_size} process(es), device {self.device}")
+            self.store.update(
+                self.run_id,
+                total_steps=self.total_steps,
+                epochs=cfg.epochs,
+                step=st.step,
+                world_size=self.dist.world_size,
+            )
+            self.log(
+                f"run {self.run_id}: {self.objective.describe()} on {self.data.train.name} "
+                f"({len(self.data.train)} train, held-out batch of {len(self.data.heldout[1])} from the "
+                f"{self.data.heldout_source}), {cfg.arch}, {cfg.epochs} epoch(s) x {self.steps_per_epoch} "
+                f"steps, batch {cfg.batch_size} over {self.dist.world_size} process(es), device {self.device}"
+            )
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         count = 0
         window_t, window_imgs, window_train_s = time.time(), 0, 0.0
         prev_weights = None
         stopped = False
         while st.epoch < cfg.epochs and st.step < self.total_steps and not stopped:
-            perm = distributed.shard(epoch_permutation(len(self.data.train), cfg.seed, st.epoch),
-                                     self.dist.rank, self.dist.world_size)
+            perm = distributed.shard(
+                epoch_permutation(len(self.data.train), cfg.seed, st.epoch), self.dist.rank, self.dist.world_size
+            )
             if getattr(self.objective, "may_restore_previous", False):
                 prev_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.train_model.train()
             while st.batch_in_epoch < self.steps_per_epoch and st.step < self.total_steps:
                 t0 = time.time()
                 b = st.batch_in_epoch
-                idx = perm[b * self.per_rank_batch:(b + 1) * self.per_rank_batch].to(self.device)
+                idx = perm[b * self.per_rank_batch : (b + 1) * self.per_rank_batch].to(self.device)
                 x = self.pixels[idx]
                 x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
                 y = self.labels[idx]
                 x = self.augment(x)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                lr = schedule.apply(self.optimizer, cfg.schedule, st.step, self.total_steps, cfg.lr, cfg.momentum,
-                                    cfg.step_milestones, cfg.step_gamma)
-                ctx = StepContext(step=st.step, epoch=st.epoch, total_steps=self.total_steps, eps=self.eps_at(st.step),
-                                  num_classes=len(self.data.class_names), attack_model=self.model,
-                                  device=self.device, autocast=self.autocast)
+                lr = schedule.apply(
+                    self.optimizer,
+                    cfg.schedule,
+                    st.step,
+                    self.total_steps,
+                    cfg.lr,
+                    cfg.momentum,
+                    cfg.step_milestones,
+                    cfg.step_gamma,
+                )
+                ctx = StepContext(
+                    step=st.step,
+                    epoch=st.epoch,
+                    total_steps=self.total_steps,
+                    eps=self.eps_at(st.step),
+                    num_classes=len(self.data.class_names),
+                    attack_model=self.model,
+                    device=self.device,
+                    autocast=self.autocast,
+                )
                 with self.autocast():
                     loss, scalars = self.objective.loss(self.train_model, x, y, ctx)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -397,8 +449,10 @@ class Trainer:
         if stopped:
             self.save()
             if self.dist.is_main:
-                msg = f"{self.stop.reason or 'cancelled'} at step {st.step}/{self.total_steps}; Resume continues " \
-                      "from this checkpoint."
+                msg = (
+                    f"{self.stop.reason or 'cancelled'} at step {st.step}/{self.total_steps}; Resume continues "
+                    "from this checkpoint."
+                )
                 self.log(msg)
                 self.store.finish(self.run_id, "cancelled", msg, step=st.step)
             return dict(st.metrics)
@@ -417,11 +471,18 @@ class Trainer:
         per_step = (time.time() - self._t_start) / max(1, st.step - self._step0)
         eta = per_step * (self.total_steps - st.step)
         values["eta_s"] = eta
-        self.store.log_metrics(self.run_id, st.step, st.epoch + st.batch_in_epoch / self.steps_per_epoch, values,
-                               progress={"step": st.step, "epoch": st.epoch, "eta_s": eta})
-        self.log(f"epoch {st.epoch + 1}/{self.cfg.epochs} step {st.step}/{self.total_steps} "
-                 f"loss {values['train/loss']:.4f} lr {lr:.3g} {values['img_per_s']:.0f} img/s "
-                 f"eta {eta:.0f}s elapsed {elapsed:.0f}s mem {values['mem_mb']:.0f} MB")
+        self.store.log_metrics(
+            self.run_id,
+            st.step,
+            st.epoch + st.batch_in_epoch / self.steps_per_epoch,
+            values,
+            progress={"step": st.step, "epoch": st.epoch, "eta_s": eta},
+        )
+        self.log(
+            f"epoch {st.epoch + 1}/{self.cfg.epochs} step {st.step}/{self.total_steps} "
+            f"loss {values['train/loss']:.4f} lr {lr:.3g} {values['img_per_s']:.0f} img/s "
+            f"eta {eta:.0f}s elapsed {elapsed:.0f}s mem {values['mem_mb']:.0f} MB"
+        )
 
     def _evaluate_and_log(self) -> dict[str, float]:
         evals: dict[str, float] = {}
@@ -444,9 +505,17 @@ class Trainer:
         stop = restore = False
         message = ""
         if self.dist.is_main:
-            ctx = EpochContext(epoch=st.epoch, model=self.model, eps=self.cfg.eps, device=self.device,
-                               guard_batch=self.data.guard, robust_accuracy=self.robust_acc_fn,
-                               history=st.history, log=self.log, folder=self.folder)
+            ctx = EpochContext(
+                epoch=st.epoch,
+                model=self.model,
+                eps=self.cfg.eps,
+                device=self.device,
+                guard_batch=self.data.guard,
+                robust_accuracy=self.robust_acc_fn,
+                history=st.history,
+                log=self.log,
+                folder=self.folder,
+            )
             verdict = self.objective.on_epoch_end(ctx)
             self.model.train()
             if verdict is not None:
@@ -460,8 +529,10 @@ class Trainer:
             self.model.load_state_dict(prev_weights)
         if stop:
             st.stopped_early = message or "stopped by the objective"
-            self.log(f"stopping after epoch {st.epoch + 1}: {st.stopped_early}"
-                     + (" (restored the weights from before this epoch)" if restore else ""))
+            self.log(
+                f"stopping after epoch {st.epoch + 1}: {st.stopped_early}"
+                + (" (restored the weights from before this epoch)" if restore else "")
+            )
             self.total_steps = st.step
         return stop, restore
 
@@ -473,12 +544,20 @@ class Trainer:
                 evals = self._last_eval[1]
             else:
                 evals = self.evaluate_heldout()
-            metrics.update({"heldout_clean_accuracy": evals["eval/clean_acc"], "heldout_images": len(self.data.heldout[1]),
-                            "heldout_source": self.data.heldout_source})
+            metrics.update(
+                {
+                    "heldout_clean_accuracy": evals["eval/clean_acc"],
+                    "heldout_images": len(self.data.heldout[1]),
+                    "heldout_source": self.data.heldout_source,
+                }
+            )
             if "eval/robust_acc" in evals:
-                metrics.update({"heldout_robust_accuracy": evals["eval/robust_acc"],
-                                "robust_attack": f"PGD-{cfg.eval_steps}, eps {cfg.eps:.4g}, step 2.5*eps/steps, "
-                                                 "1 restart"})
+                metrics.update(
+                    {
+                        "heldout_robust_accuracy": evals["eval/robust_acc"],
+                        "robust_attack": f"PGD-{cfg.eval_steps}, eps {cfg.eps:.4g}, step 2.5*eps/steps, 1 restart",
+                    }
+                )
             if cfg.test_eval and self.data.test is not None:
                 metrics["test_accuracy"] = clean_accuracy(self.model, self.data.test.pixels, self.data.test.labels)
                 metrics["test_images"] = len(self.data.test)
@@ -492,12 +571,24 @@ class Trainer:
         if self.dist.is_main:
             final = self.folder / "final.safetensors"
             desc = f"{self.cfg.arch} trained on {self.data.train.name} with {self.objective.title} (run {self.run_id})"
-            save_model_checkpoint(self.model, final, recipe=self.recipe(), metrics=metrics,
-                            extra_meta={"description": desc, "run_id": self.run_id})
+            save_model_checkpoint(
+                self.model,
+                final,
+                recipe=self.recipe(),
+                metrics=metrics,
+                extra_meta={"description": desc, "run_id": self.run_id},
+            )
             summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             self.log(f"done: {summary}")
-            self.store.finish(self.run_id, "done", st.stopped_early, final_path=str(final), metrics=metrics,
-                              step=st.step, total_steps=self.total_steps)
+            self.store.finish(
+                self.run_id,
+                "done",
+                st.stopped_early,
+                final_path=str(final),
+                metrics=metrics,
+                step=st.step,
+                total_steps=self.total_steps,
+            )
         return metrics
 
 

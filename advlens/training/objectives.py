@@ -210,8 +210,9 @@ class Objective:
         """Transform the model before training (default: unchanged)."""
         return model
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext
-             ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         raise NotImplementedError
 
     def on_epoch_end(self, ctx: EpochContext) -> EpochVerdict | None:

@@ -28,15 +28,21 @@ def _cos_anneal(start: float, end: float, pct: float) -> float:
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
 
 
-def lr_at(schedule: str, step: int, total_steps: int, lr: float, milestones: tuple[float, ...] = (0.5, 0.75),
-          gamma: float = 0.1) -> float:
+def lr_at(
+    schedule: str,
+    step: int,
+    total_steps: int,
+    lr: float,
+    milestones: tuple[float, ...] = (0.5, 0.75),
+    gamma: float = 0.1,
+) -> float:
     """The learning rate for optimiser step ``step`` (0-based) of ``total_steps``."""
     total = max(1, total_steps)
     if schedule == "constant":
         return lr
     if schedule == "step":
         passed = sum(1 for m in milestones if step >= m * total)
-        return lr * gamma ** passed
+        return lr * gamma**passed
     if schedule == "cosine":
         return lr * (1.0 + math.cos(math.pi * min(step, total) / total)) / 2.0
     if schedule == "onecycle":
@@ -65,8 +71,16 @@ def momentum_at(schedule: str, step: int, total_steps: int, base: float) -> floa
     return _cos_anneal(low, high, (step - warm_end) / max(float(total - 1) - warm_end, 1e-12))
 
 
-def apply(optimizer, schedule: str, step: int, total_steps: int, lr: float, momentum: float,
-          milestones: tuple[float, ...], gamma: float) -> float:
+def apply(
+    optimizer,
+    schedule: str,
+    step: int,
+    total_steps: int,
+    lr: float,
+    momentum: float,
+    milestones: tuple[float, ...],
+    gamma: float,
+) -> float:
     """Set the rate (and, for one-cycle, the momentum / beta1) of every parameter group."""
     rate = lr_at(schedule, step, total_steps, lr, milestones, gamma)
     for group in optimizer.param_groups:

@@ -33,8 +33,14 @@ OPTIM_META = "advlens_optim"
 KEEP = 2
 
 
-def save_model_checkpoint(model: Classifier, path: Path, recipe: dict | None = None, metrics: dict | None = None,
-                          extra_tensors: dict[str, torch.Tensor] | None = None, extra_meta: dict | None = None) -> Path:
+def save_model_checkpoint(
+    model: Classifier,
+    path: Path,
+    recipe: dict | None = None,
+    metrics: dict | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_meta: dict | None = None,
+) -> Path:
     """:func:`advlens.models.save_checkpoint`, made safe from a false pickle alarm.
 
     ``read_checkpoint_bytes`` refuses files whose first byte is 0x80 (a pickle's first byte). In a
@@ -88,16 +94,27 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def save_training_state(folder: Path, model: Classifier, optimizer: torch.optim.Optimizer, trainer_state: dict,
-                        rng: dict[str, torch.Tensor], recipe: dict | None = None) -> Path:
+def save_training_state(
+    folder: Path,
+    model: Classifier,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict,
+    rng: dict[str, torch.Tensor],
+    recipe: dict | None = None,
+) -> Path:
     """Write the set for ``trainer_state['step']`` and move ``latest.json`` to it. Returns the model path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     step = int(trainer_state["step"])
     stem = f"step-{step:08d}"
-    model_path = save_model_checkpoint(model, folder / f"{stem}.safetensors", recipe=recipe,
-                                 metrics=trainer_state.get("metrics"), extra_tensors=rng,
-                                 extra_meta={"trainer_state": trainer_state})
+    model_path = save_model_checkpoint(
+        model,
+        folder / f"{stem}.safetensors",
+        recipe=recipe,
+        metrics=trainer_state.get("metrics"),
+        extra_tensors=rng,
+        extra_meta={"trainer_state": trainer_state},
+    )
     tensors, meta = optimizer_to_tensors(optimizer.state_dict())
     optim_path = folder / f"{stem}.optim.safetensors"
     atomic_write_bytes(optim_path, st_save_bytes(tensors, metadata={OPTIM_META: json.dumps(meta)}))
@@ -123,8 +140,9 @@ def read_pointer(folder: Path) -> dict | None:
         return None
 
 
-def load_training_state(folder: Path, map_location: str | torch.device = "cpu"
-                        ) -> tuple[Classifier, dict, dict, dict[str, torch.Tensor]] | None:
+def load_training_state(
+    folder: Path, map_location: str | torch.device = "cpu"
+) -> tuple[Classifier, dict, dict, dict[str, torch.Tensor]] | None:
     """(model, trainer_state, optimizer state dict, rng tensors) of ``latest.json``, or None."""
     folder = Path(folder)
     pointer = read_pointer(folder)
@@ -135,7 +153,7 @@ def load_training_state(folder: Path, map_location: str | torch.device = "cpu"
     model, meta = load_checkpoint(model_path, map_location=map_location)
     from safetensors.torch import load_file
 
-    extras = {k[len("extra."):]: v for k, v in load_file(str(model_path)).items() if k.startswith("extra.")}
+    extras = {k[len("extra.") :]: v for k, v in load_file(str(model_path)).items() if k.startswith("extra.")}
     try:
         blob = optim_path.read_bytes()
         optim_tensors = st_load_bytes(blob)

@@ -77,10 +77,35 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_run_key ON metrics (run_id, key, step);
 """
 
-_RUN_COLUMNS = ("id", "name", "objective", "dataset", "arch", "device", "status", "message", "created_at",
-                "queued_at", "started_at", "updated_at", "finished_at", "pid", "pid_start", "host", "world_size",
-                "cancel_requested", "step", "total_steps", "epoch", "epochs", "eta_s", "attempts", "final_path",
-                "metrics", "config")
+_RUN_COLUMNS = (
+    "id",
+    "name",
+    "objective",
+    "dataset",
+    "arch",
+    "device",
+    "status",
+    "message",
+    "created_at",
+    "queued_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "pid",
+    "pid_start",
+    "host",
+    "world_size",
+    "cancel_requested",
+    "step",
+    "total_steps",
+    "epoch",
+    "epochs",
+    "eta_s",
+    "attempts",
+    "final_path",
+    "metrics",
+    "config",
+)
 
 
 def db_path() -> Path:
@@ -109,7 +134,7 @@ def process_start(pid: int) -> str | None:
             text = stat.read_text()
         except OSError:
             return None
-        rest = text[text.rfind(")") + 2:].split()
+        rest = text[text.rfind(")") + 2 :].split()
         if not rest or rest[0] in ("Z", "X"):
             return None
         return rest[19]
@@ -238,8 +263,21 @@ class RunStore:
             con.execute(
                 "INSERT INTO runs (id, name, objective, dataset, arch, device, status, created_at, queued_at,"
                 " updated_at, world_size, epochs, config) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (run_id, config.get("name", ""), config["objective"], config["dataset"], config["arch"], device,
-                 now, now, now, world_size, int(config.get("epochs", 0)), json.dumps(config, sort_keys=True)))
+                (
+                    run_id,
+                    config.get("name", ""),
+                    config["objective"],
+                    config["dataset"],
+                    config["arch"],
+                    device,
+                    now,
+                    now,
+                    now,
+                    world_size,
+                    int(config.get("epochs", 0)),
+                    json.dumps(config, sort_keys=True),
+                ),
+            )
         return self.get(run_id)
 
     # ------------------------------------------------------------------------------- read
@@ -304,8 +342,9 @@ class RunStore:
         with self.connect(write=True) as con:
             con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
 
-    def log_metrics(self, run_id: str, step: int, epoch: float, values: dict[str, float],
-                    progress: dict | None = None) -> None:
+    def log_metrics(
+        self, run_id: str, step: int, epoch: float, values: dict[str, float], progress: dict | None = None
+    ) -> None:
         """Append scalars (non-finite values are stored as NULL) and, optionally, progress fields."""
         now = time.time()
         rows = []
@@ -316,8 +355,7 @@ class RunStore:
             con.executemany("INSERT INTO metrics (run_id, step, epoch, t, key, value) VALUES (?, ?, ?, ?, ?, ?)", rows)
             if progress:
                 cols = ", ".join(f"{k} = ?" for k in progress)
-                con.execute(f"UPDATE runs SET {cols}, updated_at = ? WHERE id = ?",
-                            (*progress.values(), now, run_id))
+                con.execute(f"UPDATE runs SET {cols}, updated_at = ? WHERE id = ?", (*progress.values(), now, run_id))
 
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         """Drop scalars logged after ``after_step`` (a resumed run rewinds to its checkpoint)."""
@@ -329,8 +367,11 @@ class RunStore:
         now = time.time()
         with self.connect(write=True) as con:
             con.execute("UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (now, run_id))
-            con.execute("UPDATE runs SET status = 'cancelled', message = 'cancelled while queued', finished_at = ?"
-                        " WHERE id = ? AND status = 'queued'", (now, run_id))
+            con.execute(
+                "UPDATE runs SET status = 'cancelled', message = 'cancelled while queued', finished_at = ?"
+                " WHERE id = ? AND status = 'queued'",
+                (now, run_id),
+            )
         return self.require(run_id)
 
     def requeue(self, run_id: str, device: str) -> RunRecord:
@@ -342,9 +383,12 @@ class RunStore:
                 raise KeyError(f"no run {run_id!r}")
             if row[0] in ACTIVE:
                 raise ValueError(f"run {run_id} is {row[0]}; only a cancelled, failed or done run can be resumed.")
-            con.execute("UPDATE runs SET status = 'queued', cancel_requested = 0, message = 'queued to resume',"
-                        " queued_at = ?, updated_at = ?, finished_at = NULL, pid = NULL, pid_start = NULL,"
-                        " device = ? WHERE id = ?", (now, now, device, run_id))
+            con.execute(
+                "UPDATE runs SET status = 'queued', cancel_requested = 0, message = 'queued to resume',"
+                " queued_at = ?, updated_at = ?, finished_at = NULL, pid = NULL, pid_start = NULL,"
+                " device = ? WHERE id = ?",
+                (now, now, device, run_id),
+            )
         return self.require(run_id)
 
     def attach_worker(self, run_id: str, pid: int, host: str | None = None) -> None:
@@ -359,17 +403,26 @@ class RunStore:
     def _reap(self, con: sqlite3.Connection) -> list[str]:
         host = hostname()
         dead = []
-        rows = con.execute("SELECT id, pid, pid_start, status FROM runs WHERE status IN ('queued', 'running')"
-                           " AND pid IS NOT NULL AND host = ?", (host,)).fetchall()
+        rows = con.execute(
+            "SELECT id, pid, pid_start, status FROM runs WHERE status IN ('queued', 'running')"
+            " AND pid IS NOT NULL AND host = ?",
+            (host,),
+        ).fetchall()
         for run_id, pid, start, status in rows:
             now_start = process_start(pid)
             if now_start is None or (start is not None and now_start != start):
                 dead.append(run_id)
-                con.execute("UPDATE runs SET status = 'failed', finished_at = ?, updated_at = ?, eta_s = NULL,"
-                            " message = ? WHERE id = ?",
-                            (time.time(), time.time(),
-                             f"the worker process (pid {pid}) ended without reporting while {status}: it was "
-                             "killed or crashed. Resume continues from the last checkpoint.", run_id))
+                con.execute(
+                    "UPDATE runs SET status = 'failed', finished_at = ?, updated_at = ?, eta_s = NULL,"
+                    " message = ? WHERE id = ?",
+                    (
+                        time.time(),
+                        time.time(),
+                        f"the worker process (pid {pid}) ended without reporting while {status}: it was "
+                        "killed or crashed. Resume continues from the last checkpoint.",
+                        run_id,
+                    ),
+                )
         return dead
 
     def reap_dead(self) -> list[str]:
@@ -388,27 +441,37 @@ class RunStore:
         """
         with self.connect(write=True) as con:
             self._reap(con)
-            row = con.execute("SELECT status, device, queued_at, cancel_requested FROM runs WHERE id = ?",
-                              (run_id,)).fetchone()
+            row = con.execute(
+                "SELECT status, device, queued_at, cancel_requested FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
             if row is None:
                 raise KeyError(f"no run {run_id!r}")
             status, device, queued_at, cancel = row
             if status != "queued":
                 return status
             if cancel:
-                con.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, message = 'cancelled while"
-                            " queued' WHERE id = ?", (time.time(), run_id))
+                con.execute(
+                    "UPDATE runs SET status = 'cancelled', finished_at = ?, message = 'cancelled while"
+                    " queued' WHERE id = ?",
+                    (time.time(), run_id),
+                )
                 return "cancelled"
-            running = con.execute("SELECT COUNT(*) FROM runs WHERE device = ? AND status = 'running'",
-                                  (device,)).fetchone()[0]
-            earlier = con.execute("SELECT COUNT(*) FROM runs WHERE device = ? AND status = 'queued' AND"
-                                  " (queued_at < ? OR (queued_at = ? AND id < ?))",
-                                  (device, queued_at, queued_at, run_id)).fetchone()[0]
+            running = con.execute(
+                "SELECT COUNT(*) FROM runs WHERE device = ? AND status = 'running'", (device,)
+            ).fetchone()[0]
+            earlier = con.execute(
+                "SELECT COUNT(*) FROM runs WHERE device = ? AND status = 'queued' AND"
+                " (queued_at < ? OR (queued_at = ? AND id < ?))",
+                (device, queued_at, queued_at, run_id),
+            ).fetchone()[0]
             if running >= max_running or earlier:
                 return "wait"
             now = time.time()
-            con.execute("UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ?,"
-                        " attempts = attempts + 1, message = '' WHERE id = ?", (now, now, run_id))
+            con.execute(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ?,"
+                " attempts = attempts + 1, message = '' WHERE id = ?",
+                (now, now, run_id),
+            )
             return "started"
 
     def position_in_queue(self, run_id: str) -> int:
@@ -417,7 +480,9 @@ class RunStore:
         with self.connect() as con:
             return con.execute(
                 "SELECT COUNT(*) FROM runs WHERE device = ? AND id != ? AND (status = 'running' OR"
-                " (status = 'queued' AND queued_at <= ?))", (rec.device, run_id, rec.queued_at)).fetchone()[0]
+                " (status = 'queued' AND queued_at <= ?))",
+                (rec.device, run_id, rec.queued_at),
+            ).fetchone()[0]
 
     def delete(self, run_id: str) -> None:
         rec = self.require(run_id)
@@ -461,8 +526,11 @@ def zoo_entries() -> list:
         bits = [f"{rec.objective} on {rec.dataset}"]
         if cfg.get("eps") and rec.objective != "standard":
             eps = float(cfg["eps"])
-            bits.append(f"eps {eps * 255:.3g}/255" if cfg.get("dataset") not in ("digits", "mnist", "fashion_mnist")
-                        else f"eps {eps:.3g}")
+            bits.append(
+                f"eps {eps * 255:.3g}/255"
+                if cfg.get("dataset") not in ("digits", "mnist", "fashion_mnist")
+                else f"eps {eps:.3g}"
+            )
         if isinstance(acc, float):
             bits.append(f"test {acc * 100:.1f}%")
         if isinstance(rob, float):

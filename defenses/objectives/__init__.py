@@ -4,5 +4,15 @@ imported below."""
 
 from . import alp, attention, clp, deep_defense, fast_at, feature_denoise, fgsm_at, pgd_at, standard, trades
 
-__all__ = ["alp", "attention", "clp", "deep_defense", "fast_at", "feature_denoise", "fgsm_at", "pgd_at", "standard",
-           "trades"]
+__all__ = [
+    "alp",
+    "attention",
+    "clp",
+    "deep_defense",
+    "fast_at",
+    "feature_denoise",
+    "fgsm_at",
+    "pgd_at",
+    "standard",
+    "trades",
+]

@@ -16,9 +16,11 @@ from advlens.training.objectives import PIXEL, HyperParam, Objective, accuracy_o
 class ALP(Objective):
     name = "alp"
     title = "Adversarial logit pairing (ALP)"
-    formula = (r"\frac{1}{2}\Big[\mathrm{CE}\big(f_\theta(x), y\big) + \mathrm{CE}\big(f_\theta(x'), y\big)\Big]"
-               r" + \lambda\, \frac{1}{mK}\sum_{i=1}^{m} \big\|z_\theta(x_i) - z_\theta(x'_i)\big\|_2^2,"
-               r"\quad x' = \mathrm{PGD}_\epsilon(x)")
+    formula = (
+        r"\frac{1}{2}\Big[\mathrm{CE}\big(f_\theta(x), y\big) + \mathrm{CE}\big(f_\theta(x'), y\big)\Big]"
+        r" + \lambda\, \frac{1}{mK}\sum_{i=1}^{m} \big\|z_\theta(x_i) - z_\theta(x'_i)\big\|_2^2,"
+        r"\quad x' = \mathrm{PGD}_\epsilon(x)"
+    )
     source = "Kannan, Kurakin, Goodfellow: Adversarial Logit Pairing (2018), arXiv 1803.06373"
     arxiv = "1803.06373"
     hyperparams = (
@@ -32,13 +34,17 @@ class ALP(Objective):
         "mnist": {"steps": 40, "alpha": 0.01},
         "cifar": {"steps": 7, "alpha": 2 / 255},
     }
-    extra_plots = {"Logit pairing term": ("train/pairing",), "Training accuracy: clean vs PGD": ("train/acc",
-                                                                                                 "train/acc_adv")}
+    extra_plots = {
+        "Logit pairing term": ("train/pairing",),
+        "Training accuracy: clean vs PGD": ("train/acc", "train/acc_adv"),
+    }
 
     @classmethod
     def notes(cls) -> str:
-        return ("ALP's published ImageNet robustness (27.9%) fell to 0.6% under a stronger targeted PGD "
-                "(Engstrom et al. 2018, arXiv 1807.10272): evaluate it with strong, many-step attacks.")
+        return (
+            "ALP's published ImageNet robustness (27.9%) fell to 0.6% under a stronger targeted PGD "
+            "(Engstrom et al. 2018, arXiv 1807.10272): evaluate it with strong, many-step attacks."
+        )
 
     def loss(self, model, x, y, ctx):
         x_adv = pgd(ctx.attack_model, x, y, ctx.eps, self.alpha, self.steps)
@@ -46,5 +52,9 @@ class ALP(Objective):
         logits_adv = model(x_adv)
         ce = 0.5 * (cross_entropy(logits, y) + cross_entropy(logits_adv, y))
         pairing = (logits.float() - logits_adv.float()).pow(2).mean()
-        return ce + self.lam * pairing, {"ce": ce.detach(), "pairing": pairing.detach(),
-                                         "acc": accuracy_of(logits, y), "acc_adv": accuracy_of(logits_adv, y)}
+        return ce + self.lam * pairing, {
+            "ce": ce.detach(),
+            "pairing": pairing.detach(),
+            "acc": accuracy_of(logits, y),
+            "acc_adv": accuracy_of(logits_adv, y),
+        }

@@ -83,15 +83,25 @@ def step_ll(model: nn.Module, x: torch.Tensor, eps: float, train: bool | None = 
     """Step-LL (Kurakin et al. 2017, arXiv 1611.01236): one eps step down the CE of the least likely class."""
     with torch.no_grad(), model_mode(model, train):
         y_ll = model(x).argmin(1)
-    return sign_ascent(model, x, lambda z: -F.cross_entropy(z.float(), y_ll, reduction="sum"), eps, eps, 1,
-                       start="zero", train=train)
+    return sign_ascent(
+        model, x, lambda z: -F.cross_entropy(z.float(), y_ll, reduction="sum"), eps, eps, 1, start="zero", train=train
+    )
 
 
-def pgd_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-           train: bool | None = None) -> torch.Tensor:
+def pgd_ce(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, train: bool | None = None
+) -> torch.Tensor:
     """Madry's PGD on the cross-entropy from a uniform random start."""
-    return sign_ascent(model, x, lambda z: F.cross_entropy(z.float(), y, reduction="sum"), eps, alpha, steps,
-                       start="uniform", train=train)
+    return sign_ascent(
+        model,
+        x,
+        lambda z: F.cross_entropy(z.float(), y, reduction="sum"),
+        eps,
+        alpha,
+        steps,
+        start="uniform",
+        train=train,
+    )
 
 
 def into_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -104,33 +114,65 @@ def into_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
 class AttentionRectification(Objective):
     name = "attention"
     title = "Attention rectification and preservation (Wu et al.)"
-    formula = (r"w_{ce}\big[\mathrm{CE}(x) + \mathrm{CE}(x')\big] + w_{m}\,\mathcal{L}_{mask} + w_{c}\,"
-               r"\mathcal{L}_{contrast},\quad \mathcal{L}_{mask} = -\overline{(p(x) - p(x_m))^2}"
-               r" - \overline{(p(x') - p(x'_m))^2},\quad x_m = (1-M)\odot x + M\odot v,\;"
-               r" M = \mathbb{1}[\mathrm{CAM} > \overline{\mathrm{CAM}}],\quad"
-               r" \mathcal{L}_{contrast} = \overline{(\mathrm{CAM}(x) - \mathrm{CAM}(x'))^2}")
-    source = ("Wu, Zhang, Zhang, Chen, Zhao, Fan, Cao, Lin: Attention, Please! Adversarial Defense via Activation "
-              "Rectification and Preservation (ACM TOMM 2023), arXiv 1811.09831")
+    formula = (
+        r"w_{ce}\big[\mathrm{CE}(x) + \mathrm{CE}(x')\big] + w_{m}\,\mathcal{L}_{mask} + w_{c}\,"
+        r"\mathcal{L}_{contrast},\quad \mathcal{L}_{mask} = -\overline{(p(x) - p(x_m))^2}"
+        r" - \overline{(p(x') - p(x'_m))^2},\quad x_m = (1-M)\odot x + M\odot v,\;"
+        r" M = \mathbb{1}[\mathrm{CAM} > \overline{\mathrm{CAM}}],\quad"
+        r" \mathcal{L}_{contrast} = \overline{(\mathrm{CAM}(x) - \mathrm{CAM}(x'))^2}"
+    )
+    source = (
+        "Wu, Zhang, Zhang, Chen, Zhao, Fan, Cao, Lin: Attention, Please! Adversarial Defense via Activation "
+        "Rectification and Preservation (ACM TOMM 2023), arXiv 1811.09831"
+    )
     arxiv = "1811.09831"
     hyperparams = (
         HyperParam("w_ce", 8.0, "weight of CE(x) + CE(x_adv)", float, 0.0, 1000.0),
         HyperParam("w_mask", 4.0, "weight of the mask (attention-preservation) term", float, 0.0, 1000.0),
-        HyperParam("w_contrast", 1.0, "weight of the contrast (attention-rectification) term; one of the "
-                   "authors' checkpoints used 1.6", float, 0.0, 1000.0),
-        HyperParam("adversary", "stepll", "Step-LL (the authors' code) or PGD (the modern variant)", str,
-                   choices=ADVERSARIES),
+        HyperParam(
+            "w_contrast",
+            1.0,
+            "weight of the contrast (attention-rectification) term; one of the authors' checkpoints used 1.6",
+            float,
+            0.0,
+            1000.0,
+        ),
+        HyperParam(
+            "adversary", "stepll", "Step-LL (the authors' code) or PGD (the modern variant)", str, choices=ADVERSARIES
+        ),
         HyperParam("pgd_steps", 7, "PGD steps (adversary = pgd)", int, 1, 1000),
         HyperParam("pgd_alpha", 2 / 255, "PGD step size (adversary = pgd)", float, 0.0, 1.0, PIXEL),
-        HyperParam("second_update", False, "also train on the twice-attacked sample x'' = A(x_adv), folded into "
-                   "the same step", bool),
+        HyperParam(
+            "second_update",
+            False,
+            "also train on the twice-attacked sample x'' = A(x_adv), folded into the same step",
+            bool,
+        ),
         HyperParam("cam_layer", "", "Grad-CAM layer (empty: the model's late conv layer)", str),
-        HyperParam("cam_variant", "softmax", "attention map: spatial softmax (training code) or ReLU (analysis "
-                   "code) of sum_k alpha_k A^k", str, choices=CAM_VARIANTS),
+        HyperParam(
+            "cam_variant",
+            "softmax",
+            "attention map: spatial softmax (training code) or ReLU (analysis code) of sum_k alpha_k A^k",
+            str,
+            choices=CAM_VARIANTS,
+        ),
         HyperParam("cam_normalize", "max", "per-sample normalisation of the map", str, choices=CAM_NORMALIZE),
-        HyperParam("erase", "mean", "fill of the erased region: batch mean (= dataset mean), mid-grey or zero",
-                   str, choices=ERASE_FILLS),
-        HyperParam("snapshot_size", 8, "images of the fixed batch whose clean and adversarial maps are measured "
-                   "and saved after each epoch (0: off)", int, 0, 64),
+        HyperParam(
+            "erase",
+            "mean",
+            "fill of the erased region: batch mean (= dataset mean), mid-grey or zero",
+            str,
+            choices=ERASE_FILLS,
+        ),
+        HyperParam(
+            "snapshot_size",
+            8,
+            "images of the fixed batch whose clean and adversarial maps are measured "
+            "and saved after each epoch (0: off)",
+            int,
+            0,
+            64,
+        ),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
     presets = {
@@ -138,16 +180,20 @@ class AttentionRectification(Objective):
         "mnist": {"pgd_steps": 40, "pgd_alpha": 0.01},
         "cifar": {"pgd_steps": 7, "pgd_alpha": 2 / 255},
     }
-    extra_plots = {"Attention terms": ("train/mask", "train/contrast"),
-                   "Training accuracy: clean vs adversarial": ("train/acc", "train/acc_adv"),
-                   "Attention IoU, clean vs adversarial (fixed batch)": ("attention/iou",)}
+    extra_plots = {
+        "Attention terms": ("train/mask", "train/contrast"),
+        "Training accuracy: clean vs adversarial": ("train/acc", "train/acc_adv"),
+        "Attention IoU, clean vs adversarial (fixed batch)": ("attention/iou",),
+    }
 
     @classmethod
     def notes(cls) -> str:
-        return ("Each step adds to the adversary a Grad-CAM pass with `create_graph=True` on the clean and "
-                "adversarial batch, a forward pass on the erased images, and a double-backward pass. After each "
-                "epoch the clean and adversarial maps of a fixed batch are saved to the run's `snapshots/` folder "
-                "and their top-20% IoU is logged as `attention/iou`.")
+        return (
+            "Each step adds to the adversary a Grad-CAM pass with `create_graph=True` on the clean and "
+            "adversarial batch, a forward pass on the erased images, and a double-backward pass. After each "
+            "epoch the clean and adversarial maps of a fixed batch are saved to the run's `snapshots/` folder "
+            "and their top-20% IoU is logged as `attention/iou`."
+        )
 
     # ------------------------------------------------------------------------------- adversary
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: bool | None = None) -> torch.Tensor:
@@ -162,8 +208,9 @@ class AttentionRectification(Objective):
         return name if model is bare else f"module.{name}"
 
     # ------------------------------------------------------------------------------------ loss
-    def pair_loss(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, layer: str
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def pair_loss(
+        self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, layer: str
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The objective on one (x, x_adv) pair; the clean and adversarial batches share each pass."""
         n = len(x)
         both = torch.cat([x, x_adv])
@@ -176,8 +223,13 @@ class AttentionRectification(Objective):
         l_mask = mask_loss(p[:n], p_masked[:n], p[n:], p_masked[n:])
         l_contrast = contrast_loss(cam.maps[:n].float(), cam.maps[n:].float())
         loss = self.w_ce * ce + self.w_mask * l_mask + self.w_contrast * l_contrast
-        return loss, {"ce": ce.detach(), "mask": l_mask.detach(), "contrast": l_contrast.detach(),
-                      "acc": accuracy_of(logits[:n], y), "acc_adv": accuracy_of(logits[n:], y)}
+        return loss, {
+            "ce": ce.detach(),
+            "mask": l_mask.detach(),
+            "contrast": l_contrast.detach(),
+            "acc": accuracy_of(logits[:n], y),
+            "acc_adv": accuracy_of(logits[n:], y),
+        }
 
     def loss(self, model, x, y, ctx):
         layer = self.cam_layer_of(model, ctx.attack_model)
@@ -197,20 +249,36 @@ class AttentionRectification(Objective):
         x, y = ctx.guard_batch
         x = to_float(x[: self.snapshot_size].to(ctx.device))
         y = y[: self.snapshot_size].to(ctx.device)
-        snap = attention_snapshot(ctx.model, x, y, lambda m, xb, yb: self.attack(m, xb, yb, train=False),
-                                  layer=self.cam_layer or None, variant=self.cam_variant,
-                                  normalize=self.cam_normalize)
-        metrics = {"attention/iou": float(snap["iou"].mean()),
-                   "attention/acc_adv": float((snap["pred_adv"] == snap["y"]).float().mean())}
+        snap = attention_snapshot(
+            ctx.model,
+            x,
+            y,
+            lambda m, xb, yb: self.attack(m, xb, yb, train=False),
+            layer=self.cam_layer or None,
+            variant=self.cam_variant,
+            normalize=self.cam_normalize,
+        )
+        metrics = {
+            "attention/iou": float(snap["iou"].mean()),
+            "attention/acc_adv": float((snap["pred_adv"] == snap["y"]).float().mean()),
+        }
         if ctx.folder is not None:
             path = save_snapshot(snap, Path(ctx.folder) / SNAPSHOT_DIR, ctx.epoch)
             ctx.log(f"attention snapshot: mean clean/adversarial IoU {metrics['attention/iou']:.3f} -> {path.name}")
         return EpochVerdict(metrics=metrics)
 
 
-def attention_snapshot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack=None, x_adv: torch.Tensor | None = None,
-                       layer: str | None = None, variant: str = "softmax", normalize: str = "max",
-                       k_percent: float = 20.0) -> dict:
+def attention_snapshot(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack=None,
+    x_adv: torch.Tensor | None = None,
+    layer: str | None = None,
+    variant: str = "softmax",
+    normalize: str = "max",
+    k_percent: float = 20.0,
+) -> dict:
     """The clean and adversarial attention maps of a batch, as training sees them, for display.
 
     ``attack(model, x, y) -> x_adv`` makes the adversarial images (or pass ``x_adv``). Runs in eval
@@ -230,9 +298,18 @@ def attention_snapshot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attac
     maps = cam.maps.detach().float().cpu()
     pred = cam.logits.detach().argmax(1).cpu()
     (norm_clean, norm_adv), _, _ = joint_normalize(maps[:n], maps[n:])
-    return {"x": x.detach().cpu(), "x_adv": x_adv.detach().cpu(), "y": y.detach().cpu(),
-            "maps_clean": maps[:n], "maps_adv": maps[n:], "norm_clean": norm_clean, "norm_adv": norm_adv,
-            "pred_clean": pred[:n], "pred_adv": pred[n:], "iou": M.topk_iou(maps[:n], maps[n:], k_percent)}
+    return {
+        "x": x.detach().cpu(),
+        "x_adv": x_adv.detach().cpu(),
+        "y": y.detach().cpu(),
+        "maps_clean": maps[:n],
+        "maps_adv": maps[n:],
+        "norm_clean": norm_clean,
+        "norm_adv": norm_adv,
+        "pred_clean": pred[:n],
+        "pred_adv": pred[n:],
+        "iou": M.topk_iou(maps[:n], maps[n:], k_percent),
+    }
 
 
 def snapshot_mosaic(snap: dict, tile: int = 84, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
@@ -245,8 +322,12 @@ def snapshot_mosaic(snap: dict, tile: int = 84, alpha: float = 0.5, colormap: st
     n = len(snap["y"])
     for i in range(n):
         wrong = int(snap["pred_adv"][i]) != int(snap["y"][i])
-        col = [image_rgb(snap["x"][i]), overlay(snap["x"][i], snap["norm_clean"][i], alpha, colormap),
-               image_rgb(snap["x_adv"][i]), overlay(snap["x_adv"][i], snap["norm_adv"][i], alpha, colormap)]
+        col = [
+            image_rgb(snap["x"][i]),
+            overlay(snap["x"][i], snap["norm_clean"][i], alpha, colormap),
+            image_rgb(snap["x_adv"][i]),
+            overlay(snap["x_adv"][i], snap["norm_adv"][i], alpha, colormap),
+        ]
         col = [cv2.resize(enlarge(c, tile), (tile, tile), interpolation=cv2.INTER_NEAREST) for c in col]
         if wrong:
             col[2] = cv2.rectangle(col[2].copy(), (0, 0), (tile - 1, tile - 1), (220, 30, 30), 3)
@@ -264,7 +345,16 @@ def save_snapshot(snap: dict, folder: Path, epoch: int) -> Path:
     stem = folder / f"attention_epoch{epoch + 1:03d}"
     png = stem.with_suffix(".png")
     cv2.imwrite(str(png), cv2.cvtColor(snapshot_mosaic(snap), cv2.COLOR_RGB2BGR))
-    stem.with_suffix(".json").write_text(json.dumps({
-        "epoch": epoch + 1, "labels": snap["y"].tolist(), "pred_clean": snap["pred_clean"].tolist(),
-        "pred_adv": snap["pred_adv"].tolist(), "iou": [round(float(v), 4) for v in snap["iou"]]}, indent=1))
+    stem.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "epoch": epoch + 1,
+                "labels": snap["y"].tolist(),
+                "pred_clean": snap["pred_clean"].tolist(),
+                "pred_adv": snap["pred_adv"].tolist(),
+                "iou": [round(float(v), 4) for v in snap["iou"]],
+            },
+            indent=1,
+        )
+    )
     return png

@@ -18,8 +18,10 @@ from advlens.training.objectives import HyperParam, Objective, accuracy_of, cros
 class CLP(Objective):
     name = "clp"
     title = "Clean logit pairing (CLP)"
-    formula = (r"\mathrm{CE}\big(f_\theta(x), y\big) + \lambda\, \frac{2}{mK}\sum_{i=1}^{m/2}"
-               r"\big\|z_\theta(x_i) - z_\theta(x_{i+m/2})\big\|_2^2")
+    formula = (
+        r"\mathrm{CE}\big(f_\theta(x), y\big) + \lambda\, \frac{2}{mK}\sum_{i=1}^{m/2}"
+        r"\big\|z_\theta(x_i) - z_\theta(x_{i+m/2})\big\|_2^2"
+    )
     source = "Kannan, Kurakin, Goodfellow: Adversarial Logit Pairing (2018), arXiv 1803.06373"
     arxiv = "1803.06373"
     uses_eps = False
@@ -38,5 +40,5 @@ class CLP(Objective):
         if half == 0:
             pairing = logits.float().sum() * 0.0
         else:
-            pairing = (logits[:half].float() - logits[half:2 * half].float()).pow(2).mean()
+            pairing = (logits[:half].float() - logits[half : 2 * half].float()).pow(2).mean()
         return ce + self.lam * pairing, {"ce": ce.detach(), "pairing": pairing.detach(), "acc": accuracy_of(logits, y)}

@@ -45,8 +45,9 @@ from advlens.training.objectives import (
 from defenses.deepfool_diff import NORM_EPS, deepfool, rho2
 
 
-def deep_defense_regularizer(ratio: torch.Tensor, correct: torch.Tensor, c: float, d: float,
-                             cap: float = 0.0) -> torch.Tensor:
+def deep_defense_regularizer(
+    ratio: torch.Tensor, correct: torch.Tensor, c: float, d: float, cap: float = 0.0
+) -> torch.Tensor:
     """R_i = exp(-c * ratio_i) where ``correct``, exp(d * min(ratio_i, cap)) elsewhere (per sample; cap 0: none)."""
     wrong_ratio = ratio.clamp(max=cap) if cap > 0 else ratio
     return torch.where(correct, torch.exp(-c * ratio), torch.exp(d * wrong_ratio))
@@ -56,12 +57,16 @@ def deep_defense_regularizer(ratio: torch.Tensor, correct: torch.Tensor, c: floa
 class DeepDefense(Objective):
     name = "deep_defense"
     title = "Deep Defense (DeepFool regulariser)"
-    formula = (r"\mathrm{CE}\big(f_\theta(x), y\big) + \lambda\,\frac{1}{m}\sum_i \begin{cases}"
-               r"\exp\!\big(-c\,\|r(x_i)\|_2/\|x_i\|_2\big) & f_\theta(x_i) = y_i\\"
-               r"\exp\!\big(d\,\min(\|r(x_i)\|_2/\|x_i\|_2,\ \kappa)\big) & \text{otherwise}\end{cases},"
-               r"\quad r = \mathrm{DeepFool}_\theta(x)\ \text{(unrolled, differentiable)}")
-    source = ("Yan, Guo, Zhang: Deep Defense: Training DNNs with Improved Adversarial Robustness (NeurIPS 2018), "
-              "arXiv 1803.00404")
+    formula = (
+        r"\mathrm{CE}\big(f_\theta(x), y\big) + \lambda\,\frac{1}{m}\sum_i \begin{cases}"
+        r"\exp\!\big(-c\,\|r(x_i)\|_2/\|x_i\|_2\big) & f_\theta(x_i) = y_i\\"
+        r"\exp\!\big(d\,\min(\|r(x_i)\|_2/\|x_i\|_2,\ \kappa)\big) & \text{otherwise}\end{cases},"
+        r"\quad r = \mathrm{DeepFool}_\theta(x)\ \text{(unrolled, differentiable)}"
+    )
+    source = (
+        "Yan, Guo, Zhang: Deep Defense: Training DNNs with Improved Adversarial Robustness (NeurIPS 2018), "
+        "arXiv 1803.00404"
+    )
     arxiv = "1803.00404"
     uses_eps = False
     fine_tunes = True
@@ -71,43 +76,69 @@ class DeepDefense(Objective):
         HyperParam("d", 5.0, "slope for misclassified samples: exp(d ||r||/||x||)", float, 0.0, 1e4),
         HyperParam("max_iter", 5, "unrolled DeepFool iterations", int, 1, 50),
         HyperParam("overshoot", 0.02, "DeepFool overshoot", float, 0.0, 1.0),
-        HyperParam("candidates", 10, "classes DeepFool considers (the origin included; the authors: all)", int, 2,
-                   1000),
-        HyperParam("ratio_cap", 1.0, "cap of ||r||/||x|| in the misclassified term exp(d * min(ratio, cap)); "
-                   "0: no cap (the authors' code)", float, 0.0, 100.0),
-        HyperParam("rho_images", 100, "images of the fixed batch for rho_2 after each epoch (0: off)", int, 0,
-                   10_000),
+        HyperParam(
+            "candidates", 10, "classes DeepFool considers (the origin included; the authors: all)", int, 2, 1000
+        ),
+        HyperParam(
+            "ratio_cap",
+            1.0,
+            "cap of ||r||/||x|| in the misclassified term exp(d * min(ratio, cap)); 0: no cap (the authors' code)",
+            float,
+            0.0,
+            100.0,
+        ),
+        HyperParam("rho_images", 100, "images of the fixed batch for rho_2 after each epoch (0: off)", int, 0, 10_000),
     )
-    extra_plots = {"Deep Defense terms": ("train/ce", "train/reg"),
-                   "rho_2 = ||r|| / ||x|| (DeepFool)": ("deepfool/rho2", "train/rho"),
-                   "Training accuracy": ("train/acc",)}
+    extra_plots = {
+        "Deep Defense terms": ("train/ce", "train/reg"),
+        "rho_2 = ||r|| / ||x|| (DeepFool)": ("deepfool/rho2", "train/rho"),
+        "Training accuracy": ("train/acc",),
+    }
 
     @classmethod
     def notes(cls) -> str:
-        return ("The authors fine-tune a clean model for 5 epochs with SGD (lr 5e-4, momentum 0.9): set "
-                "**Start from** (`init_from`) to a clean model: the shipped `digits_small_cnn` or a standard run. `train/rho` is the 5-iteration ratio "
-                "on the training batches (correct samples); `deepfool/rho2` is DeepFool-50 on a fixed batch.")
+        return (
+            "The authors fine-tune a clean model for 5 epochs with SGD (lr 5e-4, momentum 0.9): set "
+            "**Start from** (`init_from`) to a clean model: the shipped `digits_small_cnn` or a standard run. `train/rho` is the 5-iteration ratio "
+            "on the training batches (correct samples); `deepfool/rho2` is DeepFool-50 on a fixed batch."
+        )
 
     def loss(self, model, x, y, ctx):
         logits = model(x)
         ce = cross_entropy(logits, y)
         correct = logits.detach().argmax(1) == y
-        res = deepfool(model, x, y, toward=~correct, candidates=self.candidates, max_iter=self.max_iter,
-                       overshoot=self.overshoot, clip=False, norm_eps=NORM_EPS, create_graph=True)
+        res = deepfool(
+            model,
+            x,
+            y,
+            toward=~correct,
+            candidates=self.candidates,
+            max_iter=self.max_iter,
+            overshoot=self.overshoot,
+            clip=False,
+            norm_eps=NORM_EPS,
+            create_graph=True,
+        )
         ratio = res.ratio(x, NORM_EPS)
         reg = deep_defense_regularizer(ratio.float(), correct, self.c, self.d, self.ratio_cap).mean()
         n_ok = correct.sum().clamp(min=1)
         rho = (ratio.detach() * correct).sum() / n_ok
-        return ce + self.lam * reg, {"ce": ce.detach(), "reg": reg.detach(), "rho": rho,
-                                     "acc": accuracy_of(logits, y)}
+        return ce + self.lam * reg, {"ce": ce.detach(), "reg": reg.detach(), "rho": rho, "acc": accuracy_of(logits, y)}
 
     def on_epoch_end(self, ctx: EpochContext) -> EpochVerdict | None:
         if self.rho_images <= 0:
             return None
         x, y = ctx.guard_batch
         x = to_float(x[: self.rho_images].to(ctx.device))
-        out = rho2(ctx.model, x, y[: self.rho_images].to(ctx.device), max_iter=50, overshoot=self.overshoot,
-                   candidates=self.candidates)
-        ctx.log(f"DeepFool rho_2 on {out['images']} fixed training images: {out['rho2']:.4f} "
-                f"(fooled {out['fooled']:.0%})")
+        out = rho2(
+            ctx.model,
+            x,
+            y[: self.rho_images].to(ctx.device),
+            max_iter=50,
+            overshoot=self.overshoot,
+            candidates=self.candidates,
+        )
+        ctx.log(
+            f"DeepFool rho_2 on {out['images']} fixed training images: {out['rho2']:.4f} (fooled {out['fooled']:.0%})"
+        )
         return EpochVerdict(metrics={"deepfool/rho2": out["rho2"], "deepfool/fooled": out["fooled"]})

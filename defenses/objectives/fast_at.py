@@ -26,25 +26,31 @@ from advlens.training.objectives import (
 class FastAT(Objective):
     name = "fast_at"
     title = "Fast adversarial training (FGSM + random start)"
-    formula = (r"\delta_0 \sim \mathcal{U}(-\epsilon, \epsilon)^d,\quad \delta = \Pi_{\|\cdot\|_\infty\le\epsilon}"
-               r"\big(\delta_0 + \alpha\,\mathrm{sign}(\nabla_\delta \mathrm{CE}(f_\theta(x+\delta_0), y))\big),"
-               r"\quad \alpha = 1.25\,\epsilon,\qquad \min_\theta \mathrm{CE}\big(f_\theta(x+\delta), y\big)")
-    source = "Wong, Rice, Kolter: Fast is better than free: Revisiting adversarial training (ICLR 2020), arXiv 2001.03994"
+    formula = (
+        r"\delta_0 \sim \mathcal{U}(-\epsilon, \epsilon)^d,\quad \delta = \Pi_{\|\cdot\|_\infty\le\epsilon}"
+        r"\big(\delta_0 + \alpha\,\mathrm{sign}(\nabla_\delta \mathrm{CE}(f_\theta(x+\delta_0), y))\big),"
+        r"\quad \alpha = 1.25\,\epsilon,\qquad \min_\theta \mathrm{CE}\big(f_\theta(x+\delta), y\big)"
+    )
+    source = (
+        "Wong, Rice, Kolter: Fast is better than free: Revisiting adversarial training (ICLR 2020), arXiv 2001.03994"
+    )
     arxiv = "2001.03994"
     hyperparams = (
         HyperParam("alpha_ratio", 1.25, "FGSM step as a multiple of eps (alpha = ratio * eps)", float, 0.0, 10.0),
         HyperParam("guard", True, "stop when PGD accuracy on a fixed training batch drops sharply", bool),
-        HyperParam("guard_drop", 0.2, "an epoch-to-epoch drop of PGD accuracy larger than this stops training",
-                   float, 0.0, 1.0),
+        HyperParam(
+            "guard_drop", 0.2, "an epoch-to-epoch drop of PGD accuracy larger than this stops training", float, 0.0, 1.0
+        ),
         HyperParam("guard_steps", 5, "PGD steps of the guard's check (the authors used 5)", int, 1, 1000),
     )
-    extra_plots = {"Catastrophic-overfitting guard: PGD accuracy on a fixed training batch": ("guard/pgd_acc",),
-                   "Training accuracy on FGSM-RS examples": ("train/acc_adv",)}
+    extra_plots = {
+        "Catastrophic-overfitting guard: PGD accuracy on a fixed training batch": ("guard/pgd_acc",),
+        "Training accuracy on FGSM-RS examples": ("train/acc_adv",),
+    }
     may_restore_previous = True
 
     def loss(self, model, x, y, ctx):
-        x_adv = sign_ascent(ctx.attack_model, x, ce_sum(y), ctx.eps, self.alpha_ratio * ctx.eps, 1,
-                            start="uniform")
+        x_adv = sign_ascent(ctx.attack_model, x, ce_sum(y), ctx.eps, self.alpha_ratio * ctx.eps, 1, start="uniform")
         logits = model(x_adv)
         return cross_entropy(logits, y), {"acc_adv": accuracy_of(logits, y)}
 
@@ -58,9 +64,11 @@ class FastAT(Objective):
         verdict = EpochVerdict(metrics={"guard/pgd_acc": acc})
         if previous is not None and previous - acc > self.guard_drop:
             verdict.stop = verdict.restore_previous = True
-            verdict.message = (f"catastrophic overfitting: PGD-{self.guard_steps} accuracy on a fixed training batch "
-                               f"fell from {previous:.3f} to {acc:.3f} in epoch {ctx.epoch + 1}; kept the weights "
-                               f"of epoch {ctx.epoch}")
+            verdict.message = (
+                f"catastrophic overfitting: PGD-{self.guard_steps} accuracy on a fixed training batch "
+                f"fell from {previous:.3f} to {acc:.3f} in epoch {ctx.epoch + 1}; kept the weights "
+                f"of epoch {ctx.epoch}"
+            )
         else:
             seen.append(acc)
             ctx.log(f"guard: PGD-{self.guard_steps} accuracy on a fixed training batch {acc:.3f}")

@@ -39,24 +39,40 @@ from defenses.denoise_block import DEFAULT_OPERATOR, OPERATORS, add_denoise_bloc
 class FeatureDenoise(Objective):
     name = "feature_denoise"
     title = "Feature denoising network + PGD-AT (Xie et al.)"
-    formula = (r"\min_\theta\; \mathbb{E}\Big[\mathrm{CE}\big(f_\theta(x'), y\big)\Big],\quad x' = \mathrm{PGD}"
-               r"_\epsilon(x),\qquad \text{blocks: } y = x + \mathrm{BN}\big(\mathrm{Conv}_{1\times1}(D(x))\big),"
-               r"\; D \in \{\text{non-local means, mean, median, bilateral}\}")
-    source = ("Xie, Wu, van der Maaten, Yuille, He: Feature Denoising for Improving Adversarial Robustness "
-              "(CVPR 2019), arXiv 1812.03411")
+    formula = (
+        r"\min_\theta\; \mathbb{E}\Big[\mathrm{CE}\big(f_\theta(x'), y\big)\Big],\quad x' = \mathrm{PGD}"
+        r"_\epsilon(x),\qquad \text{blocks: } y = x + \mathrm{BN}\big(\mathrm{Conv}_{1\times1}(D(x))\big),"
+        r"\; D \in \{\text{non-local means, mean, median, bilateral}\}"
+    )
+    source = (
+        "Xie, Wu, van der Maaten, Yuille, He: Feature Denoising for Improving Adversarial Robustness "
+        "(CVPR 2019), arXiv 1812.03411"
+    )
     arxiv = "1812.03411"
     hyperparams = (
-        HyperParam("operator", DEFAULT_OPERATOR, "the denoising operator D of each block", str,
-                   choices=tuple(OPERATORS)),
-        HyperParam("stages", "", "comma-separated stages followed by a block (small_cnn: conv1, conv2; "
-                   "preact_resnet18: layer1..layer4); empty: all", str),
+        HyperParam(
+            "operator", DEFAULT_OPERATOR, "the denoising operator D of each block", str, choices=tuple(OPERATORS)
+        ),
+        HyperParam(
+            "stages",
+            "",
+            "comma-separated stages followed by a block (small_cnn: conv1, conv2; "
+            "preact_resnet18: layer1..layer4); empty: all",
+            str,
+        ),
         HyperParam("kernel_size", 3, "window of the mean, median and bilateral filters (odd)", int, 1, 9),
         HyperParam("steps", 7, "PGD steps", int, 1, 1000),
         HyperParam("alpha", 2 / 255, "PGD step size", float, 0.0, 1.0, PIXEL),
-        HyperParam("targeted", False, "targeted PGD toward a random wrong class (the paper's ImageNet setting)",
-                   bool),
-        HyperParam("clean_start_prob", 0.2, "fraction of batches whose PGD starts at the clean image instead of "
-                   "a random point (the authors' code: 0.2)", float, 0.0, 1.0),
+        HyperParam("targeted", False, "targeted PGD toward a random wrong class (the paper's ImageNet setting)", bool),
+        HyperParam(
+            "clean_start_prob",
+            0.2,
+            "fraction of batches whose PGD starts at the clean image instead of "
+            "a random point (the authors' code: 0.2)",
+            float,
+            0.0,
+            1.0,
+        ),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
     presets = {
@@ -64,14 +80,18 @@ class FeatureDenoise(Objective):
         "mnist": {"steps": 40, "alpha": 0.01},
         "cifar": {"steps": 7, "alpha": 2 / 255},
     }
-    extra_plots = {"Training accuracy on PGD examples": ("train/acc_adv",),
-                   "Denoising blocks: mean ||BN gamma|| (0 = identity)": ("train/block_gamma",)}
+    extra_plots = {
+        "Training accuracy on PGD examples": ("train/acc_adv",),
+        "Denoising blocks: mean ||BN gamma|| (0 = identity)": ("train/block_gamma",),
+    }
 
     @classmethod
     def notes(cls) -> str:
-        return ("The trained checkpoint is a `<arch>_denoise` network; the Features page shows the features "
-                "before and after each block with its noise-suppression ratio. Non-local means (softmax) cost "
-                "O((HW)^2 C) per block; `nonlocal_dot` and the filters are cheaper.")
+        return (
+            "The trained checkpoint is a `<arch>_denoise` network; the Features page shows the features "
+            "before and after each block with its noise-suppression ratio. Non-local means (softmax) cost "
+            "O((HW)^2 C) per block; `nonlocal_dot` and the filters are cheaper."
+        )
 
     def prepare_model(self, model):
         if self.operator in ("mean", "median", "bilateral") and self.kernel_size % 2 == 0:

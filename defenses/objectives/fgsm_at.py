@@ -15,8 +15,10 @@ from advlens.training.objectives import HyperParam, Objective, accuracy_of, cros
 class FGSMAT(Objective):
     name = "fgsm_at"
     title = "FGSM adversarial training"
-    formula = (r"\tilde{J}(\theta, x, y) = a\, J(\theta, x, y) + (1-a)\, J\big(\theta,\; x + \epsilon\,"
-               r"\mathrm{sign}(\nabla_x J(\theta, x, y)),\; y\big)")
+    formula = (
+        r"\tilde{J}(\theta, x, y) = a\, J(\theta, x, y) + (1-a)\, J\big(\theta,\; x + \epsilon\,"
+        r"\mathrm{sign}(\nabla_x J(\theta, x, y)),\; y\big)"
+    )
     source = "Goodfellow, Shlens, Szegedy: Explaining and Harnessing Adversarial Examples (ICLR 2015), arXiv 1412.6572"
     arxiv = "1412.6572"
     hyperparams = (
@@ -30,5 +32,9 @@ class FGSMAT(Objective):
         logits_adv = model(x_adv)
         ce, ce_adv = cross_entropy(logits, y), cross_entropy(logits_adv, y)
         loss = self.a * ce + (1.0 - self.a) * ce_adv
-        return loss, {"ce": ce.detach(), "ce_adv": ce_adv.detach(), "acc": accuracy_of(logits, y),
-                      "acc_adv": accuracy_of(logits_adv, y)}
+        return loss, {
+            "ce": ce.detach(),
+            "ce_adv": ce_adv.detach(),
+            "acc": accuracy_of(logits, y),
+            "acc_adv": accuracy_of(logits_adv, y),
+        }

@@ -15,10 +15,14 @@ from advlens.training.objectives import PIXEL, HyperParam, Objective, accuracy_o
 class PGDAT(Objective):
     name = "pgd_at"
     title = "PGD adversarial training (Madry)"
-    formula = (r"\min_\theta\; \mathbb{E}_{(x,y)}\Big[\max_{\|\delta\|_\infty \le \epsilon}"
-               r"\mathrm{CE}\big(f_\theta(x+\delta),\, y\big)\Big]")
-    source = ("Madry, Makelov, Schmidt, Tsipras, Vladu: Towards Deep Learning Models Resistant to Adversarial "
-              "Attacks (ICLR 2018), arXiv 1706.06083")
+    formula = (
+        r"\min_\theta\; \mathbb{E}_{(x,y)}\Big[\max_{\|\delta\|_\infty \le \epsilon}"
+        r"\mathrm{CE}\big(f_\theta(x+\delta),\, y\big)\Big]"
+    )
+    source = (
+        "Madry, Makelov, Schmidt, Tsipras, Vladu: Towards Deep Learning Models Resistant to Adversarial "
+        "Attacks (ICLR 2018), arXiv 1706.06083"
+    )
     arxiv = "1706.06083"
     hyperparams = (
         HyperParam("steps", 7, "PGD steps of the inner maximisation", int, 1, 1000),

@@ -24,10 +24,14 @@ def kl_sum(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
 class TRADES(Objective):
     name = "trades"
     title = "TRADES"
-    formula = (r"\min_\theta\; \mathbb{E}\Big[\mathrm{CE}\big(f_\theta(x), y\big) + \beta \max_{\|x'-x\|_\infty"
-               r"\le\epsilon} \mathrm{KL}\big(f_\theta(x)\,\|\,f_\theta(x')\big)\Big]")
-    source = ("Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan: Theoretically Principled Trade-off between Robustness "
-              "and Accuracy (ICML 2019), arXiv 1901.08573")
+    formula = (
+        r"\min_\theta\; \mathbb{E}\Big[\mathrm{CE}\big(f_\theta(x), y\big) + \beta \max_{\|x'-x\|_\infty"
+        r"\le\epsilon} \mathrm{KL}\big(f_\theta(x)\,\|\,f_\theta(x')\big)\Big]"
+    )
+    source = (
+        "Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan: Theoretically Principled Trade-off between Robustness "
+        "and Accuracy (ICML 2019), arXiv 1901.08573"
+    )
     arxiv = "1901.08573"
     hyperparams = (
         HyperParam("beta", 6.0, "weight of the robustness (KL) term", float, 0.0, 1000.0),
@@ -47,12 +51,24 @@ class TRADES(Objective):
         attack_model = ctx.attack_model
         with torch.no_grad(), model_mode(attack_model, False):
             p_clean = F.softmax(attack_model(x).float(), dim=1)
-        x_adv = sign_ascent(attack_model, x, lambda z: kl_sum(z, p_clean), ctx.eps, self.step_size, self.steps,
-                            start="normal", noise_std=self.init_std, train=False)
+        x_adv = sign_ascent(
+            attack_model,
+            x,
+            lambda z: kl_sum(z, p_clean),
+            ctx.eps,
+            self.step_size,
+            self.steps,
+            start="normal",
+            noise_std=self.init_std,
+            train=False,
+        )
         logits = model(x)
         logits_adv = model(x_adv)
         ce = cross_entropy(logits, y)
-        kl = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1),
-                      reduction="batchmean")
-        return ce + self.beta * kl, {"ce": ce.detach(), "kl": kl.detach(), "acc": accuracy_of(logits, y),
-                                     "acc_adv": accuracy_of(logits_adv, y)}
+        kl = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(logits.float(), dim=1), reduction="batchmean")
+        return ce + self.beta * kl, {
+            "ce": ce.detach(),
+            "kl": kl.detach(),
+            "acc": accuracy_of(logits, y),
+            "acc_adv": accuracy_of(logits_adv, y),
+        }
