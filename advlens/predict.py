@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .models import Classifier
+from .models.modes import eval_mode, model_device
 
 
 @dataclass
@@ -21,9 +22,9 @@ class TopK:
 
 @torch.no_grad()
 def predict_proba(model: Classifier, x: torch.Tensor) -> torch.Tensor:
-    device = next(model.parameters()).device
-    model.eval()
-    return model(x.to(device)).softmax(1).cpu()
+    """Class probabilities (N, K) on the CPU, in eval mode (the model's modes are left as they were)."""
+    with eval_mode(model):
+        return model(x.to(model_device(model))).softmax(1).cpu()
 
 
 def top_k(model: Classifier, x: torch.Tensor, k: int = 5) -> list[TopK]:

@@ -1,23 +1,24 @@
 """The catalogue of ready-to-use models.
 
 Entries come from: pretrained architectures (EfficientNet-Lite0), checkpoints shipped in
-``assets/models``, checkpoints the user imported (``$ADVLENS_HOME/models``), and providers that
-other parts of advlens register (the run store adds finished training runs).
+``assets/models``, checkpoints the user imported (``$ADVLENS_HOME/models``), and finished training
+runs (read from the run store; what the zoo says of a run comes from its checkpoint's recipe).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .budget import format_linf
 from .device import get_device
 from .models import CheckpointError, Classifier, build_model, load_checkpoint, load_checkpoint_upload, save_checkpoint
 from .paths import ASSET_MODELS_DIR, user_models_dir
+from .training.store import RunStore, db_path
 
 
 @dataclass
@@ -32,12 +33,12 @@ class ZooEntry:
     input_size: tuple[int, int, int] | None = None
 
 
-_PROVIDERS: list[Callable[[], list[ZooEntry]]] = []
-
-
-def register_provider(fn: Callable[[], list[ZooEntry]]) -> None:
-    if fn not in _PROVIDERS:
-        _PROVIDERS.append(fn)
+def _meta_of(weights: Path) -> dict | None:
+    try:
+        meta = json.loads(weights.with_suffix(".json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
@@ -45,10 +46,8 @@ def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
     if not folder.is_dir():
         return out
     for weights in sorted(folder.glob("*.safetensors")):
-        meta_path = weights.with_suffix(".json")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        meta = _meta_of(weights)
+        if meta is None:
             continue
         desc = meta.get("description") or f"{meta.get('arch')} trained on {meta.get('dataset')}"
         out.append(
@@ -66,14 +65,43 @@ def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
     return out
 
 
-def _training_runs() -> list[ZooEntry]:
-    """Finished training runs (``run-<id>-<objective>``), from the run store."""
-    from .training.store import zoo_entries
+def training_budget(recipe: dict | None) -> float | None:
+    """The L-inf budget a recipe says its model was adversarially trained at, or None."""
+    adv = (recipe or {}).get("adversarial") if isinstance(recipe, dict) else None
+    if not isinstance(adv, dict) or adv.get("norm") != "Linf":
+        return None
+    eps = adv.get("eps")
+    return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0 else None
 
-    return zoo_entries()
 
-
-register_provider(_training_runs)
+def _run_entries() -> list[ZooEntry]:
+    """Finished training runs' final checkpoints, named ``run-<id>-<objective>``: the one provider
+    that turns run records into zoo entries. Reads the store only when it exists, so listing the zoo
+    never creates ``runs.sqlite``; what a description says comes from the checkpoint's recipe."""
+    if not db_path().is_file():
+        return []
+    out = []
+    for rec in RunStore().list_runs(status="done"):
+        path = Path(rec.final_path) if rec.final_path else rec.folder / "final.safetensors"
+        meta = _meta_of(path) if path.is_file() else None
+        if meta is None:
+            continue
+        bits = [f"{rec.objective} on {rec.dataset}"]
+        eps = training_budget(meta.get("recipe"))
+        if eps is not None:
+            bits.append(f"eps {format_linf(eps)}")
+        for key, what in (("test_accuracy", "test"), ("heldout_robust_accuracy", "held-out robust")):
+            if isinstance(rec.metrics.get(key), float):
+                bits.append(f"{what} {rec.metrics[key] * 100:.1f}%")
+        name = rec.config.get("name") or ""
+        desc = f"training run {rec.id}{f' ({name})' if name else ''}: " + ", ".join(bits)
+        shape = tuple(meta.get("input_size", ())) or None
+        out.append(
+            ZooEntry(
+                rec.zoo_name, rec.arch, meta.get("dataset") or rec.dataset, "run", desc, path, dict(rec.metrics), shape
+            )
+        )
+    return out
 
 
 def list_models() -> list[ZooEntry]:
@@ -89,11 +117,10 @@ def list_models() -> list[ZooEntry]:
     ]
     entries += _entries_in(ASSET_MODELS_DIR, "asset")
     entries += _entries_in(user_models_dir(), "imported")
-    for provider in _PROVIDERS:
-        try:
-            entries += provider()
-        except Exception:  # a broken provider must not hide the rest of the zoo
-            continue
+    try:
+        entries += _run_entries()
+    except Exception:  # a broken run store must not hide the rest of the zoo
+        pass
     return entries
 
 
@@ -126,18 +153,22 @@ def load_model(name: str, device: torch.device | str | None = None) -> Classifie
 
 
 def trained_linf_eps(model: Classifier) -> float | None:
-    """The L-inf budget ``model`` was adversarially trained at (from its checkpoint's recipe), or
+    """The L-inf budget ``model`` was adversarially trained at, from its checkpoint's recipe, or
     None: pretrained and standard models, and objectives without a budget (Deep Defense)."""
-    recipe = (getattr(model, "checkpoint_meta", None) or {}).get("recipe") or {}
-    eps, objective = recipe.get("eps"), recipe.get("objective")
-    if not objective or not isinstance(eps, (int, float)) or not eps > 0:
-        return None
-    from .training.objectives import get_objective
+    return training_budget((getattr(model, "checkpoint_meta", None) or {}).get("recipe"))
 
-    try:
-        return float(eps) if get_objective(objective).uses_eps else None
-    except KeyError:
-        return None
+
+def suggested_linf_eps(model: Classifier) -> float:
+    """An L-inf budget for a first attack on ``model``: the one it was adversarially trained at (so
+    the attack tests the defense at its own budget); otherwise small but showing something on this
+    kind of image: 32/255 for grey digits, 2/255 for ImageNet-sized photos, 8/255 for colour images."""
+    trained = trained_linf_eps(model)
+    if trained is not None:
+        return trained
+    c, h, _ = model.input_size
+    if c == 1:
+        return 32 / 255
+    return 2 / 255 if h >= 128 else 8 / 255
 
 
 def _safe_name(name: str) -> str:

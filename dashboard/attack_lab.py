@@ -19,10 +19,14 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, find_minimal_eps, get_attack, run_attack
-from advlens.attacks.display import image_rgb, perturbation_rgb, step_pictures
+from advlens.attacks import ATTACKS, AttackConfigError, find_minimal_eps, get_attack, run_attack
+from advlens.attacks.display import perturbation_rgb, picture, step_pictures
+from advlens.budget import format_linf
 from advlens.data import encode_png
+from advlens.params import ParamError
+from advlens.zoo import suggested_linf_eps
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
+from dashboard.params import budget_input, param_inputs, state_value
 from dashboard.widgets import (
     CurrentExample,
     image_picker,
@@ -31,7 +35,6 @@ from dashboard.widgets import (
     model_picker,
     page_setup,
     set_current_example,
-    suggested_linf_eps_255,
 )
 
 MEMO_SIZE = 6
@@ -40,7 +43,7 @@ URL_READ_KEY = "atk_url_read"
 MAX_FRAMES = 60
 PARAM_KEYS = sorted({p.name for cls in ATTACKS.values() for p in cls.params()})
 COMMON_KEYS = ("attack", "target", "seed", "auto")
-MIN_EPS_DEFAULTS = {"max_eps": 64.0, "tol": 0.25, "steps": 20}
+MIN_EPS_DEFAULTS = {"max_eps": 64 / 255, "tol": 0.25 / 255, "steps": 20}
 
 
 # ----- session memo and the stop request ---------------------------------------------------------
@@ -59,72 +62,34 @@ def attack_blurb(cls) -> str:
 
 
 # ----- controls --------------------------------------------------------------------------------------
-def suggested_display_default(model, prm):
-    """Attack defaults, except budgets that show something on this kind of image."""
-    if prm.name == "eps" and prm.unit == PIXEL:
-        return suggested_linf_eps_255(model)
-    if prm.name == "eps" and prm.unit == "L2":
-        return 2.0 if model.input_size[0] == 1 else float(prm.default)
-    value = prm.to_display(prm.default)
-    return float(value) if prm.kind is float and value is not None else value
+def suggested_defaults(model, cls) -> dict:
+    """Attack defaults (engine units), except budgets that show something on this kind of image."""
+    out = {}
+    for prm in cls.params():
+        if prm.name == "eps" and prm.is_budget:
+            out["eps"] = suggested_linf_eps(model)
+        elif prm.name == "eps" and prm.unit == "L2" and model.input_size[0] == 1:
+            out["eps"] = 2.0
+    return out
 
 
-def parse_url_value(prm, text: str):
-    """A query-param string -> a display value for ``prm`` (None when it cannot be read)."""
-    text = (text or "").strip()
-    try:
-        if prm.kind is bool:
-            low = text.lower()
-            return True if low in {"1", "true", "yes", "on"} else False if low in {"0", "false", "no", "off"} else None
-        if prm.kind is int:
-            return int(float(text))
-        if prm.kind is float:
-            return None if text.lower() in {"", "auto", "none"} else float(text)
-    except ValueError:
-        return None
-    return text
+def url_text(prm, value) -> str:
+    """A parameter value as the link writes it (budgets as 8/255, booleans as 1/0)."""
+    return ("1" if value else "0") if prm.kind is bool else prm.text(value)
 
 
-def display_label(prm) -> str:
-    if prm.unit == PIXEL:
-        return f"{prm.name} (x/255)"
-    if prm.unit == "L2":
-        return f"{prm.name} (L2)"
-    return prm.name
-
-
-def param_controls(cls, model, from_url: bool) -> dict:
-    """One widget per parameter, in display units; returns {name: display value}."""
-    values = {}
-    cols = st.columns(min(4, max(1, len(cls.params()))))
-    for i, prm in enumerate(cls.params()):
-        key = f"atk_{cls.name}_{prm.name}"
-        if key not in st.session_state:
-            value = suggested_display_default(model, prm)
-            if from_url and prm.name in st.query_params:
-                parsed = parse_url_value(prm, st.query_params[prm.name])
-                if parsed is None and not (prm.optional and st.query_params[prm.name] in {"", "auto"}):
-                    st.warning(f"Ignored {prm.name}={st.query_params[prm.name]!r} from the link (not a valid value).")
-                else:
-                    value = parsed
-            st.session_state[key] = value
-        col = cols[i % len(cols)]
-        help_text = prm.help + (" Leave blank for auto." if prm.optional else "")
-        if prm.kind is bool:
-            values[prm.name] = col.checkbox(display_label(prm), key=key, help=help_text)
-        elif prm.kind is int:
-            values[prm.name] = col.number_input(display_label(prm), step=1, key=key, help=help_text)
-        else:
-            step = 1.0 if prm.unit == PIXEL else 0.01
-            values[prm.name] = col.number_input(
-                display_label(prm),
-                step=step,
-                format="%g",
-                key=key,
-                help=help_text,
-                placeholder="auto" if prm.optional else None,
-            )
-    return values
+def param_controls(cls, model, from_url: bool) -> tuple[dict, list[str]]:
+    """One widget per parameter; returns ({name: engine value}, every problem found)."""
+    prefix = f"atk_{cls.name}"
+    for prm in cls.params():
+        key = f"{prefix}_{prm.name}"
+        if key in st.session_state or not (from_url and prm.name in st.query_params):
+            continue
+        try:
+            st.session_state[key] = state_value(prm, prm.parse(st.query_params[prm.name]))
+        except ParamError:
+            st.warning(f"Ignored {prm.name}={st.query_params[prm.name]!r} from the link (not a valid value).")
+    return param_inputs(cls.params(), prefix, suggested_defaults(model, cls))
 
 
 def forget_settings_of_other_model(model_name: str) -> None:
@@ -167,12 +132,12 @@ def target_control(model, label: int, from_url: bool) -> tuple[int | None, bool]
     return (None if choice < 0 else int(choice)), ok
 
 
-def sync_url(name: str, cls, display: dict, target: int | None, seed: int, auto: bool) -> None:
+def sync_url(name: str, cls, values: dict, target: int | None, seed: int, auto: bool) -> None:
     wanted = {"attack": name, "seed": str(seed)}
     for prm in cls.params():
-        v = display.get(prm.name)
+        v = values.get(prm.name)
         if v is not None:
-            wanted[prm.name] = ("1" if v else "0") if prm.kind is bool else f"{v:g}" if isinstance(v, float) else str(v)
+            wanted[prm.name] = url_text(prm, v)
     if target is not None:
         wanted["target"] = str(target)
     if not auto:
@@ -261,13 +226,13 @@ def show_images(res, cls) -> None:
     pert, k = perturbation_rgb(res.perturbation(0))
     c1, c2, c3 = st.columns(3)
     c1.image(
-        image_rgb(res.x[0]),
+        picture(res.x[0]),
         caption=f"clean: {names[int(res.clean_pred[0])]} ({float(res.clean_probs[0].max()) * 100:.1f}%)",
         width="stretch",
     )
     c2.image(pert, caption=f"perturbation x {k}, mid-grey = 0", width="stretch")
     c3.image(
-        image_rgb(res.x_adv[0]),
+        picture(res.x_adv[0]),
         caption=f"adversarial: {names[int(res.adv_pred[0])]} ({float(res.adv_probs[0].max()) * 100:.1f}%)",
         width="stretch",
     )
@@ -276,7 +241,7 @@ def show_images(res, cls) -> None:
 def show_metrics(res) -> None:
     m = st.columns(4)
     linf = float(res.linf[0])
-    m[0].metric("L-inf", f"{linf * 255:.2f}/255", help=f"{linf:.5f} in [0,1] units")
+    m[0].metric("L-inf", format_linf(linf), help="the largest change of any pixel, as 1/255 levels and in [0, 1]")
     m[1].metric("L2", f"{float(res.l2[0]):.4f}")
     goal = f"→ {res.class_names[int(res.target[0])]}" if res.targeted else "untargeted"
     m[2].metric("Success", "yes" if bool(res.success[0]) else "no", goal)
@@ -330,7 +295,7 @@ def show_trajectory(res, run_id: str) -> None:
     c3.plotly_chart(
         line_chart(
             x,
-            {"L-inf (/255)": [v * 255 for v in series["linf"]], "L2": series["l2"]},
+            {"L-inf (x255)": [v * 255 for v in series["linf"]], "L2": series["l2"]},
             "Perturbation size",
             "model call",
             "norm",
@@ -341,7 +306,7 @@ def show_trajectory(res, run_id: str) -> None:
     state = "adversarial" if series["success"][entry] else "not adversarial yet"
     st.caption(
         f"{labels[entry]}: loss {series['loss'][entry]:.4g}, p(true) {series['p_true'][entry] * 100:.1f}%, "
-        f"L-inf {series['linf'][entry] * 255:.2f}/255, L2 {series['l2'][entry]:.4f}, {state}."
+        f"L-inf {format_linf(series['linf'][entry])}, L2 {series['l2'][entry]:.4f}, {state}."
     )
     pics = step_pictures(traj, entry, res.x[0])
     if pics is None:
@@ -380,11 +345,11 @@ def min_eps_section(model, example, target, digest_: str) -> None:
         "minimal L2 perturbation for comparison."
     )
     cols = st.columns(4)
-    max_eps = cols[0].number_input(
-        "search up to (x/255)", value=MIN_EPS_DEFAULTS["max_eps"], step=1.0, key="atk_me_max"
-    )
-    tol = cols[1].number_input("precision (x/255)", value=MIN_EPS_DEFAULTS["tol"], step=0.25, key="atk_me_tol")
+    max_eps = budget_input("atk_me_max", MIN_EPS_DEFAULTS["max_eps"], cols[0], "search up to (L-inf)")
+    tol = budget_input("atk_me_tol", MIN_EPS_DEFAULTS["tol"], cols[1], "precision (L-inf)")
     steps = cols[2].number_input("PGD steps", value=MIN_EPS_DEFAULTS["steps"], step=1, key="atk_me_steps")
+    if max_eps is None or tol is None:
+        return
     key = ("min_eps", digest_, example.label, target, float(max_eps), float(tol), int(steps), model.spec.arch)
     if cols[3].button("Find the minimal eps", key="atk_me_run"):
         if int(steps) < 1:
@@ -397,8 +362,8 @@ def min_eps_section(model, example, target, digest_: str) -> None:
                 example.x,
                 example.label,
                 target=target,
-                max_eps=float(max_eps) / 255,
-                tol=float(tol) / 255,
+                max_eps=float(max_eps),
+                tol=float(tol),
                 steps=int(steps),
                 progress=progress,
                 should_stop=should_stop,
@@ -418,15 +383,15 @@ def min_eps_section(model, example, target, digest_: str) -> None:
         return
     s = found.summary(0)
     c1, c2 = st.columns(2)
-    if s["min_linf_eps_255"] is None:
+    if s["min_linf_eps"] is None:
         c1.metric(
-            "Smallest L-inf eps", f"> {s['max_eps_255']:g}/255", help="PGD did not flip the image within the range"
+            "Smallest L-inf eps", f"> {format_linf(s['max_eps'])}", help="PGD did not flip the image within the range"
         )
     else:
         c1.metric(
             "Smallest L-inf eps",
-            f"{s['min_linf_eps_255']:.2f}/255",
-            help=f"within {s['tol_255']:g}/255, after {s['searches']} bisections with PGD-{int(steps)}",
+            format_linf(s["min_linf_eps"]),
+            help=f"within {format_linf(s['tol'])}, after {s['searches']} bisections with PGD-{int(steps)}",
         )
     c2.metric("DeepFool L2", "not flipped" if s["deepfool_l2"] is None else f"{s['deepfool_l2']:.4f}")
     if s["stopped"]:
@@ -452,7 +417,7 @@ def render() -> None:
     name = st.selectbox("Attack", names, key="atk_name", format_func=lambda n: f"{ATTACKS[n].title} ({n})")
     cls = get_attack(name)
     st.caption(attack_blurb(cls))
-    display = param_controls(cls, model, from_url)
+    values, problems = param_controls(cls, model, from_url)
     target, target_ok = target_control(model, example.label, from_url)
     with st.expander("Run settings"):
         if "atk_seed" not in st.session_state:
@@ -470,10 +435,12 @@ def render() -> None:
     c_run, c_auto = st.columns([1, 3])
     clicked = c_run.button("Run attack", type="primary", key="atk_run")
     auto = c_auto.toggle("Run automatically when a setting changes", key="atk_auto")
-    sync_url(name, cls, display, target, seed, auto)
-
+    sync_url(name, cls, values, target, seed, auto)
+    if problems:
+        st.error("Attack settings rejected:\n\n" + "\n\n".join(f"- {p}" for p in problems))
+        return
     try:
-        params = cls.validate_params({k: ATTACKS[name].param(k).from_display(v) for k, v in display.items()})
+        params = cls.validate_params(values)
     except AttackConfigError as exc:
         st.error(f"Attack settings rejected: {exc}")
         return
@@ -500,11 +467,11 @@ def render() -> None:
     if res is None:
         st.info("Press **Run attack** to attack this image." if not stop_requested else "Stopped.")
     else:
-        show_result(res, cls, key, model_name, example, name, display, params, target, seed)
+        show_result(res, cls, key, model_name, example, name, params, target, seed)
     min_eps_section(model, example, target, dg)
 
 
-def show_result(res, cls, key, model_name, example, name, display, params, target, seed) -> None:
+def show_result(res, cls, key, model_name, example, name, params, target, seed) -> None:
     show_images(res, cls)
     show_metrics(res)
     show_topk(res)
@@ -516,8 +483,8 @@ def show_result(res, cls, key, model_name, example, name, display, params, targe
         "title": example.title,
         "label": example.label,
         "attack": name,
-        "params": display,
-        "params_engine": params,
+        "params": params,
+        "params_display": {p.name: p.format(params[p.name]) for p in cls.params()},
         "target": target,
         "seed": seed,
         "url_query": urlencode(st.query_params.to_dict()),

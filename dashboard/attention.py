@@ -10,13 +10,15 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from advlens.attacks import AttackConfigError, run_attack
+from advlens.attacks import AttackConfigError, attack_in_batches
 from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view
 from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image_rgb, overlay
 from advlens.attribution.metrics import ERASE_VALUES
+from advlens.budget import format_linf
 from advlens.predict import topk_from_probs as topk_of
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
+from dashboard.params import budget_input
 from dashboard.widgets import page_setup, session_memo
 
 
@@ -87,25 +89,28 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
     c1, c2, c3, c4 = st.columns(4)
     ds_name = c1.selectbox("Dataset", names, key="ana_ds")
     n = int(c2.number_input("Images (N)", min_value=4, max_value=2000, value=100, step=20, key="ana_n"))
-    eps255 = float(c3.number_input("eps (x/255)", value=20.0, step=1.0, key="ana_eps"))
+    eps = budget_input("ana_eps", 20 / 255, c3, "eps (L-inf: 8/255 or 0.0314)")
     steps = int(c4.number_input("PGD steps", min_value=1, max_value=100, value=10, key="ana_steps"))
-    if st.button("Run the analysis", key="ana_run"):
+    if eps is not None and st.button("Run the analysis", key="ana_run"):
         try:
             ds = cached_dataset(ds_name, "test", None)
             x, y = ds.batch(range(min(n, len(ds))))
             bar = st.progress(0.0, text="attacking...")
             torch.manual_seed(0)
-            advs = []
-            for s0 in range(0, len(x), 64):
-                advs.append(
-                    run_attack(model, x[s0 : s0 + 64], y[s0 : s0 + 64], "pgd", eps=eps255 / 255.0, steps=steps).x_adv
-                )
-                bar.progress(0.5 * min(1.0, (s0 + 64) / len(x)), text="attacking...")
+            x_adv = attack_in_batches(
+                model,
+                x,
+                y,
+                "pgd",
+                eps=eps,
+                steps=steps,
+                progress=lambda d, t: bar.progress(0.5 * d / t, "attacking..."),
+            )
             result = analyze_attention_shift(
                 model,
                 x,
                 y,
-                torch.cat(advs),
+                x_adv,
                 method=method,
                 layer=layer,
                 target=target,
@@ -117,13 +122,13 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
         except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
             st.error(f"The analysis could not run: {exc}")
             return
-        st.session_state["ana_result"] = (model_name, ds_name, len(x), eps255, steps, result)
+        st.session_state["ana_result"] = (model_name, ds_name, len(x), eps, steps, result)
     stored = st.session_state.get("ana_result")
     if not stored or stored[0] != model_name:
         return
     _, ds_name, n_done, eps_done, steps_done, result = stored
     st.markdown(
-        f"**{ds_name}**, first {n_done} images, PGD L-inf eps {eps_done:g}/255, {steps_done} steps: attack "
+        f"**{ds_name}**, first {n_done} images, PGD L-inf eps {format_linf(eps_done)}, {steps_done} steps: attack "
         f"succeeded on **{result.n_success}**, failed on **{result.n_failure}** "
         f"({result.n_clean_wrong} misclassified clean, left out)."
     )

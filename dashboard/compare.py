@@ -11,24 +11,23 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from advlens.attacks import ATTACKS, PIXEL, AttackConfigError, Param, run_attack
+from advlens.attacks import ATTACKS, AttackConfigError, run_attack
 from advlens.attribution import compute_map
 from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
-from advlens.zoo import list_models, trained_linf_eps
+from advlens.budget import format_linf
+from advlens.predict import predict_proba
+from advlens.zoo import list_models, suggested_linf_eps, trained_linf_eps
 from dashboard.charts import ADV_COLOR, topk_bars
+from dashboard.params import param_inputs
 from dashboard.widgets import image_picker, model_picker, page_setup
 
 DEFAULT_ATTACK = "pgd"
 
 
-def _scale(p: Param, colour: bool) -> float:
-    """L-inf budgets in /255 units for colour models, raw for 1-channel ones."""
-    return 255.0 if (p.unit == PIXEL and colour) else 1.0
-
-
-def attack_settings(colour: bool, trained_eps: float | None = None) -> tuple[str, dict]:
-    """The attack and its parameters. The L-inf budget starts at the defended model's training eps
-    (``trained_eps``) when it has one: a defense is tested at the budget it was trained for."""
+def attack_settings(model, trained_eps: float | None = None) -> tuple[str, dict, list[str]]:
+    """The attack, its parameters and the problems found. The L-inf budget starts at the defended
+    model's training eps (``trained_eps``) when it has one: a defense is tested at the budget it was
+    trained for; otherwise at the budget suggested for this kind of image."""
     names = list(ATTACKS)
     name = st.selectbox(
         "Attack",
@@ -38,37 +37,11 @@ def attack_settings(colour: bool, trained_eps: float | None = None) -> tuple[str
         key="cmp_attack",
     )
     cls = ATTACKS[name]
-    params = {}
-    shown = [p for p in cls.params() if p.kind in (float, int, bool) or p.choices]
-    cols = st.columns(max(1, min(4, len(shown))))
-    for i, p in enumerate(shown):
-        col = cols[i % len(cols)]
-        key = f"cmp_{name}_{p.name}_{'c' if colour else 'g'}"
-        eps_default = p.name == "eps" and p.unit == PIXEL
-        if eps_default and trained_eps is not None:
-            key += f"_{trained_eps:.6g}"  # a new default when the defended model changes
-        scale = _scale(p, colour)
-        label = p.name + (" (/255)" if scale != 1.0 else "")
-        if p.choices:
-            params[p.name] = col.selectbox(
-                label, list(p.choices), index=list(p.choices).index(p.default), help=p.help, key=key
-            )
-        elif p.kind is bool:
-            params[p.name] = col.checkbox(label, value=bool(p.default), help=p.help, key=key)
-        elif p.kind is int:
-            params[p.name] = int(col.number_input(label, value=int(p.default), step=1, help=p.help, key=key))
-        elif p.optional and p.default is None:
-            text = col.text_input(label, value="", help=p.help, key=key).strip()
-            params[p.name] = float(text) / scale if text else None
-        else:
-            default = p.default if colour or not eps_default else 0.3
-            if eps_default and trained_eps is not None:
-                default = trained_eps
-            params[p.name] = (
-                float(col.number_input(label, value=float(default) * scale, format="%.4g", help=p.help, key=key))
-                / scale
-            )
-    return name, params
+    eps = trained_eps if trained_eps is not None else suggested_linf_eps(model)
+    defaults = {"eps": eps} if any(p.name == "eps" and p.is_budget for p in cls.params()) else {}
+    prefix = f"cmp_{name}_{'x'.join(map(str, model.input_size))}_{eps:.6g}"  # new defaults per model kind
+    values, problems = param_inputs(cls.params(), prefix, defaults)
+    return name, values, problems
 
 
 def _attention(model, x: torch.Tensor, x_adv: torch.Tensor, y: int, adv_class: int) -> tuple | None:
@@ -89,7 +62,7 @@ def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor
     c1.image(enlarge(image_rgb(res.x[0])), caption=f"clean · true {truth}", clamp=True)
     c2.image(
         enlarge(image_rgb(res.x_adv[0])),
-        caption=f"adversarial · L∞ {float(res.linf[0]) * 255:.1f}/255 · L2 {float(res.l2[0]):.3f}",
+        caption=f"adversarial · L∞ {format_linf(float(res.linf[0]))} · L2 {float(res.l2[0]):.3f}",
         clamp=True,
     )
     c1.plotly_chart(
@@ -150,17 +123,17 @@ def render() -> None:
     example = image_picker(model_a, key="cmp_image")
     if example is None:
         return
-    colour = model_a.input_size[0] == 3
-    attack, params = attack_settings(colour, trained_linf_eps(model_b))
+    attack, params, problems = attack_settings(model_a, trained_linf_eps(model_b))
+    if problems:
+        st.error("Attack settings rejected:\n\n" + "\n\n".join(f"- {p}" for p in problems))
+        return
     key = (name_a, name_b, example.title, attack, tuple(sorted(params.items())))
     if st.button("Attack both", type="primary", key="cmp_run"):
         try:
             with st.spinner("Attacking both models..."):
                 res_a = run_attack(model_a, example.x, example.label, attack, **params)
                 res_b = run_attack(model_b, example.x, example.label, attack, **params)
-                with torch.no_grad():
-                    device = next(model_b.parameters()).device
-                    transfer = model_b.eval()(res_a.x_adv.to(device)).softmax(1)[0].cpu()
+                transfer = predict_proba(model_b, res_a.x_adv)[0]
         except AttackConfigError as exc:
             st.error(f"The attack could not run: {exc}")
             return

@@ -10,17 +10,12 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from advlens.attacks import AttackConfigError, run_attack
+from advlens.attacks import AttackConfigError, describe_attack, run_attack
 from advlens.attribution import layer_choices
 from advlens.models import CheckpointError
-from dashboard.widgets import (
-    get_current_example,
-    get_model,
-    image_picker,
-    model_picker,
-    session_memo,
-    suggested_linf_eps_255,
-)
+from advlens.zoo import suggested_linf_eps
+from dashboard.params import budget_input
+from dashboard.widgets import get_current_example, get_model, image_picker, model_picker, session_memo
 
 
 @dataclass
@@ -57,9 +52,7 @@ def lens_source(key: str) -> LensInput | None:
             except (StopIteration, KeyError, CheckpointError, OSError, RuntimeError) as exc:
                 st.error(f"The Attack Lab's model {current.model_name!r} is not available: {exc}")
                 return None
-            shown = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (current.params or {}).items()
-            )
+            shown = describe_attack(current.attack, current.params or {})
             st.info(
                 f"Attack Lab example: **{current.title}** on **{current.model_name}**, "
                 f"attacked with **{current.attack}** ({shown})."
@@ -80,15 +73,11 @@ def lens_source(key: str) -> LensInput | None:
     if example is None:
         return None
     cols = st.columns(2)
-    eps255 = cols[0].number_input(
-        "PGD L-inf budget eps (x/255)",
-        value=suggested_linf_eps_255(model),
-        step=1.0,
-        key=f"{key}_eps",
-        help="The largest change of any pixel, in 1/255 units.",
-    )
+    eps = budget_input(f"{key}_eps", suggested_linf_eps(model), cols[0], "PGD budget eps (L-inf: 8/255 or 0.0314)")
     steps = cols[1].number_input("PGD steps", min_value=1, max_value=200, value=10, step=1, key=f"{key}_steps")
-    params = {"eps": float(eps255) / 255.0, "steps": int(steps)}
+    if eps is None:
+        return None
+    params = {"eps": eps, "steps": int(steps)}
 
     def attack():
         torch.manual_seed(0)
@@ -116,7 +105,7 @@ def lens_source(key: str) -> LensInput | None:
         res.x,
         res.x_adv,
         label,
-        f"PGD L-inf eps {eps255:g}/255, {int(steps)} steps",
+        f"PGD L-inf, {describe_attack('pgd', params)}",
         example.title,
         (res.clean_probs, res.adv_probs),
     )

@@ -13,11 +13,13 @@ import torch
 
 from advlens.data import DATASETS
 from advlens.models import ARCHITECTURES
+from advlens.params import ParamError
 from advlens.training import jobs
 from advlens.training.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, recommended_for_dataset
-from advlens.training.objectives import ONE_CHANNEL_DATASETS, PIXEL, HyperParam, Objective, list_objectives
+from advlens.training.objectives import Objective, list_objectives
 from advlens.training.store import ACTIVE, RunRecord, RunStore, read_log_tail
 from advlens.zoo import list_models
+from dashboard.params import LINF_EPS, label_of, param_inputs
 from dashboard.widgets import page_setup
 
 TRAINABLE_DATASETS = [n for n in DATASETS if n != "imagenet_samples"]
@@ -31,37 +33,12 @@ SCHEDULE_HELP = {
 }
 
 
-def pixel_scale(dataset: str) -> float:
-    """Budgets are shown in /255 units for colour data, raw for digits and MNIST."""
-    return 1.0 if dataset in ONE_CHANNEL_DATASETS else 255.0
-
-
-def eps_label(dataset: str) -> str:
-    return "eps (raw, images in [0,1])" if pixel_scale(dataset) == 1.0 else "eps (/255)"
-
-
-# ----------------------------------------------------------------------------------- the form
 def objective_header(cls: type[Objective]) -> None:
     st.latex(cls.formula)
     link = f" · [arXiv {cls.arxiv}](https://arxiv.org/abs/{cls.arxiv})" if cls.arxiv else ""
     st.caption(f"Source: {cls.source}{link}")
     if cls.notes():
         st.info(cls.notes())
-
-
-def hyperparam_input(h: HyperParam, default, dataset: str, key: str):
-    scale = pixel_scale(dataset) if h.unit == PIXEL else 1.0
-    label = f"{h.name}{' (/255)' if scale != 1.0 else ''}"
-    if h.kind is bool:
-        return st.checkbox(label, value=bool(default), help=h.description, key=key)
-    if h.kind is int:
-        return int(st.number_input(label, value=int(default), step=1, help=h.description, key=key))
-    if h.choices:
-        return st.selectbox(label, list(h.choices), index=list(h.choices).index(default), help=h.description, key=key)
-    if h.kind is str:
-        return st.text_input(label, value=str(default), help=h.description, key=key).strip()
-    value = st.number_input(label, value=float(default) * scale, format="%.4g", help=h.description, key=key)
-    return float(value) / scale
 
 
 def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
@@ -139,15 +116,17 @@ def new_run_form(store: RunStore) -> None:
         )
         lr = b3.number_input("Learning rate (peak)", value=float(rec["lr"]), format="%.4g", key=f"tr_lr_{k}")
         wd = b4.number_input("Weight decay", value=float(rec.get("weight_decay", 0.0)), format="%.4g", key=f"tr_wd_{k}")
-        scale = pixel_scale(dataset)
         e1, e0, e2, e3 = st.columns(4)
-        eps_shown = e1.number_input(
-            eps_label(dataset),
-            value=round(float(rec["eps"]) * scale, 4),
-            format="%.4g",
+        eps_text = e1.text_input(
+            label_of(LINF_EPS),
+            value=LINF_EPS.text(float(rec["eps"])),
             key=f"tr_eps_{k}",
             help="L-inf budget of the training adversary and of the robust-accuracy curve",
         )
+        try:
+            e1.caption(f"budget {LINF_EPS.format(LINF_EPS.parse(eps_text))}")
+        except ParamError:
+            pass  # reported when the form is submitted
         warm = e0.number_input(
             "eps warm-up (fraction of training)",
             0.0,
@@ -159,14 +138,10 @@ def new_run_form(store: RunStore) -> None:
         )
         crop = int(e2.number_input("Random crop padding (px)", 0, 16, int(rec["crop_padding"]), key=f"tr_crop_{k}"))
         flip = e3.checkbox("Random horizontal flips", value=bool(rec["flip"]), key=f"tr_flip_{k}")
-        params = {}
+        params, problems = {}, []
         if cls.hyperparams:
             st.markdown(f"**{cls.title}: hyperparameters**")
-            cols = st.columns(min(4, len(cls.hyperparams)))
-            preset = cls.defaults(dataset)
-            for i, h in enumerate(cls.hyperparams):
-                with cols[i % len(cols)]:
-                    params[h.name] = hyperparam_input(h, preset[h.name], dataset, f"tr_hp_{k}_{h.name}")
+            params, problems = param_inputs(cls.hyperparams, f"tr_hp_{k}", cls.defaults(dataset))
         st.markdown("**Evaluation and limits**")
         d1, d2, d3, d4, d5 = st.columns(5)
         val_size = int(d1.number_input("Validation images", 0, 100_000, defaults.val_size, key="tr_val"))
@@ -181,6 +156,13 @@ def new_run_form(store: RunStore) -> None:
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return
+    try:
+        eps = LINF_EPS.parse(eps_text)
+    except ParamError as exc:
+        problems.insert(0, str(exc))
+    if problems:
+        st.error("The run was not started:\n\n" + "\n\n".join(f"- {p}" for p in problems))
+        return
     cfg_dict = dict(
         objective=obj_name,
         objective_params=params,
@@ -193,7 +175,7 @@ def new_run_form(store: RunStore) -> None:
         lr=lr,
         weight_decay=wd,
         schedule=sched,
-        eps=float(eps_shown) / scale,
+        eps=eps,
         eps_warmup=float(warm),
         crop_padding=crop,
         flip=flip,

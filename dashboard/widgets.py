@@ -24,11 +24,12 @@ from advlens.data import (
     fit_image,
     load_dataset,
     load_upload,
+    resize_batch,
     sample_photo,
 )
 from advlens.device import describe_device, force_cpu, get_device
 from advlens.models import CheckpointError, Classifier
-from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model, trained_linf_eps
+from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model
 
 CURRENT_KEY = "advlens_current_example"
 MEMO_KEY = "advlens_memo"
@@ -126,19 +127,6 @@ def cached_dataset(name: str, split: str, root: str | None) -> ImageDataset:
     return load_dataset(name, split=split, root=root)
 
 
-def suggested_linf_eps_255(model: Classifier) -> float:
-    """An L-inf budget (in /255): the one an adversarially trained model was trained at (so the
-    attack tests the defense at its own budget); otherwise small but showing something on this
-    kind of image: 32/255 for grey digits, 2/255 for ImageNet-sized photos, 8/255 for colour images."""
-    trained = trained_linf_eps(model)
-    if trained is not None:
-        return round(trained * 255.0, 4)
-    c, h, _ = model.input_size
-    if c == 1:
-        return 32.0
-    return 2.0 if h >= 128 else 8.0
-
-
 def compatible_datasets(model: Classifier) -> list[str]:
     return [d.name for d in DATASETS.values() if d.input_size == tuple(model.input_size) or d.name == "folder"]
 
@@ -161,11 +149,7 @@ def _samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
         out = []
         for y, i in sorted(firsts.items()):
             x, _ = ds.item(i)
-            x = (
-                torch.nn.functional.interpolate(x, size=model.input_size[1:], mode="bilinear")
-                if tuple(x.shape[1:]) != tuple(model.input_size)
-                else x
-            )
+            x = resize_batch(x, model.input_size)
             out.append((f"digit {y} (digits test #{i})", x, _label_for(model, ds, y)))
         return out
     imagenet = len(model.class_names) == 1000

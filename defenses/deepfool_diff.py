@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlens.attribution.hooks import model_device
 from advlens.data import to_float
+from advlens.models.modes import eval_mode, model_device
 
 NORM_EPS = 1e-5
 
@@ -221,14 +221,10 @@ def rho2(
     classified images. Returns ``rho2, fooled, mean_norm, images`` (and ``accuracy,
     rho2_correct`` with labels).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         r = deepfool_ratios(
             model, x, batch_size=batch_size, max_iter=max_iter, overshoot=overshoot, candidates=candidates
         )
-    finally:
-        model.train(was_training)
     out = {
         "rho2": float(r["ratio"].mean()),
         "fooled": float(r["fooled"].float().mean()),

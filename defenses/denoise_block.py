@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlens.attribution.hooks import inference_guard, model_device
+from advlens.attribution.hooks import inference_guard
 from advlens.models import Classifier, ModelSpec
+from advlens.models.modes import model_device
 from advlens.models.preact_resnet import PreActResNet18
 from advlens.models.registry import Architecture, get_architecture, register_architecture
 from advlens.models.small_cnn import SmallCNN

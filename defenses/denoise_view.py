@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from advlens.attribution.features import clean_and_adv_features
-from advlens.attribution.hooks import inference_guard, model_device, resolve_layer
+from advlens.attribution.hooks import inference_guard, resolve_layer
+from advlens.models.modes import model_device
 
 from .denoise import denoise, get_operator, shared_params
 

@@ -13,16 +13,16 @@ from advlens.cli import main
 
 BASE = ["attack", "--model", "digits_small_cnn", "--dataset", "digits", "--index", "3"]
 FAST_ARGS = {
-    "fgsm": ["--eps", "64"],
-    "pgd": ["--eps", "64", "--steps", "5"],
+    "fgsm": ["--eps", "64/255"],
+    "pgd": ["--eps", "64/255", "--steps", "5"],
     "pgd_l2": ["--eps", "3", "--steps", "5"],
-    "mifgsm": ["--eps", "64", "--steps", "5"],
-    "stepll": ["--eps", "64"],
+    "mifgsm": ["--eps", "64/255", "--steps", "5"],
+    "stepll": ["--eps", "64/255"],
     "deepfool": ["--steps", "20"],
     "cw": ["--steps", "30", "--set", "binary_steps=2", "--set", "lr=0.05"],
-    "square": ["--eps", "64", "--steps", "100"],
-    "apgd_ce": ["--eps", "64", "--steps", "10"],
-    "apgd_dlr": ["--eps", "64", "--steps", "10"],
+    "square": ["--eps", "64/255", "--steps", "100"],
+    "apgd_ce": ["--eps", "64/255", "--steps", "10"],
+    "apgd_dlr": ["--eps", "64/255", "--steps", "10"],
 }
 
 
@@ -40,10 +40,10 @@ def test_each_attack_runs_from_the_cli(name, capsys):
 
 
 def test_json_output_has_norms_within_budget(capsys):
-    assert main(BASE + ["--attack", "pgd", "--eps", "40", "--steps", "5", "--json"]) == 0
+    assert main(BASE + ["--attack", "pgd", "--eps", "40/255", "--steps", "5", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["attack"] == "pgd" and report["params"]["eps"] == pytest.approx(40 / 255)
-    assert report["params_display"]["eps"] == pytest.approx(40)
+    assert report["params_display"]["eps"] == "40/255 (0.1569)"
     res = report["result"]
     assert res["label"] == 7 and not res["label_from_prediction"]
     assert 0 < res["linf_255"] <= 40 + 1e-3 and res["l2"] > 0
@@ -53,7 +53,7 @@ def test_json_output_has_norms_within_budget(capsys):
 
 def test_targeted_by_class_name_and_saved_outputs(tmp_path, capsys):
     out = tmp_path / "adv.png"
-    assert main(BASE + ["--attack", "pgd", "--eps", "80", "--steps", "20", "--target", "1", "--out", str(out)]) == 0
+    assert main(BASE + ["--attack", "pgd", "--eps", "80/255", "--steps", "20", "--target", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "targeted at 1" in text and "success: yes" in text
     img = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
@@ -66,14 +66,17 @@ def test_targeted_by_class_name_and_saved_outputs(tmp_path, capsys):
         "index": 3,
     }
     assert settings["result"]["adv_pred"] == "1"
-    assert settings["png"]["bits"] == 8 and settings["png"]["linf_255"] <= 80 + 1e-3
+    assert settings["png"]["bits"] == 8 and settings["png"]["linf"] * 255 <= 80 + 1e-3
 
 
 def test_image_file_input(tmp_path, capsys, digits_test):
     x, _ = digits_test.item(3)
     path = tmp_path / "digit.png"
     cv2.imwrite(str(path), (x[0, 0].numpy() * 255).round().astype(np.uint8))
-    assert main(["attack", "--model", "digits_small_cnn", "--image", str(path), "--attack", "fgsm", "--eps", "64"]) == 0
+    assert (
+        main(["attack", "--model", "digits_small_cnn", "--image", str(path), "--attack", "fgsm", "--eps", "64/255"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "true class 7 (clean prediction)" in out
 
@@ -83,21 +86,22 @@ def test_list_shows_parameters(capsys):
     out = capsys.readouterr().out
     for name in ATTACKS:
         assert name in out
-    assert "[1/255]" in out
+    assert "8/255 (0.0314)" in out
 
 
 @pytest.mark.parametrize(
     "extra,match",
     [
-        (["--attack", "pgd", "--eps", "-1"], "eps = -1/255 is too small"),
-        (["--attack", "pgd", "--eps", "300"], "eps = 300/255 is too large"),
+        (["--attack", "pgd", "--eps=-1/255"], "eps = -1/255 (-0.0039) is too small"),
+        (["--attack", "pgd", "--eps", "300/255"], "eps = 300/255 (1.1765) is too large"),
+        (["--attack", "pgd", "--eps", "8"], "write 8/255"),
         (["--attack", "pgd", "--steps", "0"], "steps = 0 is too small"),
         (["--attack", "pgd", "--target", "10"], "target class 10 is out of range"),
         (["--attack", "pgd", "--target", "cat"], "unknown target class 'cat'"),
         (["--attack", "pgd", "--target", "7"], "must differ from the true class"),
         (["--attack", "nope"], "unknown attack 'nope'"),
         (["--attack", "fgsm", "--restarts", "2"], "fgsm has no restarts parameter"),
-        (["--attack", "deepfool", "--eps", "8"], "deepfool has no eps parameter"),
+        (["--attack", "deepfool", "--eps", "8/255"], "deepfool has no eps parameter"),
         (["--attack", "mifgsm", "--set", "decay"], "NAME=VALUE"),
         (["--attack", "mifgsm", "--set", "momentum=1"], "no parameter 'momentum'"),
         (["--attack", "mifgsm", "--set", "decay=abc"], "decay must be a number"),

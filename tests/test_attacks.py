@@ -63,7 +63,7 @@ def test_registry_is_complete_and_described():
             assert p.validate(p.default) == p.default
         if cls.norm == "Linf":
             eps = cls.param("eps")
-            assert eps.unit == PIXEL and eps.to_display(8 / 255) == pytest.approx(8.0)
+            assert eps.unit == PIXEL and eps.format(8 / 255) == "8/255 (0.0314)"
     with pytest.raises(AttackConfigError, match="unknown attack"):
         get_attack("nope")
 
@@ -310,7 +310,7 @@ def test_every_iterative_attack_reports_progress(name, digits_model, batch):
 @pytest.mark.parametrize(
     "params,match",
     [
-        ({"eps": -1 / 255}, "eps = -1/255 is too small"),
+        ({"eps": -1 / 255}, r"eps = -1/255 \(-0.0039\) is too small"),
         ({"eps": 2.0}, "too large"),
         ({"steps": 0}, "steps = 0 is too small"),
         ({"steps": 2.5}, "whole number"),

@@ -279,7 +279,7 @@ def test_analysis_splits_by_success(digits_model, digits_test):
 
 def test_cli_cam_and_analyze(tmp_path, capsys):
     from advlens.cli import main
-    from advlens.cli.lens import parse_eps
+    from advlens.cli.args import linf_eps as parse_eps
 
     assert parse_eps("8/255") == pytest.approx(8 / 255) and parse_eps("0.12") == 0.12
     out = tmp_path / "panel.png"

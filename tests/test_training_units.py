@@ -169,7 +169,7 @@ def test_registry_lists_every_objective_with_formula_source_and_defaults():
     assert {"standard", "fgsm_at", "pgd_at", "fast_at", "trades", "alp", "clp"} <= names
     for cls in list_objectives():
         assert cls.title and cls.formula and cls.source
-        assert all(h.description for h in cls.hyperparams)
+        assert all(h.help for h in cls.hyperparams)
     assert get_objective("pgd_at").defaults("mnist") == {"steps": 40, "alpha": 0.01, "random_start": True}
     assert get_objective("pgd_at").defaults("cifar10")["alpha"] == pytest.approx(2 / 255)
     trades = get_objective("trades").defaults("digits")
@@ -184,6 +184,13 @@ def test_an_adversarially_trained_checkpoint_reports_its_training_budget(tmp_pat
     from advlens.zoo import load_model, trained_linf_eps
 
     def saved(recipe):
+        """A checkpoint whose recipe says what the trainer writes for this objective and eps."""
+        if recipe.get("objective"):
+            try:
+                cls = get_objective(recipe["objective"])
+                recipe["adversarial"] = cls({}, TrainConfig(objective=cls.name, eps=recipe["eps"])).budget_record()
+            except KeyError:
+                pass
         path = save_checkpoint(build_model("small_cnn"), tmp_path / f"m{len(list(tmp_path.iterdir()))}", recipe=recipe)
         return load_checkpoint(path)[0]
 

@@ -17,8 +17,8 @@ from .fgsm import FGSM
 from .mifgsm import MIFGSM
 from .minimal_eps import MinimalEps, find_minimal_eps
 from .pgd import PGD, PGDL2
-from .registry import ATTACKS, get_attack
-from .result import AttackResult, run_attack
+from .registry import ATTACKS, describe_attack, get_attack
+from .result import AttackResult, attack_in_batches, run_attack
 from .square import Square
 from .stepll import StepLL
 from .trajectory import Trajectory
@@ -42,6 +42,8 @@ __all__ = [
     "Square",
     "StepLL",
     "Trajectory",
+    "attack_in_batches",
+    "describe_attack",
     "eval_mode",
     "find_minimal_eps",
     "get_attack",

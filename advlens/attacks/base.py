@@ -12,138 +12,32 @@ in eval mode (the previous mode of every submodule is restored afterwards) and t
 with ``torch.autograd.grad`` with respect to the input only, so nothing ever accumulates in the
 model's parameters' ``.grad``.
 
-Each class lists its parameters as :class:`Param` descriptors (``Attack.params()``), so the
-dashboard and the CLI build their controls without knowing the attack. L-inf budgets are floats
-in [0, 1] here; a param whose ``unit`` is :data:`PIXEL` is shown to people in 1/255 units.
+Each class lists its parameters as :class:`advlens.params.Param` descriptors (``Attack.params()``),
+so the dashboard and the CLI build their controls without knowing the attack. L-inf budgets are
+floats in [0, 1] here; a param whose ``unit`` is :data:`PIXEL` is shown as ``8/255 (0.0314)``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..models.modes import eval_mode, model_device
+from ..params import PIXEL, Param, ParamError
 from .losses import is_success
 from .trajectory import Trajectory
 
-PIXEL = "1/255"  # a float in [0,1] that people read in 1/255 units
 ProgressFn = Callable[[int, int], Any]
 StopFn = Callable[[], bool]
 
 
 class AttackConfigError(ValueError):
     """A bad attack parameter or input; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """One tunable parameter of an attack, described for generic UIs and validation.
-
-    ``kind`` is ``float``, ``int``, ``bool`` or ``str`` (with ``choices``). ``optional`` means
-    that ``None`` is accepted and stands for an automatic value described in ``help``.
-    """
-
-    name: str
-    kind: type
-    default: Any
-    min: float | None = None
-    max: float | None = None
-    unit: str = ""
-    help: str = ""
-    choices: tuple = ()
-    optional: bool = False
-
-    @property
-    def scale(self) -> float:
-        """Display units per engine unit (255 for L-inf pixel budgets, else 1)."""
-        return 255.0 if self.unit == PIXEL else 1.0
-
-    def to_display(self, value):
-        if value is None or self.kind is not float:
-            return value
-        return value * self.scale
-
-    def from_display(self, value):
-        if value is None or self.kind is not float:
-            return value
-        return float(value) / self.scale
-
-    def format(self, value) -> str:
-        if value is None:
-            return "auto"
-        if self.unit == PIXEL:
-            return f"{value * 255:.4g}/255"
-        if self.kind is float:
-            return f"{value:.4g}"
-        return str(value)
-
-    def validate(self, value):
-        """Coerce ``value`` to ``kind`` and check its range; raise :class:`AttackConfigError`."""
-        if value is None:
-            if self.optional:
-                return None
-            raise AttackConfigError(f"{self.name} needs a value")
-        try:
-            if self.kind is bool:
-                if isinstance(value, str):
-                    low = value.strip().lower()
-                    if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                        raise ValueError(value)
-                    value = low in {"1", "true", "yes", "on"}
-                else:
-                    value = bool(value)
-            elif self.kind is int:
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError(value)
-                value = int(value)
-            elif self.kind is float:
-                value = float(value)
-                if not math.isfinite(value):
-                    raise ValueError(value)
-            else:
-                value = str(value)
-        except (TypeError, ValueError):
-            raise AttackConfigError(f"{self.name} must be {_kind_name(self.kind)}, not {value!r}") from None
-        if self.choices and value not in self.choices:
-            raise AttackConfigError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, not {value!r}")
-        if self.min is not None and value < self.min:
-            raise AttackConfigError(
-                f"{self.name} = {self.format(value)} is too small: the minimum is {self.format(self.min)}"
-            )
-        if self.max is not None and value > self.max:
-            raise AttackConfigError(
-                f"{self.name} = {self.format(value)} is too large: the maximum is {self.format(self.max)}"
-            )
-        return value
-
-
-def _kind_name(kind: type) -> str:
-    return {float: "a number", int: "a whole number", bool: "true or false"}.get(kind, "text")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode, and restore each one's previous mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def check_images(model: nn.Module, x, device: torch.device) -> torch.Tensor:
@@ -229,7 +123,10 @@ class Attack:
         """Defaults overlaid with ``params``, each validated; unknown names are an error."""
         for key in params:
             cls.param(key)
-        return {p.name: p.validate(params.get(p.name, p.default)) for p in cls.PARAMS}
+        try:
+            return {p.name: p.validate(params.get(p.name, p.default)) for p in cls.PARAMS}
+        except ParamError as exc:
+            raise AttackConfigError(str(exc)) from None
 
     def check_config(self) -> None:
         """Checks that involve several params or the model; subclasses extend it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import to_uint8_hwc
+from ..attribution.display import enlarge, image_rgb
 
 _NICE = (1, 2, 4, 5, 8, 10)
 
@@ -28,21 +28,9 @@ def nice_scale(max_abs: float, limit: float = 0.5) -> int:
     return best
 
 
-def enlarge(rgb: np.ndarray, min_side: int = 224) -> np.ndarray:
-    """Nearest-neighbour upscaling by a whole factor so small images (28x28) show crisp pixels."""
-    h, w = rgb.shape[:2]
-    k = max(1, min_side // max(1, min(h, w)))
-    if k > 1:
-        rgb = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
-    return rgb
-
-
-def image_rgb(x: torch.Tensor, min_side: int = 224) -> np.ndarray:
-    """(C, H, W) or (1, C, H, W) in [0, 1] -> uint8 HxW (grey) or HxWx3, enlarged for display."""
-    arr = to_uint8_hwc(x)
-    if arr.shape[2] == 1:
-        arr = arr[..., 0]
-    return enlarge(arr, min_side)
+def picture(x: torch.Tensor, min_side: int = 224) -> np.ndarray:
+    """An image (C, H, W) or (1, C, H, W) in [0, 1] as an RGB picture, enlarged for display."""
+    return enlarge(image_rgb(x), min_side)
 
 
 def perturbation_rgb(delta: torch.Tensor, min_side: int = 224, scale: int | None = None) -> tuple[np.ndarray, int]:
@@ -51,7 +39,7 @@ def perturbation_rgb(delta: torch.Tensor, min_side: int = 224, scale: int | None
         delta = delta[0]
     delta = delta.detach().float().cpu()
     k = nice_scale(float(delta.abs().max())) if scale is None else int(scale)
-    return image_rgb((0.5 + k * delta).clamp(0.0, 1.0), min_side), k
+    return picture((0.5 + k * delta).clamp(0.0, 1.0), min_side), k
 
 
 def step_pictures(
@@ -70,4 +58,4 @@ def step_pictures(
         return None
     x = x[0] if x.ndim == 4 else x
     pert, k = perturbation_rgb(img - x.float().cpu(), min_side, scale)
-    return image_rgb(img, min_side), pert, k, frame
+    return picture(img, min_side), pert, k, frame

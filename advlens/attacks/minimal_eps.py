@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import AttackConfigError, ProgressFn, StopFn, check_images, eval_mode, model_device
+from ..models.modes import eval_mode, model_device
+from .base import AttackConfigError, ProgressFn, StopFn, check_images
 from .deepfool import DeepFool
 from .losses import is_success
 from .pgd import PGD
@@ -46,6 +47,8 @@ class MinimalEps:
             "min_linf_eps": None if math.isinf(eps) else eps,
             "min_linf_eps_255": None if math.isinf(eps) else eps * 255.0,
             "found": bool(self.found[index]),
+            "max_eps": self.max_eps,
+            "tol": self.tol,
             "max_eps_255": self.max_eps * 255.0,
             "tol_255": self.tol * 255.0,
             "searches": self.searches,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..params import format_params
 from .apgd import APGD, APGDDLR
 from .base import Attack, AttackConfigError
 from .cw import CWL2
@@ -23,3 +24,9 @@ def get_attack(name: str) -> type[Attack]:
         return ATTACKS[name]
     except KeyError:
         raise AttackConfigError(f"unknown attack {name!r}; available: {', '.join(ATTACKS)}") from None
+
+
+def describe_attack(name: str, params: dict) -> str:
+    """``eps=8/255 (0.0314), steps=10``: an attack's settings for captions and reports."""
+    cls = ATTACKS.get(name)
+    return format_params(cls.params() if cls is not None else (), params)

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..models.modes import eval_mode, model_device
 from ..predict import TopK
-from .base import AttackConfigError, ProgressFn, StopFn, check_images, eval_mode, model_device
+from .base import AttackConfigError, ProgressFn, StopFn, check_images
 from .losses import is_success
 from .registry import get_attack
 from .trajectory import Trajectory
@@ -180,3 +181,27 @@ def run_attack(
         stopped=attack.stopped,
         seconds=seconds,
     )
+
+
+def attack_in_batches(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    name: str = "pgd",
+    *,
+    batch_size: int = 64,
+    progress: ProgressFn | None = None,
+    **params,
+) -> torch.Tensor:
+    """The adversarial images of a whole dataset slice, attacked ``batch_size`` at a time (bounded
+    memory); ``progress(done, total)`` after each batch. Returns x_adv on the CPU."""
+    if batch_size < 1:
+        raise AttackConfigError("the batch size must be at least 1")
+    advs = []
+    for s in range(0, len(x), batch_size):
+        advs.append(run_attack(model, x[s : s + batch_size], y[s : s + batch_size], name, **params).x_adv)
+        if progress is not None:
+            progress(min(len(x), s + batch_size), len(x))
+    if not advs:
+        raise AttackConfigError("there are no images to attack")
+    return torch.cat(advs)

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from .hooks import LayerError, inference_guard, model_device, resolve_layer
+from ..models.modes import model_device
+from .hooks import LayerError, inference_guard, resolve_layer
 from .targets import as_target_tensor
 
 UPSAMPLE_MODES = ("bilinear", "nearest", "bicubic", "area")

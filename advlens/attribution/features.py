@@ -23,8 +23,9 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
+from ..models.modes import model_device
 from .display import COLORMAPS, joint_normalize
-from .hooks import LayerError, inference_guard, model_device, record_outputs, resolve_layer
+from .hooks import LayerError, inference_guard, record_outputs, resolve_layer
 
 RANK_BY = ("activation", "change")
 STATUS_COLORS = {  # RGB

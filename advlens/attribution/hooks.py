@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..models.modes import eval_mode
+
 
 class LayerError(ValueError):
     """An unknown or unusable layer name; the message lists the valid ones."""
@@ -81,22 +83,12 @@ def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True)
 @contextmanager
 def inference_guard(model: nn.Module, freeze_params: bool = True) -> Iterator[nn.Module]:
     """Eval mode and (optionally) frozen parameters for the block; the previous state is restored."""
-    was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()] if freeze_params else []
-    model.eval()
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
+    with eval_mode(model):
+        try:
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield model
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)

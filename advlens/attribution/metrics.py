@@ -31,7 +31,8 @@ from scipy.special import entr
 from scipy.stats import rankdata
 from torch import nn
 
-from .hooks import inference_guard, model_device
+from ..models.modes import model_device
+from .hooks import inference_guard
 
 ERASE_VALUES = ("zero", "mean", "grey")
 

@@ -15,7 +15,8 @@ import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from .hooks import inference_guard, model_device
+from ..models.modes import model_device
+from .hooks import inference_guard
 from .targets import as_target_tensor
 
 

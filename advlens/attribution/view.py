@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..models.modes import model_device
 from . import metrics as M
 from .display import joint_normalize, signed_difference
-from .hooks import inference_guard, model_device, resolve_layer
+from .hooks import inference_guard, resolve_layer
 from .maps import compute_map, get_method
 from .targets import resolve_targets
 

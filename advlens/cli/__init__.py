@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument that argparse has already explained
+        return exc.code if isinstance(exc.code, int) else 2
     if args.cpu:
         from ..device import force_cpu
 

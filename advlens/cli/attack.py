@@ -1,11 +1,11 @@
 """``python -m advlens attack``: attack one image and print the clean and adversarial top-5.
 
-    python -m advlens attack --model digits_small_cnn --dataset digits --index 3 --attack pgd --eps 32
-    python -m advlens attack --model efficientnet_lite0 --image cat.jpg --attack apgd_ce --eps 2 \\
+    python -m advlens attack --model digits_small_cnn --dataset digits --index 3 --attack pgd --eps 32/255
+    python -m advlens attack --model efficientnet_lite0 --image cat.jpg --attack apgd_ce --eps 2/255 \\
         --target "tiger cat" --out adv.png
 
-L-inf budgets and step sizes (``--eps``, ``--step-size``) are in 1/255 units; L2 ones are plain
-floats. ``--set NAME=VALUE`` sets any other parameter of the attack (``--list`` shows them).
+L-inf budgets and step sizes (``--eps``, ``--step-size``) read as everywhere in advlens: ``8/255`` or
+``0.0314`` (:mod:`advlens.budget`); L2 ones are plain numbers. ``--set NAME=VALUE`` sets any other parameter of the attack (``--list`` shows them).
 ``--out`` writes the adversarial image as a lossless PNG and the settings beside it as JSON.
 """
 
@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from ..budget import format_linf
+from ..params import ParamError
 
 SHORTCUTS = (("eps", "eps"), ("steps", "steps"), ("step_size", "step_size"), ("restarts", "restarts"))
 
@@ -24,7 +27,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "attack",
         help="attack one image and print the clean and adversarial top-5",
-        description="Attack one image; L-inf budgets are in 1/255 units.",
+        description="Attack one image; L-inf budgets are 8/255 or 0.0314.",
     )
     p.add_argument("--model", help="zoo model name (see `models`) or a checkpoint path")
     src = p.add_mutually_exclusive_group()
@@ -36,9 +39,9 @@ def register(sub) -> None:
     p.add_argument("--label", help="true class of --image (index or name; default: the clean prediction)")
     p.add_argument("--resize", action="store_true", help="resize --image instead of centre-cropping it")
     p.add_argument("--attack", default="pgd", help=f"one of: {', '.join(ATTACKS)} (default pgd)")
-    p.add_argument("--eps", type=float, help="budget: in 1/255 for L-inf attacks, a float for L2 ones")
+    p.add_argument("--eps", help="budget: 8/255 or 0.0314 for L-inf attacks, a number for L2 ones")
     p.add_argument("--steps", type=int, help="iterations (queries for square)")
-    p.add_argument("--step-size", dest="step_size", type=float, help="step size, same unit as --eps")
+    p.add_argument("--step-size", dest="step_size", help="step size, written like --eps")
     p.add_argument("--restarts", type=int, help="random restarts (pgd, pgd_l2, apgd_*)")
     p.add_argument("--target", help="target class (index or name); default untargeted")
     p.add_argument(
@@ -47,7 +50,7 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="any other attack parameter, e.g. --set decay=0.9 (L-inf values in 1/255)",
+        help="any other attack parameter, e.g. --set decay=0.9 (L-inf values as 2/255 or 0.0078)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--top", type=int, default=5, help="classes to print (default 5)")
@@ -75,14 +78,12 @@ def list_attacks() -> int:
     for name, cls in ATTACKS.items():
         print(f"{name:<10s} {cls.title} ({cls.paper})")
         for prm in cls.params():
-            default = prm.format(prm.default)
-            unit = " [1/255]" if prm.unit == "1/255" else ""
-            print(f"    {prm.name:<13s} default {default:<10s}{unit} {prm.help}")
+            print(f"    {prm.name:<13s} default {prm.format(prm.default):<16s} {prm.help}")
     return 0
 
 
 def parse_params(cls, args) -> dict:
-    """CLI values (display units) -> engine params, validated."""
+    """CLI values (text, read by each parameter's own parser) -> engine params, validated."""
     from . import UsageError
 
     raw: dict[str, object] = {}
@@ -100,17 +101,14 @@ def parse_params(cls, args) -> dict:
         if "=" not in item:
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
         key, value = (s.strip() for s in item.split("=", 1))
-        raw[key] = None if value.lower() in {"", "auto", "none"} else value
+        raw[key] = value
     params = {}
     for key, value in raw.items():
         prm = cls.param(key)  # unknown names raise AttackConfigError
-        if prm.kind is float and value is not None:
-            try:
-                value = float(value)
-            except ValueError:
-                raise UsageError(f"{key} must be a number, not {value!r}") from None
-            value = prm.from_display(value)
-        params[key] = prm.validate(value)
+        try:
+            params[key] = prm.parse(value if isinstance(value, str) else str(value))
+        except ParamError as exc:
+            raise UsageError(str(exc)) from None
     return cls.validate_params(params)
 
 
@@ -203,7 +201,7 @@ def _run(args) -> int:
         "title": title,
         "attack": cls.name,
         "params": params,
-        "params_display": {p.name: p.to_display(params[p.name]) for p in cls.params()},
+        "params_display": {p.name: p.format(params[p.name]) for p in cls.params()},
         "target": target,
         "seed": args.seed,
     }
@@ -231,7 +229,7 @@ def _run(args) -> int:
             png = report["png"]
             print(
                 f"saved {args.out} (8-bit: predicted {png['pred']}, success {'yes' if png['success'] else 'no'}, "
-                f"L-inf {png['linf_255']:.2f}/255) and {Path(args.out).with_suffix('.json')}"
+                f"L-inf {format_linf(png['linf'])}) and {Path(args.out).with_suffix('.json')}"
             )
     return 0
 
@@ -248,7 +246,7 @@ def png_check(model, res) -> dict:
     return {
         "success": bool(is_success(probs, res.y[:1], target)[0]),
         "pred": res.class_names[int(probs.argmax(1)[0])],
-        "linf_255": linf * 255,
+        "linf": linf,
         "bits": 8,
         "note": "the PNG stores pixels rounded to 1/255; these numbers describe the saved file",
     }
@@ -271,7 +269,7 @@ def print_report(res, cls, params, settings, top: int) -> None:
     for i, ((cn, cp), (an, ap)) in enumerate(zip(clean, adv), 1):
         print(f"  {i}. {cn[:24]:<24s} {cp * 100:6.2f}%    {i}. {an[:24]:<24s} {ap * 100:6.2f}%")
     linf = float(res.linf[0])
-    print(f"L-inf {linf * 255:.2f}/255 ({linf:.4f})   L2 {float(res.l2[0]):.4f}   time {res.seconds:.2f}s")
+    print(f"L-inf {format_linf(linf)}   L2 {float(res.l2[0]):.4f}   time {res.seconds:.2f}s")
     before, after = names[int(res.clean_pred[0])], names[int(res.adv_pred[0])]
     verdict = "yes" if bool(res.success[0]) else "no"
     print(f"success: {verdict} (prediction {before} -> {after}){' [stopped early]' if res.stopped else ''}")

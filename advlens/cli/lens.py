@@ -16,30 +16,16 @@ import json
 import time
 from pathlib import Path
 
+from ..budget import format_linf
+from .args import linf_eps
+
 ATTACK_CHOICES = ("pgd", "fgsm", "mifgsm", "apgd_ce")
-
-
-def parse_eps(text: str) -> float:
-    """'0.12' -> 0.12; '30/255' -> 30/255. Must lie in [0, 1]."""
-    from . import UsageError
-
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise UsageError(f"--eps must be a number like 0.12 or 30/255, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise UsageError(f"--eps must lie in [0, 1] (got {value:.4g}); write 8/255 for eight grey levels")
-    return value
 
 
 def _common(p) -> None:
     p.add_argument("--model", required=True, help="zoo model name (see `models`) or a checkpoint path")
     p.add_argument("--attack", default="pgd", choices=ATTACK_CHOICES, help="attack (default pgd, L-inf)")
-    p.add_argument("--eps", default="8/255", help="L-inf budget: 0.12 or 30/255 (default 8/255)")
+    p.add_argument("--eps", type=linf_eps, default=8 / 255, help="L-inf budget: 8/255 or 0.0314 (default 8/255)")
     p.add_argument("--steps", type=int, default=10, help="attack iterations (default 10; ignored by fgsm)")
     p.add_argument(
         "--method",
@@ -97,7 +83,7 @@ def _attack_params(args) -> dict:
 
     if args.steps < 1:
         raise UsageError("--steps must be at least 1")
-    params = {"eps": parse_eps(args.eps)}
+    params = {"eps": args.eps}
     if args.attack != "fgsm":
         params["steps"] = args.steps
     return params
@@ -195,7 +181,7 @@ def run_cam(args) -> int:
         return 0
     print(
         f"{title}: {names[cp]} ({float(view.clean_probs[0, cp]) * 100:.1f}%) -> {names[ap]} "
-        f"({float(view.adv_probs[0, ap]) * 100:.1f}%) under {args.attack} eps {params['eps'] * 255:.3g}/255"
+        f"({float(view.adv_probs[0, ap]) * 100:.1f}%) under {args.attack} eps {format_linf(params['eps'])}"
     )
     print(f"{args.method} at {view.layer or 'input'}, target {args.target}")
     for r in rows:
@@ -209,7 +195,7 @@ def run_cam(args) -> int:
 def run_analyze(args) -> int:
     import torch
 
-    from ..attacks import AttackConfigError, run_attack
+    from ..attacks import AttackConfigError, attack_in_batches
     from ..attribution import LayerError
     from ..attribution.analysis import analyze_attention_shift, distribution_figure, summarize, verdict
     from ..data import load_dataset
@@ -230,12 +216,7 @@ def run_analyze(args) -> int:
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     try:
-        advs = []
-        for s in range(0, n, args.batch_size):
-            advs.append(
-                run_attack(model, x[s : s + args.batch_size], y[s : s + args.batch_size], args.attack, **params).x_adv
-            )
-        x_adv = torch.cat(advs)
+        x_adv = attack_in_batches(model, x, y, args.attack, batch_size=args.batch_size, **params)
         t_attack = time.perf_counter() - t0
         a = analyze_attention_shift(
             model,
@@ -255,7 +236,7 @@ def run_analyze(args) -> int:
     t_total = time.perf_counter() - t0
     rows = summarize(a)
     v = verdict(a)
-    eps_txt = f"{params['eps']:.4g} ({params['eps'] * 255:.3g}/255)"
+    eps_txt = format_linf(params["eps"])
     print(
         f"{args.model} on {args.dataset} {args.split}: N={n} images, {a.n_clean_wrong} misclassified clean "
         f"{'(kept)' if args.all_images else '(left out)'}; {args.attack} eps {eps_txt}"

@@ -18,6 +18,8 @@ import os
 import time
 from dataclasses import fields
 
+from .args import linf_eps
+
 # flag -> (config key, type, help)
 _FLAGS: list[tuple[str, str, type, str]] = [
     ("--objective", "objective", str, "training objective (see `python -m advlens objectives`)"),
@@ -31,7 +33,7 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--momentum", "momentum", float, "SGD momentum"),
     ("--weight-decay", "weight_decay", float, "weight decay"),
     ("--schedule", "schedule", str, "constant, step, cosine, onecycle or cyclic"),
-    ("--eps", "eps", float, "L-inf budget in [0,1] units (0.3 for MNIST)"),
+    ("--eps", "eps", linf_eps, "L-inf budget: 8/255 or 0.0314 (0.3 for MNIST)"),
     ("--eps-warmup", "eps_warmup", float, "ramp eps up from 0 over this fraction of training"),
     ("--crop-padding", "crop_padding", int, "random crop padding in pixels (0: none)"),
     ("--val-size", "val_size", int, "images held out of the training split"),
@@ -57,7 +59,6 @@ def register(sub) -> None:
     p.add_argument("--detach", action="store_true", help="queue the run in a background process and return")
     for flag, key, kind, text in _FLAGS:
         p.add_argument(flag, dest=f"cfg_{key}", type=kind, default=None, help=text)
-    p.add_argument("--eps255", dest="cfg_eps255", type=float, default=None, help="eps in /255 units (8 = 8/255)")
     p.add_argument("--flip", dest="cfg_flip", action="store_true", default=None, help="random horizontal flips")
     p.add_argument("--no-flip", dest="cfg_flip", action="store_false", help="no flips")
     p.add_argument(
@@ -120,10 +121,6 @@ def build_config(args):
         v = getattr(args, f"cfg_{f.name}", None)
         if v is not None:
             flags[f.name] = v
-    if getattr(args, "cfg_eps255", None) is not None:
-        if "eps" in flags:
-            raise UsageError("give --eps or --eps255, not both")
-        flags["eps"] = args.cfg_eps255 / 255.0
     params = dict(base.get("objective_params", {}))
     for item in args.param:
         if "=" not in item:
@@ -230,5 +227,5 @@ def run_objectives(args) -> int:
     for cls in list_objectives():
         print(f"{cls.name:<10s} {cls.title} — {cls.source}")
         for h in cls.hyperparams:
-            print(f"    {h.name:<14s} default {h.default!r:<8} {h.description}")
+            print(f"    {h.name:<14s} default {h.format(h.default):<16s} {h.help}")
     return 0

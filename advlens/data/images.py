@@ -108,3 +108,11 @@ def encode_png(x: torch.Tensor) -> bytes:
     if not ok:
         raise DataError("PNG encoding failed")
     return buf.tobytes()
+
+
+def resize_batch(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """A float batch (N, C, H, W) in [0, 1] resized (bilinear) to ``size``'s height and width; the
+    same tensor when it already fits (e.g. the 28x28 digits for a model of another input size)."""
+    if tuple(x.shape[1:]) == tuple(size):
+        return x
+    return torch.nn.functional.interpolate(x, size=tuple(size[1:]), mode="bilinear", align_corners=False).clamp(0, 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..plugins import load_plugins
 from .base import Classifier, ModelSpec
 from .efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite0, imagenet_class_names
 from .preact_resnet import PreActResNet18
@@ -95,11 +96,7 @@ def list_architectures() -> list[str]:
 
 def get_architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
-        # Architectures made by training objectives (e.g. small_cnn_denoise) register themselves when
-        # the trainer's objective registry loads; load it once, then look again.
-        from ..training.objectives import list_objectives
-
-        list_objectives()
+        load_plugins()  # plugins register architectures of their own (e.g. small_cnn_denoise)
     try:
         return ARCHITECTURES[name]
     except KeyError:

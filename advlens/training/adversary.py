@@ -20,34 +20,16 @@ definition. Robust accuracy for evaluation uses the attack classes themselves
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.pgd import linf_bounds, project_linf_
+from ..models.modes import model_mode
 
 LossOfLogits = Callable[[torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def model_mode(model: nn.Module, train: bool | None) -> Iterator[None]:
-    """Run the block with ``model`` in train (True) or eval (False) mode, or as it is (None).
-
-    Every submodule's previous mode is restored afterwards.
-    """
-    if train is None:
-        yield
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(train)
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def ce_sum(y: torch.Tensor) -> LossOfLogits:

@@ -17,13 +17,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .errors import ConfigError
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "cyclic")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class ConfigError(ValueError):
-    """A training configuration that cannot run. The message says what to change."""
 
 
 @dataclass

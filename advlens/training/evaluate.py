@@ -14,20 +14,19 @@ from torch import nn
 
 from ..attacks.pgd import PGD
 from ..data import to_float
+from ..models.modes import eval_mode, model_device
 
 
 @torch.no_grad()
 def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on images ``x`` (uint8 or float in [0,1]) with labels ``y``."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     correct = 0
-    for start in range(0, len(x), batch_size):
-        xb = to_float(x[start : start + batch_size].to(device, non_blocking=True))
-        yb = y[start : start + batch_size].to(device, non_blocking=True)
-        correct += int((model(xb).argmax(1) == yb).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            xb = to_float(x[start : start + batch_size].to(device, non_blocking=True))
+            yb = y[start : start + batch_size].to(device, non_blocking=True)
+            correct += int((model(xb).argmax(1) == yb).sum())
     return correct / max(1, len(x))
 
 
@@ -42,7 +41,7 @@ def robust_predictions(
     batch_size: int = 500,
 ) -> torch.Tensor:
     """Boolean per image: still correct under PGD (eval mode). ``eps == 0`` gives clean correctness."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = []
     for start in range(0, len(x), batch_size):
         xb = to_float(x[start : start + batch_size].to(device))
@@ -52,11 +51,8 @@ def robust_predictions(
                 model, eps=float(eps), steps=int(steps), step_size=alpha, restarts=int(restarts), random_start=True
             )
             xb = attack(xb, yb)
-        with torch.no_grad():
-            was_training = model.training
-            model.eval()
+        with torch.no_grad(), eval_mode(model):
             out.append((model(xb).argmax(1) == yb).cpu())
-            model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..models import CheckpointError, Classifier, load_checkpoint
-from .config import ConfigError
+from .errors import ConfigError
 
 
 def resolve_init_path(ref: str) -> Path:

@@ -272,6 +272,7 @@ class Trainer:
             "objective": cfg.objective,
             "objective_params": self.objective.params,
             "eps": cfg.eps,
+            "adversarial": self.objective.budget_record(),
             "eps_warmup": cfg.eps_warmup,
             "dataset": cfg.dataset,
             "data_root": cfg.data_root,

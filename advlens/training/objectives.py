@@ -5,7 +5,7 @@ minimise; the trainer (:mod:`advlens.training.loop`) does everything else. The c
 
 - ``name`` (the registry key, used in configs and the CLI), ``title``, ``formula`` (LaTeX for
   ``st.latex``) and ``source`` (paper and arXiv id);
-- ``hyperparams``: :class:`HyperParam` descriptors with defaults and descriptions, and
+- ``hyperparams``: :class:`advlens.params.Param` descriptors with defaults and help, and
   ``presets`` per data family ("mnist": 1-channel digits, "cifar": colour images) or per dataset
   name ("digits" overrides "mnist") for values
   the papers set per dataset (e.g. PGD steps and step size);
@@ -23,79 +23,35 @@ Extension points, for defenses that need more than a loss:
 - ``extra_plots`` (plot title -> logged scalar keys) adds curves to the training page;
   :meth:`Objective.notes` adds text under the formula.
 
-The registry is filled lazily: :func:`get_objective` and :func:`list_objectives` import the
-``defenses.objectives`` package once, whose modules call :func:`register`. This module is the only
-place in advlens that imports ``defenses``.
+The registry is filled lazily: :func:`get_objective` and :func:`list_objectives` call
+:func:`advlens.plugins.load_plugins` once, which loads the ``defenses`` plugin, whose modules call
+:func:`register`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
+from ..budget import format_linf
+from ..data.catalog import DATASETS
+from ..params import Param, format_params
+from ..plugins import load_plugins
 
-PIXEL = "pixel"  # a hyperparameter in image units ([0, 1]); shown in /255 units for colour data
-ONE_CHANNEL_DATASETS = ("digits", "mnist", "fashion_mnist")
 
+class RunSettings(Protocol):
+    """What an objective reads of the run's :class:`~advlens.training.config.TrainConfig`."""
 
-@dataclass(frozen=True)
-class HyperParam:
-    """One hyperparameter of an objective: its default, meaning and valid range."""
-
-    name: str
-    default: Any
-    description: str
-    kind: type = float
-    min: float | None = None
-    max: float | None = None
-    unit: str = ""
-    choices: tuple = ()
-
-    def validate(self, value: Any, owner: str = "") -> Any:
-        where = f"{owner}: " if owner else ""
-        try:
-            if self.kind is bool:
-                if isinstance(value, str):
-                    low = value.strip().lower()
-                    if low not in {"true", "false", "1", "0", "yes", "no"}:
-                        raise ValueError
-                    value = low in {"true", "1", "yes"}
-                elif not isinstance(value, (bool, int)):
-                    raise ValueError
-                value = bool(value)
-            elif self.kind is int:
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError
-                value = int(value)
-            elif self.kind is float:
-                if isinstance(value, bool):
-                    raise ValueError
-                value = float(value)
-                if not math.isfinite(value):
-                    raise ValueError
-            else:
-                value = str(value)
-        except (TypeError, ValueError):
-            kind = {float: "a number", int: "a whole number", bool: "true or false"}.get(self.kind, "text")
-            raise ValueError(f"{where}{self.name} must be {kind}, not {value!r}.") from None
-        if self.choices and value not in self.choices:
-            raise ValueError(f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, not {value!r}.")
-        if self.min is not None and value < self.min:
-            raise ValueError(f"{where}{self.name} must be >= {self.min}, not {value}.")
-        if self.max is not None and value > self.max:
-            raise ValueError(f"{where}{self.name} must be <= {self.max}, not {value}.")
-        return value
+    objective: str
+    dataset: str
+    eps: float
 
 
 @dataclass
@@ -157,14 +113,12 @@ class Objective:
     arxiv: ClassVar[str] = ""
     uses_eps: ClassVar[bool] = True
     fine_tunes: ClassVar[bool] = False  # the method starts from a trained clean model (TrainConfig.init_from)
-    hyperparams: ClassVar[tuple[HyperParam, ...]] = ()
+    hyperparams: ClassVar[tuple[Param, ...]] = ()
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     extra_plots: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    def __init__(self, params: dict | None = None, cfg: TrainConfig | None = None):
-        from .config import TrainConfig
-
-        self.cfg = cfg if cfg is not None else TrainConfig(objective=self.name)
+    def __init__(self, params: dict | None, cfg: RunSettings):
+        self.cfg = cfg
         self.params = self.resolve_params(params or {}, self.cfg)
         self.eps = float(self.cfg.eps)
         for key, value in self.params.items():
@@ -173,7 +127,8 @@ class Objective:
     # ---------------------------------------------------------------------- hyperparameters
     @classmethod
     def family(cls, dataset: str) -> str:
-        return "mnist" if dataset in ONE_CHANNEL_DATASETS else "cifar"
+        info = DATASETS.get(dataset)
+        return "mnist" if info is not None and info.input_size[0] == 1 else "cifar"
 
     @classmethod
     def defaults(cls, dataset: str = "digits") -> dict[str, Any]:
@@ -184,7 +139,7 @@ class Objective:
         return d
 
     @classmethod
-    def resolve_params(cls, params: dict, cfg: TrainConfig | None) -> dict[str, Any]:
+    def resolve_params(cls, params: dict, cfg: RunSettings | None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, validated. Unknown names raise ValueError."""
         known = {h.name: h for h in cls.hyperparams}
         unknown = sorted(set(params) - set(known))
@@ -193,12 +148,19 @@ class Objective:
             raise ValueError(f"{cls.name}: unknown hyperparameter(s) {', '.join(unknown)}; it takes {takes}.")
         merged = cls.defaults(cfg.dataset if cfg is not None else "digits")
         merged.update(params)
-        return {k: known[k].validate(v, cls.name) for k, v in merged.items()}
+        return {k: known[k].parse(v, cls.name) for k, v in merged.items()}
 
     def describe(self) -> str:
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params.items())
-        eps = f"eps={self.eps:.4g}" if self.uses_eps else ""
+        shown = format_params(self.hyperparams, self.params)
+        eps = f"eps={format_linf(self.eps)}" if self.uses_eps else ""
         return f"{self.title} ({', '.join(s for s in (eps, shown) if s)})"
+
+    def budget_record(self) -> dict | None:
+        """What the checkpoint's recipe says of the training attack: ``{"norm": "Linf", "eps": ...}``
+        for adversarial training, None for objectives without a budget. The zoo reads it from there."""
+        if not self.uses_eps or not self.eps > 0:
+            return None
+        return {"norm": "Linf", "eps": float(self.eps)}
 
     @classmethod
     def notes(cls) -> str:
@@ -232,8 +194,6 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------- registry
 _REGISTRY: dict[str, type[Objective]] = {}
-_LOADED = False
-BUILTIN_PACKAGE = "defenses.objectives"
 
 
 def register(cls: type[Objective]) -> type[Objective]:
@@ -247,20 +207,13 @@ def register(cls: type[Objective]) -> type[Objective]:
     return cls
 
 
-def _load_builtin() -> None:
-    global _LOADED
-    if not _LOADED:
-        importlib.import_module(BUILTIN_PACKAGE)
-        _LOADED = True
-
-
 def list_objectives() -> list[type[Objective]]:
-    _load_builtin()
+    load_plugins()
     return list(_REGISTRY.values())
 
 
 def get_objective(name: str) -> type[Objective]:
-    _load_builtin()
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:

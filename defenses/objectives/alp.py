@@ -8,8 +8,9 @@ fell to 0.6% under a stronger targeted PGD, so evaluate ALP models with strong, 
 
 from __future__ import annotations
 
+from advlens.params import PIXEL, Param
 from advlens.training.adversary import pgd
-from advlens.training.objectives import PIXEL, HyperParam, Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
 
 
 @register
@@ -24,9 +25,9 @@ class ALP(Objective):
     source = "Kannan, Kurakin, Goodfellow: Adversarial Logit Pairing (2018), arXiv 1803.06373"
     arxiv = "1803.06373"
     hyperparams = (
-        HyperParam("lam", 0.5, "weight lambda of the logit-pairing term (0.25 to 0.5 in the paper)", float, 0.0, 100.0),
-        HyperParam("steps", 7, "PGD steps for x'", int, 1, 1000),
-        HyperParam("alpha", 2 / 255, "PGD step size", float, 0.0, 1.0, PIXEL),
+        Param("lam", float, 0.5, 0.0, 100.0, help="weight lambda of the logit-pairing term (0.25 to 0.5 in the paper)"),
+        Param("steps", int, 7, 1, 1000, help="PGD steps for x'"),
+        Param("alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size"),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
     presets = {

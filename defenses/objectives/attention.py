@@ -51,12 +51,12 @@ from advlens.attacks.pgd import linf_bounds, project_linf_
 from advlens.attribution import metrics as M
 from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
 from advlens.data import to_float
-from advlens.training.adversary import model_mode, sign_ascent
+from advlens.models.modes import model_mode
+from advlens.params import PIXEL, Param
+from advlens.training.adversary import sign_ascent
 from advlens.training.objectives import (
-    PIXEL,
     EpochContext,
     EpochVerdict,
-    HyperParam,
     Objective,
     accuracy_of,
     cross_entropy,
@@ -127,51 +127,55 @@ class AttentionRectification(Objective):
     )
     arxiv = "1811.09831"
     hyperparams = (
-        HyperParam("w_ce", 8.0, "weight of CE(x) + CE(x_adv)", float, 0.0, 1000.0),
-        HyperParam("w_mask", 4.0, "weight of the mask (attention-preservation) term", float, 0.0, 1000.0),
-        HyperParam(
+        Param("w_ce", float, 8.0, 0.0, 1000.0, help="weight of CE(x) + CE(x_adv)"),
+        Param("w_mask", float, 4.0, 0.0, 1000.0, help="weight of the mask (attention-preservation) term"),
+        Param(
             "w_contrast",
-            1.0,
-            "weight of the contrast (attention-rectification) term; one of the authors' checkpoints used 1.6",
             float,
+            1.0,
             0.0,
             1000.0,
+            help="weight of the contrast (attention-rectification) term; one of the authors' checkpoints used 1.6",
         ),
-        HyperParam(
-            "adversary", "stepll", "Step-LL (the authors' code) or PGD (the modern variant)", str, choices=ADVERSARIES
-        ),
-        HyperParam("pgd_steps", 7, "PGD steps (adversary = pgd)", int, 1, 1000),
-        HyperParam("pgd_alpha", 2 / 255, "PGD step size (adversary = pgd)", float, 0.0, 1.0, PIXEL),
-        HyperParam(
-            "second_update",
-            False,
-            "also train on the twice-attacked sample x'' = A(x_adv), folded into the same step",
-            bool,
-        ),
-        HyperParam("cam_layer", "", "Grad-CAM layer (empty: the model's late conv layer)", str),
-        HyperParam(
-            "cam_variant",
-            "softmax",
-            "attention map: spatial softmax (training code) or ReLU (analysis code) of sum_k alpha_k A^k",
+        Param(
+            "adversary",
             str,
+            "stepll",
+            help="Step-LL (the authors' code) or PGD (the modern variant)",
+            choices=ADVERSARIES,
+        ),
+        Param("pgd_steps", int, 7, 1, 1000, help="PGD steps (adversary = pgd)"),
+        Param("pgd_alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size (adversary = pgd)"),
+        Param(
+            "second_update",
+            bool,
+            False,
+            help="also train on the twice-attacked sample x'' = A(x_adv), folded into the same step",
+        ),
+        Param("cam_layer", str, "", help="Grad-CAM layer (empty: the model's late conv layer)"),
+        Param(
+            "cam_variant",
+            str,
+            "softmax",
+            help="attention map: spatial softmax (training code) or ReLU (analysis code) of sum_k alpha_k A^k",
             choices=CAM_VARIANTS,
         ),
-        HyperParam("cam_normalize", "max", "per-sample normalisation of the map", str, choices=CAM_NORMALIZE),
-        HyperParam(
+        Param("cam_normalize", str, "max", help="per-sample normalisation of the map", choices=CAM_NORMALIZE),
+        Param(
             "erase",
-            "mean",
-            "fill of the erased region: batch mean (= dataset mean), mid-grey or zero",
             str,
+            "mean",
+            help="fill of the erased region: batch mean (= dataset mean), mid-grey or zero",
             choices=ERASE_FILLS,
         ),
-        HyperParam(
+        Param(
             "snapshot_size",
-            8,
-            "images of the fixed batch whose clean and adversarial maps are measured "
-            "and saved after each epoch (0: off)",
             int,
+            8,
             0,
             64,
+            help="images of the fixed batch whose clean and adversarial maps are measured "
+            "and saved after each epoch (0: off)",
         ),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from advlens.training.objectives import HyperParam, Objective, accuracy_of, cross_entropy, register
+from advlens.params import Param
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
 
 
 @register
@@ -26,8 +27,8 @@ class CLP(Objective):
     arxiv = "1803.06373"
     uses_eps = False
     hyperparams = (
-        HyperParam("lam", 0.5, "weight lambda of the clean-pairing term", float, 0.0, 100.0),
-        HyperParam("noise_std", 0.0, "std of Gaussian noise added to the inputs (0: none)", float, 0.0, 1.0),
+        Param("lam", float, 0.5, 0.0, 100.0, help="weight lambda of the clean-pairing term"),
+        Param("noise_std", float, 0.0, 0.0, 1.0, help="std of Gaussian noise added to the inputs (0: none)"),
     )
     extra_plots = {"Clean logit pairing term": ("train/pairing",)}
 

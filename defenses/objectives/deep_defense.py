@@ -33,15 +33,8 @@ from __future__ import annotations
 import torch
 
 from advlens.data import to_float
-from advlens.training.objectives import (
-    EpochContext,
-    EpochVerdict,
-    HyperParam,
-    Objective,
-    accuracy_of,
-    cross_entropy,
-    register,
-)
+from advlens.params import Param
+from advlens.training.objectives import EpochContext, EpochVerdict, Objective, accuracy_of, cross_entropy, register
 from defenses.deepfool_diff import NORM_EPS, deepfool, rho2
 
 
@@ -71,23 +64,23 @@ class DeepDefense(Objective):
     uses_eps = False
     fine_tunes = True
     hyperparams = (
-        HyperParam("lam", 15.0, "weight lambda of the regulariser", float, 0.0, 1e4),
-        HyperParam("c", 25.0, "slope for correctly classified samples: exp(-c ||r||/||x||)", float, 0.0, 1e4),
-        HyperParam("d", 5.0, "slope for misclassified samples: exp(d ||r||/||x||)", float, 0.0, 1e4),
-        HyperParam("max_iter", 5, "unrolled DeepFool iterations", int, 1, 50),
-        HyperParam("overshoot", 0.02, "DeepFool overshoot", float, 0.0, 1.0),
-        HyperParam(
-            "candidates", 10, "classes DeepFool considers (the origin included; the authors: all)", int, 2, 1000
+        Param("lam", float, 15.0, 0.0, 1e4, help="weight lambda of the regulariser"),
+        Param("c", float, 25.0, 0.0, 1e4, help="slope for correctly classified samples: exp(-c ||r||/||x||)"),
+        Param("d", float, 5.0, 0.0, 1e4, help="slope for misclassified samples: exp(d ||r||/||x||)"),
+        Param("max_iter", int, 5, 1, 50, help="unrolled DeepFool iterations"),
+        Param("overshoot", float, 0.02, 0.0, 1.0, help="DeepFool overshoot"),
+        Param(
+            "candidates", int, 10, 2, 1000, help="classes DeepFool considers (the origin included; the authors: all)"
         ),
-        HyperParam(
+        Param(
             "ratio_cap",
-            1.0,
-            "cap of ||r||/||x|| in the misclassified term exp(d * min(ratio, cap)); 0: no cap (the authors' code)",
             float,
+            1.0,
             0.0,
             100.0,
+            help="cap of ||r||/||x|| in the misclassified term exp(d * min(ratio, cap)); 0: no cap (the authors' code)",
         ),
-        HyperParam("rho_images", 100, "images of the fixed batch for rho_2 after each epoch (0: off)", int, 0, 10_000),
+        Param("rho_images", int, 100, 0, 10_000, help="images of the fixed batch for rho_2 after each epoch (0: off)"),
     )
     extra_plots = {
         "Deep Defense terms": ("train/ce", "train/reg"),

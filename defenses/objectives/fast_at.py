@@ -10,16 +10,9 @@ are kept.
 
 from __future__ import annotations
 
+from advlens.params import Param
 from advlens.training.adversary import ce_sum, sign_ascent
-from advlens.training.objectives import (
-    EpochContext,
-    EpochVerdict,
-    HyperParam,
-    Objective,
-    accuracy_of,
-    cross_entropy,
-    register,
-)
+from advlens.training.objectives import EpochContext, EpochVerdict, Objective, accuracy_of, cross_entropy, register
 
 
 @register
@@ -36,12 +29,17 @@ class FastAT(Objective):
     )
     arxiv = "2001.03994"
     hyperparams = (
-        HyperParam("alpha_ratio", 1.25, "FGSM step as a multiple of eps (alpha = ratio * eps)", float, 0.0, 10.0),
-        HyperParam("guard", True, "stop when PGD accuracy on a fixed training batch drops sharply", bool),
-        HyperParam(
-            "guard_drop", 0.2, "an epoch-to-epoch drop of PGD accuracy larger than this stops training", float, 0.0, 1.0
+        Param("alpha_ratio", float, 1.25, 0.0, 10.0, help="FGSM step as a multiple of eps (alpha = ratio * eps)"),
+        Param("guard", bool, True, help="stop when PGD accuracy on a fixed training batch drops sharply"),
+        Param(
+            "guard_drop",
+            float,
+            0.2,
+            0.0,
+            1.0,
+            help="an epoch-to-epoch drop of PGD accuracy larger than this stops training",
         ),
-        HyperParam("guard_steps", 5, "PGD steps of the guard's check (the authors used 5)", int, 1, 1000),
+        Param("guard_steps", int, 5, 1, 1000, help="PGD steps of the guard's check (the authors used 5)"),
     )
     extra_plots = {
         "Catastrophic-overfitting guard: PGD accuracy on a fixed training batch": ("guard/pgd_acc",),

@@ -29,9 +29,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from advlens.params import PIXEL, Param
 from advlens.training.adversary import sign_ascent
 from advlens.training.config import ConfigError
-from advlens.training.objectives import PIXEL, HyperParam, Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
 from defenses.denoise_block import DEFAULT_OPERATOR, OPERATORS, add_denoise_blocks, denoise_blocks
 
 
@@ -50,28 +51,28 @@ class FeatureDenoise(Objective):
     )
     arxiv = "1812.03411"
     hyperparams = (
-        HyperParam(
-            "operator", DEFAULT_OPERATOR, "the denoising operator D of each block", str, choices=tuple(OPERATORS)
+        Param(
+            "operator", str, DEFAULT_OPERATOR, help="the denoising operator D of each block", choices=tuple(OPERATORS)
         ),
-        HyperParam(
+        Param(
             "stages",
-            "",
-            "comma-separated stages followed by a block (small_cnn: conv1, conv2; "
-            "preact_resnet18: layer1..layer4); empty: all",
             str,
+            "",
+            help="comma-separated stages followed by a block (small_cnn: conv1, conv2; "
+            "preact_resnet18: layer1..layer4); empty: all",
         ),
-        HyperParam("kernel_size", 3, "window of the mean, median and bilateral filters (odd)", int, 1, 9),
-        HyperParam("steps", 7, "PGD steps", int, 1, 1000),
-        HyperParam("alpha", 2 / 255, "PGD step size", float, 0.0, 1.0, PIXEL),
-        HyperParam("targeted", False, "targeted PGD toward a random wrong class (the paper's ImageNet setting)", bool),
-        HyperParam(
+        Param("kernel_size", int, 3, 1, 9, help="window of the mean, median and bilateral filters (odd)"),
+        Param("steps", int, 7, 1, 1000, help="PGD steps"),
+        Param("alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size"),
+        Param("targeted", bool, False, help="targeted PGD toward a random wrong class (the paper's ImageNet setting)"),
+        Param(
             "clean_start_prob",
-            0.2,
-            "fraction of batches whose PGD starts at the clean image instead of "
-            "a random point (the authors' code: 0.2)",
             float,
+            0.2,
             0.0,
             1.0,
+            help="fraction of batches whose PGD starts at the clean image instead of "
+            "a random point (the authors' code: 0.2)",
         ),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset

@@ -7,8 +7,9 @@ weights at every step (the model in its training mode, as in the paper).
 
 from __future__ import annotations
 
+from advlens.params import Param
 from advlens.training.adversary import fgsm
-from advlens.training.objectives import HyperParam, Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
 
 
 @register
@@ -22,7 +23,7 @@ class FGSMAT(Objective):
     source = "Goodfellow, Shlens, Szegedy: Explaining and Harnessing Adversarial Examples (ICLR 2015), arXiv 1412.6572"
     arxiv = "1412.6572"
     hyperparams = (
-        HyperParam("a", 0.5, "weight of the clean cross-entropy; 1 - a weighs the FGSM one", float, 0.0, 1.0),
+        Param("a", float, 0.5, 0.0, 1.0, help="weight of the clean cross-entropy; 1 - a weighs the FGSM one"),
     )
     extra_plots = {"Training accuracy: clean vs FGSM": ("train/acc", "train/acc_adv")}
 

@@ -7,8 +7,9 @@ the authors' code. MNIST: eps 0.3, 40 steps of 0.01. CIFAR-10: eps 8/255, 7 step
 
 from __future__ import annotations
 
+from advlens.params import PIXEL, Param
 from advlens.training.adversary import pgd
-from advlens.training.objectives import PIXEL, HyperParam, Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
 
 
 @register
@@ -25,9 +26,9 @@ class PGDAT(Objective):
     )
     arxiv = "1706.06083"
     hyperparams = (
-        HyperParam("steps", 7, "PGD steps of the inner maximisation", int, 1, 1000),
-        HyperParam("alpha", 2 / 255, "PGD step size", float, 0.0, 1.0, PIXEL),
-        HyperParam("random_start", True, "start from a uniform random point of the eps-ball", bool),
+        Param("steps", int, 7, 1, 1000, help="PGD steps of the inner maximisation"),
+        Param("alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size"),
+        Param("random_start", bool, True, help="start from a uniform random point of the eps-ball"),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
     presets = {

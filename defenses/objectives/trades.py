@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from advlens.training.adversary import model_mode, sign_ascent
-from advlens.training.objectives import PIXEL, HyperParam, Objective, accuracy_of, cross_entropy, register
+from advlens.models.modes import model_mode
+from advlens.params import PIXEL, Param
+from advlens.training.adversary import sign_ascent
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
 
 
 def kl_sum(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
@@ -34,10 +36,10 @@ class TRADES(Objective):
     )
     arxiv = "1901.08573"
     hyperparams = (
-        HyperParam("beta", 6.0, "weight of the robustness (KL) term", float, 0.0, 1000.0),
-        HyperParam("steps", 10, "sign-gradient steps that maximise the KL", int, 1, 1000),
-        HyperParam("step_size", 0.007, "step size of those steps", float, 0.0, 1.0, PIXEL),
-        HyperParam("init_std", 0.001, "std of the Gaussian start x + std * N(0, I)", float, 0.0, 1.0),
+        Param("beta", float, 6.0, 0.0, 1000.0, help="weight of the robustness (KL) term"),
+        Param("steps", int, 10, 1, 1000, help="sign-gradient steps that maximise the KL"),
+        Param("step_size", float, 0.007, 0.0, 1.0, PIXEL, help="step size of those steps"),
+        Param("init_std", float, 0.001, 0.0, 1.0, help="std of the Gaussian start x + std * N(0, I)"),
     )
     # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
     presets = {

@@ -1,0 +1,8 @@
+"""The advlens plugin of this package (entry point ``advlens.plugins``, see :mod:`advlens.plugins`)."""
+
+from __future__ import annotations
+
+
+def register() -> None:
+    """Register the defended architectures and the training objectives with advlens."""
+    from . import denoise_block, objectives  # noqa: F401  (importing a module registers what it defines)
