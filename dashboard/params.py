@@ -13,7 +13,9 @@ import streamlit as st
 from advlens.budget import format_linf
 from advlens.params import PIXEL, Param, ParamError
 
-LINF_EPS = Param("eps", float, 8 / 255, 0.0, 1.0, PIXEL, "L-inf budget: the largest change of any pixel")
+# The budget field of pages that attack with a fixed method. No range here: the engine call that
+# takes the budget (an attack, a training config) checks it and says what is wrong in its own words.
+LINF_EPS = Param("eps", float, 8 / 255, None, None, PIXEL, "L-inf budget: the largest change of any pixel")
 
 
 def uses_text(prm: Param) -> bool:

@@ -19,11 +19,12 @@ from advlens.training.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainCon
 from advlens.training.objectives import Objective, list_objectives
 from advlens.training.store import ACTIVE, RunRecord, RunStore, read_log_tail
 from advlens.zoo import list_models
-from dashboard.params import LINF_EPS, label_of, param_inputs
+from dashboard.params import LINF_EPS, param_input, param_inputs
 from dashboard.widgets import page_setup
 
 TRAINABLE_DATASETS = [n for n in DATASETS if n != "imagenet_samples"]
 TRAINABLE_ARCHS = [a for a in ARCHITECTURES if a != "efficientnet_lite0"]
+EPS_HELP = "L-inf budget of the training adversary and of the robust-accuracy curve"
 SCHEDULE_HELP = {
     "constant": "constant",
     "step": "step decay (x0.1 at 50% and 75%)",
@@ -117,16 +118,10 @@ def new_run_form(store: RunStore) -> None:
         lr = b3.number_input("Learning rate (peak)", value=float(rec["lr"]), format="%.4g", key=f"tr_lr_{k}")
         wd = b4.number_input("Weight decay", value=float(rec.get("weight_decay", 0.0)), format="%.4g", key=f"tr_wd_{k}")
         e1, e0, e2, e3 = st.columns(4)
-        eps_text = e1.text_input(
-            label_of(LINF_EPS),
-            value=LINF_EPS.text(float(rec["eps"])),
-            key=f"tr_eps_{k}",
-            help="L-inf budget of the training adversary and of the robust-accuracy curve",
-        )
         try:
-            e1.caption(f"budget {LINF_EPS.format(LINF_EPS.parse(eps_text))}")
-        except ParamError:
-            pass  # reported when the form is submitted
+            eps, eps_problem = param_input(LINF_EPS, f"tr_eps_{k}", float(rec["eps"]), e1, help=EPS_HELP), None
+        except ParamError as exc:
+            eps, eps_problem = None, str(exc)
         warm = e0.number_input(
             "eps warm-up (fraction of training)",
             0.0,
@@ -156,10 +151,8 @@ def new_run_form(store: RunStore) -> None:
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return
-    try:
-        eps = LINF_EPS.parse(eps_text)
-    except ParamError as exc:
-        problems.insert(0, str(exc))
+    if eps_problem:
+        problems.insert(0, eps_problem)
     if problems:
         st.error("The run was not started:\n\n" + "\n\n".join(f"- {p}" for p in problems))
         return

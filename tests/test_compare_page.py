@@ -35,8 +35,8 @@ def test_compare_attacks_a_standard_and_a_trained_model_side_by_side():
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="cmp_b").value == rec.zoo_name  # the trained run is the default defended model
     at.selectbox(key="cmp_attack").set_value("fgsm").run()
-    eps = next(n for n in at.number_input if n.key.startswith("cmp_fgsm_eps"))
-    assert eps.value == 0.3  # raw units on digits
+    eps = next(n for n in at.text_input if n.key.startswith("cmp_fgsm_") and n.key.endswith("_eps"))
+    assert eps.value == "76.5/255"  # 0.3: the defended model's training budget
     at.button(key="cmp_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown)

@@ -37,7 +37,7 @@ def test_every_attack_runs_with_its_defaults(name):
     assert not errors(at)
     assert at.selectbox(key="atk_name").value == name
     m = metrics(at)
-    assert m["Success"] in {"yes", "no"} and m["L-inf"].endswith("/255") and float(m["L2"]) > 0
+    assert m["Success"] in {"yes", "no"} and m["L-inf"].endswith(")") and "/255 (" in m["L-inf"] and float(m["L2"]) > 0
     charts = [c.proto.spec for c in at.get("plotly_chart")]
     assert sum("top-5" in c for c in charts) == 2
     assert len(at.get("download_button")) == 2
@@ -49,18 +49,18 @@ def test_every_attack_runs_with_its_defaults(name):
 
 
 def test_url_settings_are_read_then_written_back():
-    at = page(attack="pgd", eps=40, steps=3, target=5, seed=2)
+    at = page(attack="pgd", eps="40/255", steps=3, target=5, seed=2)
     assert not at.exception and not errors(at)
-    assert at.number_input(key="atk_pgd_eps").value == 40.0
+    assert at.text_input(key="atk_pgd_eps").value == "40/255"
     assert at.number_input(key="atk_pgd_steps").value == 3
     assert at.selectbox(key="atk_target").value == 5 and at.number_input(key="atk_seed").value == 2
     m = metrics(at)
     assert float(m["L-inf"].split("/")[0]) <= 40 + 1e-3
     assert [d.delta for d in at.metric if d.label == "Success"] == ["→ 5"]
     assert len(at.select_slider[0].options) == 4  # steps 0..3
-    at.number_input(key="atk_pgd_eps").set_value(20.0).run()
+    at.text_input(key="atk_pgd_eps").set_value("0.0784").run()  # either form is read
     assert not at.exception
-    assert _qp(at, "eps") == "20" and _qp(at, "steps") == "3" and _qp(at, "target") == "5"
+    assert _qp(at, "eps") == "19.99/255" and _qp(at, "steps") == "3" and _qp(at, "target") == "5"
     assert float(metrics(at)["L-inf"].split("/")[0]) <= 20 + 1e-3
 
 
@@ -72,14 +72,15 @@ def _qp(at, key):
 @pytest.mark.parametrize(
     "key,value,match",
     [
-        ("atk_pgd_eps", -3.0, "eps = -3/255 is too small"),
+        ("atk_pgd_eps", "-3/255", "eps = -3/255 (-0.0118) is too small"),
         ("atk_pgd_steps", 0, "steps = 0 is too small"),
-        ("atk_pgd_eps", 400.0, "eps = 400/255 is too large"),
+        ("atk_pgd_eps", "400/255", "eps = 400/255 (1.5686) is too large"),
+        ("atk_pgd_eps", "40", "write 40/255"),
     ],
 )
 def test_bad_parameters_show_an_error(key, value, match):
     at = page(attack="pgd", steps=2)
-    at.number_input(key=key).set_value(value).run()
+    (at.text_input if isinstance(value, str) else at.number_input)(key=key).set_value(value).run()
     assert not at.exception
     assert any(match in e for e in errors(at)), errors(at)
     assert not at.metric or "Smallest L-inf eps" not in metrics(at)
@@ -101,7 +102,7 @@ def test_target_equal_to_the_true_class_shows_an_error():
 
 
 def test_targeted_attack_and_scrubber():
-    at = page(attack="pgd", eps=64, steps=10, target=1, image_src="Dataset item", image_ds="digits", image_idx=3)
+    at = page(attack="pgd", eps="64/255", steps=10, target=1, image_src="Dataset item", image_ds="digits", image_idx=3)
     assert not at.exception and not errors(at)
     assert metrics(at)["Success"] == "yes"
     assert "p(target)" in " ".join(c.proto.spec for c in at.get("plotly_chart"))
@@ -129,7 +130,7 @@ def test_a_stop_request_keeps_the_page_quiet():
 
 
 def test_minimal_eps_finder_and_shared_example():
-    at = page(attack="fgsm", eps=8, image_src="Dataset item", image_ds="digits", image_idx=3)
+    at = page(attack="fgsm", eps="8/255", image_src="Dataset item", image_ds="digits", image_idx=3)
     assert not at.exception
     current = at.session_state["advlens_current_example"]
     assert current.attack == "fgsm" and current.model_name == "digits_small_cnn" and current.label == 7
@@ -139,7 +140,7 @@ def test_minimal_eps_finder_and_shared_example():
     assert not at.exception, [e.value for e in at.exception]
     m = metrics(at)
     eps = m["Smallest L-inf eps"]
-    assert eps.endswith("/255") and 0 < float(eps.split("/")[0]) <= 64
+    assert "/255 (" in eps and 0 < float(eps.split("/")[0]) <= 64
     assert float(m["DeepFool L2"]) > 0
 
 
@@ -163,10 +164,10 @@ def test_an_interrupted_run_is_kept_after_stop_and_rerun_otherwise():
 
 
 def test_switching_model_restores_that_models_defaults():
-    at = page(attack="fgsm", eps=50, target=3)
-    assert at.number_input(key="atk_fgsm_eps").value == 50.0
+    at = page(attack="fgsm", eps="50/255", target=3)
+    assert at.text_input(key="atk_fgsm_eps").value == "50/255"
     at.selectbox(key="model").select("efficientnet_lite0").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.number_input(key="atk_fgsm_eps").value == 2.0  # the ImageNet default
+    assert at.text_input(key="atk_fgsm_eps").value == "2/255"  # the ImageNet default
     assert at.selectbox(key="atk_target").value == -1
     assert "Egyptian cat" in " ".join(c.proto.spec for c in at.get("plotly_chart"))  # chelsea, the first photo

@@ -56,7 +56,7 @@ def test_attention_page_standalone_and_bad_input():
     at.selectbox(key="att_target").set_value("own_pred").run()
     assert not at.exception and errors(at) == []
 
-    at.number_input(key="att_eps").set_value(-3.0).run()  # a negative budget: the attack refuses it
+    at.text_input(key="att_eps").set_value("-3/255").run()  # a negative budget: the attack refuses it
     assert not at.exception
     assert any("Attack settings rejected" in e for e in errors(at))
 
@@ -65,14 +65,14 @@ def test_attention_page_dataset_analysis():
     at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT).run()
     at.number_input(key="ana_n").set_value(24)
     at.number_input(key="ana_steps").set_value(3)
-    at.number_input(key="ana_eps").set_value(25.0)
+    at.text_input(key="ana_eps").set_value("25/255")
     at.button(key="ana_run").click().run()
     assert not at.exception, at.exception
     assert errors(at) == []
     assert any("first 24 images" in m.value for m in at.markdown)
     table = at.dataframe[-1].value
     assert "top-k% IoU" in set(table["metric"])
-    at.number_input(key="ana_eps").set_value(-1.0)
+    at.text_input(key="ana_eps").set_value("-1/255")
     at.button(key="ana_run").click().run()
     assert not at.exception
     assert any("could not run" in e for e in errors(at))

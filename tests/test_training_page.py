@@ -30,7 +30,7 @@ def _page() -> AppTest:
 def test_bad_input_shows_an_error_and_starts_nothing():
     at = _page()
     assert any("No runs yet" in i.value for i in at.info)
-    at.number_input(key=f"tr_eps_{K}").set_value(-0.1)
+    at.text_input(key=f"tr_eps_{K}").set_value("-0.1")
     at = _start(at)
     assert not at.exception
     assert any("eps must be >= 0" in e.value for e in at.error), [e.value for e in at.error]
