@@ -48,23 +48,18 @@ class Param:
 
     def format(self, value) -> str:
         """``value`` for people: budgets as ``8/255 (0.0314)``, other floats to 4 digits."""
-        if value is None:
-            return "auto"
-        if self.is_budget:
-            return format_linf(float(value))
-        if self.kind is float:
-            return f"{value:.4g}"
-        return str(value)
+        return self._show(value, "auto", format_linf, "{:.4g}")
 
     def text(self, value) -> str:
         """``value`` as an input field shows it (``8/255`` for budgets, "" for auto)."""
+        return self._show(value, "", linf_text, "{:.6g}")
+
+    def _show(self, value, auto: str, budget, number: str) -> str:
         if value is None:
-            return ""
+            return auto
         if self.is_budget:
-            return linf_text(float(value))
-        if self.kind is float:
-            return f"{value:.6g}"
-        return str(value)
+            return budget(float(value))
+        return number.format(value) if self.kind is float else str(value)
 
     def parse(self, text, owner: str = ""):
         """A typed value (a string from a form, the CLI or a URL, or a JSON value) -> validated value."""

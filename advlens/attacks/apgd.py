@@ -23,6 +23,7 @@ from .base import Attack, AttackConfigError, Param, linf_eps, restarts, steps, w
 from .fgsm import gradient
 from .losses import ce_objective, dlr_objective, is_success
 from .pgd import linf_bounds, project_linf_
+from .trajectory import Rows
 
 
 def checkpoints(n_iter: int) -> list[int]:
@@ -84,6 +85,7 @@ class APGD(Attack):
     def _run(self, x, y, target, restart, total, index, n):
         n_iter, eps, k = self.steps, float(self.eps), len(x)
         entries = self.restarts * (n_iter + 1)
+        rows = Rows(x, y, target, entries, restart=restart, index=index, n=n)
         shape = (k,) + (1,) * (x.ndim - 1)
         lo, hi = linf_bounds(x, torch.full((), eps, device=x.device))
 
@@ -98,19 +100,7 @@ class APGD(Attack):
         x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
         history = torch.empty(n_iter + 1, k, device=x.device)
         history[0] = loss
-        self.record_step(
-            step=0,
-            entries=entries,
-            restart=restart,
-            x=x,
-            x_adv=x_adv,
-            logits=logits,
-            y=y,
-            target=target,
-            loss=loss,
-            index=index,
-            n=n,
-        )
+        self.record_step(rows, 0, x_adv, logits, loss)
         step = torch.full(shape, 2.0 * eps, device=x.device)
         x_old = x_adv.clone()
         checks = set(checkpoints(n_iter))
@@ -132,20 +122,7 @@ class APGD(Attack):
                 x_best[improved] = x_adv[improved]
                 grad_best[improved] = grad[improved]
                 loss_best = torch.where(improved, loss, loss_best)
-            self.record_step(
-                step=i + 1,
-                entries=entries,
-                restart=restart,
-                x=x,
-                x_adv=x_adv,
-                logits=logits,
-                y=y,
-                target=target,
-                loss=loss,
-                index=index,
-                n=n,
-                last=i == n_iter - 1,
-            )
+            self.record_step(rows, i + 1, x_adv, logits, loss, last=i == n_iter - 1)
             if i + 1 in checks:
                 with torch.no_grad():
                     span = i + 1 - last_check

@@ -30,7 +30,7 @@ from torch import nn
 from ..models.modes import eval_mode, model_device
 from ..params import PIXEL, Param, ParamError
 from .losses import is_success
-from .trajectory import Trajectory
+from .trajectory import Rows, Trajectory
 
 ProgressFn = Callable[[int, int], Any]
 StopFn = Callable[[], bool]
@@ -193,43 +193,18 @@ class Attack:
         return False
 
     def record_step(
-        self,
-        *,
-        step: int,
-        entries: int,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        logits: torch.Tensor,
-        y: torch.Tensor,
-        target: torch.Tensor | None,
-        loss: torch.Tensor,
-        restart: int = 0,
-        index: torch.Tensor | None = None,
-        n: int | None = None,
-        last: bool = False,
+        self, rows: Rows, step: int, x_adv: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor, last: bool = False
     ) -> None:
         """Add a trajectory entry when recording (a no-op otherwise).
 
-        ``entries`` is how many entries the whole run records at most; images are kept every
+        ``rows.entries`` is how many entries the whole run records at most; images are kept every
         ``ceil(entries / max_frames)`` entries, and at the ``last`` entry of a run.
         """
         if self.trajectory is None:
             return
-        image = self.record_images and (last or len(self.trajectory) % self.image_every(entries) == 0)
-        self.trajectory.record(
-            step=step,
-            restart=restart,
-            x=x,
-            x_adv=x_adv,
-            logits=logits,
-            y=y,
-            target=target,
-            loss=loss,
-            success=is_success(logits.detach(), y, target),
-            index=index,
-            n=n,
-            image=image,
-        )
+        image = self.record_images and (last or len(self.trajectory) % self.image_every(rows.entries) == 0)
+        success = is_success(logits.detach(), rows.y, rows.target)
+        self.trajectory.record(rows, step, x_adv, logits, loss, success, image)
 
     def image_every(self, entries: int) -> int:
         """Keep one image every this many entries, so about ``max_frames`` images are kept."""

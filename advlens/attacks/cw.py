@@ -21,6 +21,7 @@ import torch
 
 from .base import Attack, Param, steps
 from .losses import margin
+from .trajectory import Rows
 
 
 class CWL2(Attack):
@@ -68,18 +69,7 @@ class CWL2(Attack):
                     best_l2 = torch.where(improved, l2, best_l2)
                     best_x[improved] = x_new.detach()[improved]
                     found |= succ
-                self.record_step(
-                    step=t,
-                    entries=total,
-                    restart=b,
-                    x=x,
-                    x_adv=x_new,
-                    logits=logits,
-                    y=y,
-                    target=target,
-                    loss=-m,
-                    last=t == self.steps - 1,
-                )
+                self.record_step(Rows(x, y, target, total, restart=b), t, x_new, logits, -m, last=t == self.steps - 1)
                 w.grad = grad
                 opt.step()
                 if self.tick(b * self.steps + t + 1, total):

@@ -20,6 +20,7 @@ import torch
 from .base import Attack, Param, steps
 from .losses import is_success, margin
 from .pgd import flat_norm
+from .trajectory import Rows
 
 
 class DeepFool(Attack):
@@ -47,14 +48,11 @@ class DeepFool(Attack):
             logits = self.model(x_in)
             succ = is_success(logits.detach(), y, target)
             self.record_step(
-                step=t,
-                entries=self.steps + 1,
-                x=x,
-                x_adv=x_adv,
-                logits=logits,
-                y=y,
-                target=target,
-                loss=-margin(logits.detach(), y, target),
+                Rows(x, y, target, self.steps + 1),
+                t,
+                x_adv,
+                logits,
+                -margin(logits.detach(), y, target),
                 last=t == self.steps,
             )
             active &= ~succ

@@ -16,6 +16,7 @@ import torch
 from .base import Attack, Param, linf_eps, linf_step_size, steps
 from .losses import ce_objective
 from .pgd import linf_bounds, project_linf_
+from .trajectory import Rows
 
 
 class MIFGSM(Attack):
@@ -43,9 +44,7 @@ class MIFGSM(Attack):
             loss = ce_objective(logits, y, target)
             (grad,) = torch.autograd.grad(loss.sum(), x_adv)
             x_adv.requires_grad_(False)
-            self.record_step(
-                step=t, entries=self.steps + 1, x=x, x_adv=x_adv, logits=logits, y=y, target=target, loss=loss
-            )
+            self.record_step(Rows(x, y, target, self.steps + 1), t, x_adv, logits, loss)
             with torch.no_grad():
                 l1 = grad.abs().flatten(1).mean(1).clamp_min_(1e-12).view(-1, *([1] * (x.ndim - 1)))
                 momentum.mul_(self.decay).add_(grad / l1)
@@ -57,14 +56,6 @@ class MIFGSM(Attack):
             with torch.no_grad():
                 logits = self.model(x_adv)
             self.record_step(
-                step=t + 1,
-                entries=self.steps + 1,
-                x=x,
-                x_adv=x_adv,
-                logits=logits,
-                y=y,
-                target=target,
-                loss=ce_objective(logits, y, target),
-                last=True,
+                Rows(x, y, target, self.steps + 1), t + 1, x_adv, logits, ce_objective(logits, y, target), last=True
             )
         return x_adv

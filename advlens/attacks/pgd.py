@@ -21,6 +21,7 @@ import torch
 
 from .base import Attack, Param, linf_eps, linf_step_size, restarts, steps, worst_case_over_restarts
 from .losses import ce_objective, is_success
+from .trajectory import Rows
 
 
 def project_linf_(x_adv: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -100,25 +101,14 @@ class PGD(Attack):
         x_adv = self.project_(self.start(x, eps), x, eps, bounds)
         done = restart * self.steps
         entries = self.restarts * (self.steps + 1)
+        rows = Rows(x, y, target, entries, restart=restart, index=index, n=n)
         for t in range(self.steps):
             x_adv.requires_grad_(True)
             logits = model(x_adv)
             loss = ce_objective(logits, y, target)
             (grad,) = torch.autograd.grad(loss.sum(), x_adv)
             x_adv.requires_grad_(False)
-            self.record_step(
-                step=t,
-                entries=entries,
-                restart=restart,
-                x=x,
-                x_adv=x_adv,
-                logits=logits,
-                y=y,
-                target=target,
-                loss=loss,
-                index=index,
-                n=n,
-            )
+            self.record_step(rows, t, x_adv, logits, loss)
             with torch.no_grad():
                 self.step_(x_adv, grad, alpha)
                 self.project_(x_adv, x, eps, bounds)
@@ -129,20 +119,7 @@ class PGD(Attack):
         with torch.no_grad():
             logits = model(x_adv)
             loss = ce_objective(logits, y, target)
-        self.record_step(
-            step=t + 1,
-            entries=entries,
-            restart=restart,
-            x=x,
-            x_adv=x_adv,
-            logits=logits,
-            y=y,
-            target=target,
-            loss=loss,
-            index=index,
-            n=n,
-            last=True,
-        )
+        self.record_step(rows, t + 1, x_adv, logits, loss, last=True)
         return x_adv, loss, is_success(logits, y, target)
 
 

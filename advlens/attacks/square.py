@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .base import Attack, Param, linf_eps, steps
 from .losses import margin
+from .trajectory import Rows
 
 _SCHEDULE = (
     (10, 1),
@@ -79,9 +80,7 @@ class Square(Attack):
         logits_best = self.model(x_best)
         loss = self._objective(logits_best, y, target)
         marg = margin(logits_best, y, target)
-        self.record_step(
-            step=0, entries=self.steps, x=x, x_adv=x_best, logits=logits_best, y=y, target=target, loss=-marg
-        )
+        self.record_step(Rows(x, y, target, self.steps), 0, x_best, logits_best, -marg)
         rows = torch.arange(h, device=x.device)
         cols = torch.arange(w, device=x.device)
         for it in range(1, self.steps):
@@ -115,15 +114,5 @@ class Square(Attack):
             marg[rows_imp] = margin(logits[improved], y[rows_imp], None if target is None else target[rows_imp])
             x_best[rows_imp] = x_new[improved]
             logits_best[rows_imp] = logits[improved]
-            self.record_step(
-                step=it,
-                entries=self.steps,
-                x=x,
-                x_adv=x_best,
-                logits=logits_best,
-                y=y,
-                target=target,
-                loss=-marg,
-                last=it == self.steps - 1,
-            )
+            self.record_step(Rows(x, y, target, self.steps), it, x_best, logits_best, -marg, last=it == self.steps - 1)
         return x_best

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attack, linf_eps
-from .fgsm import gradient
-from .losses import ce_objective
+from .fgsm import FGSM
 
 
-class StepLL(Attack):
+class StepLL(FGSM):
     name = "stepll"
     title = "Step-LL"
     paper = "Kurakin et al. 2017, arXiv 1611.01236"
-    norm = "Linf"
-    PARAMS = (linf_eps(),)
 
     def _perturb(self, x, y, target):
         if target is None:
             with torch.no_grad():
                 target = self.model(x).argmin(1)
-        grad, _, _ = gradient(self.model, x, lambda z: ce_objective(z, y, target))
-        return (x + self.eps * grad.sign()).clamp_(0.0, 1.0)
+        return super()._perturb(x, y, target)  # one FGSM step toward the least-likely class

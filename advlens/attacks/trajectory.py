@@ -23,6 +23,21 @@ import torch
 FIELDS = ("loss", "p_true", "p_target", "linf", "l2", "success")
 
 
+@dataclass(frozen=True)
+class Rows:
+    """What stays fixed across the entries of one attack run: the clean images ``x`` of the rows
+    attacked, their labels ``y`` (and ``target``), which rows of the batch they are (``index`` of
+    ``n``; all rows when None), the restart, and how many entries the whole run records at most."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None
+    entries: int
+    restart: int = 0
+    index: torch.Tensor | None = None
+    n: int | None = None
+
+
 @dataclass
 class Trajectory:
     targeted: bool = False
@@ -44,25 +59,19 @@ class Trajectory:
     @torch.no_grad()
     def record(
         self,
-        *,
+        rows: Rows,
         step: int,
-        restart: int,
-        x: torch.Tensor,
         x_adv: torch.Tensor,
         logits: torch.Tensor,
-        y: torch.Tensor,
-        target: torch.Tensor | None,
         loss: torch.Tensor,
         success: torch.Tensor,
-        index: torch.Tensor | None = None,
-        n: int | None = None,
         image: bool = False,
     ) -> None:
-        """Add one entry. ``x``, ``y``, ``target`` describe the rows of ``x_adv`` (a subset of the
-        batch given by ``index`` when it is not None; ``n`` is then the full batch size)."""
+        """Add one entry for the rows ``rows`` describes (their clean images, labels and place in the batch)."""
+        x, y, target, index, n, restart = rows.x, rows.y, rows.target, rows.index, rows.n, rows.restart
         probs = logits.detach().float().softmax(1)
         delta = (x_adv.detach() - x).flatten(1)
-        rows = {
+        values = {
             "loss": loss.detach().float(),
             "p_true": probs.gather(1, y[:, None])[:, 0],
             "p_target": probs.gather(1, target[:, None])[:, 0]
@@ -80,7 +89,7 @@ class Trajectory:
             index = index.cpu()
             present = torch.zeros(n, dtype=torch.bool)
             present[index] = True
-            rows = {k: _scatter(v.cpu(), index, n, float("nan")) for k, v in rows.items()}
+            values = {k: _scatter(v.cpu(), index, n, float("nan")) for k, v in values.items()}
             full = torch.zeros(n, dtype=torch.bool)
             full[index] = succ.cpu()
             succ = full
@@ -90,7 +99,7 @@ class Trajectory:
                 img[index.to(x_adv.device)] = x_adv.detach()
         self.step.append(int(step))
         self.restart.append(int(restart))
-        for key, value in rows.items():
+        for key, value in values.items():
             getattr(self, key).append(value.cpu())
         self.success.append(succ.cpu())
         self.present.append(present)

@@ -149,26 +149,9 @@ def _mosaic(
         canvas[y0 + border : y0 + border + tile_px, x0 + border : x0 + border + tile_px] = tile
         label = f"#{ch.index}"
         scale = max(0.3, tile_px / 160)
-        cv2.putText(
-            canvas,
-            label,
-            (x0 + border + 2, y0 + border + int(12 * scale / 0.4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (0, 0, 0),
-            3,
-            cv2.LINE_AA,
-        )
-        cv2.putText(
-            canvas,
-            label,
-            (x0 + border + 2, y0 + border + int(12 * scale / 0.4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+        at = (x0 + border + 2, y0 + border + int(12 * scale / 0.4))
+        for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # a white label with a black outline
+            cv2.putText(canvas, label, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
     return canvas
 
 

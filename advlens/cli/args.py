@@ -17,3 +17,17 @@ def linf_eps(text: str) -> float:
         return parse_linf(text)
     except BudgetError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def read_image(path_text: str, model, resize: bool):
+    """The image file ``--image`` names, fitted to ``model`` (centre-crop, or ``--resize``): (1, C, H, W)."""
+    from pathlib import Path
+
+    from ..data import load_upload
+    from . import UsageError
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no image at {path}")
+    mode = "resize" if resize else "center_crop"
+    return load_upload(path.read_bytes(), model.input_size, name=path.name, mode=mode, invert_if_light=True)

@@ -135,20 +135,13 @@ def class_index(names, value: str, what: str) -> int:
 
 def load_input(args, model):
     """(x of shape (1, C, H, W), label or -1, description, source dict)."""
-    from ..data import load_dataset, load_upload
+    from ..data import load_dataset
     from . import UsageError
+    from .args import read_image
 
     if args.image:
         path = Path(args.image)
-        if not path.is_file():
-            raise UsageError(f"no image at {path}")
-        x = load_upload(
-            path.read_bytes(),
-            model.input_size,
-            name=path.name,
-            mode="resize" if args.resize else "center_crop",
-            invert_if_light=True,
-        )
+        x = read_image(args.image, model, args.resize)
         label = class_index(model.class_names, args.label, "label") if args.label else -1
         return x, label, path.name, {"kind": "file", "path": str(path)}
     if args.index is None:

@@ -15,10 +15,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..data import load_upload
     from ..predict import top_k
     from ..zoo import load_model
     from . import UsageError
+    from .args import read_image
 
     path = Path(args.image)
     if not path.is_file():
@@ -26,13 +26,7 @@ def run(args) -> int:
     if args.top < 1:
         raise UsageError("--top must be at least 1")
     model = load_model(args.model)
-    x = load_upload(
-        path.read_bytes(),
-        model.input_size,
-        name=path.name,
-        mode="resize" if args.resize else "center_crop",
-        invert_if_light=True,
-    )
+    x = read_image(args.image, model, args.resize)
     (pred,) = top_k(model, x, args.top)
     print(f"{getattr(model, 'zoo_name', args.model)} on {path.name}:")
     for rank, (name, prob) in enumerate(pred.as_rows(), 1):

@@ -17,17 +17,10 @@ from ..data import to_float
 from ..models.modes import eval_mode, model_device
 
 
-@torch.no_grad()
 def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on images ``x`` (uint8 or float in [0,1]) with labels ``y``."""
-    device = model_device(model)
-    correct = 0
-    with eval_mode(model):
-        for start in range(0, len(x), batch_size):
-            xb = to_float(x[start : start + batch_size].to(device, non_blocking=True))
-            yb = y[start : start + batch_size].to(device, non_blocking=True)
-            correct += int((model(xb).argmax(1) == yb).sum())
-    return correct / max(1, len(x))
+    correct = robust_predictions(model, x, y, eps=0.0, steps=0, batch_size=batch_size)
+    return float(correct.float().sum()) / max(1, len(x))
 
 
 def robust_predictions(

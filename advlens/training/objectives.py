@@ -42,7 +42,7 @@ from torch import nn
 
 from ..budget import format_linf
 from ..data.catalog import DATASETS
-from ..params import Param, format_params
+from ..params import PIXEL, Param, format_params
 from ..plugins import load_plugins
 
 
@@ -180,6 +180,22 @@ class Objective:
     def on_epoch_end(self, ctx: EpochContext) -> EpochVerdict | None:
         """Called after each epoch; default: nothing to add."""
         return None
+
+
+# ------------------------------------------------------------- shared PGD hyperparameters
+def pgd_params(steps: str = "steps", alpha: str = "alpha", what: str = "PGD") -> tuple[Param, Param]:
+    """The inner PGD of adversarial training: its steps and step size (Madry et al.'s CIFAR defaults)."""
+    return (
+        Param(steps, int, 7, 1, 1000, help=f"{what} steps"),
+        Param(alpha, float, 2 / 255, 0.0, 1.0, PIXEL, help=f"{what} step size"),
+    )
+
+
+def pgd_presets(steps: str = "steps", alpha: str = "alpha", cifar: tuple[int, float] = (7, 2 / 255)) -> dict:
+    """The inner PGD per data family: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps, see
+    ``recommended_for_dataset``), Madry's PGD-40 step 0.01 on MNIST, and ``cifar`` on colour images."""
+    table = {"digits": (10, 0.0375), "mnist": (40, 0.01), "cifar": cifar}
+    return {family: {steps: n, alpha: a} for family, (n, a) in table.items()}
 
 
 # -------------------------------------------------------------------------------- helpers

@@ -8,9 +8,9 @@ fell to 0.6% under a stronger targeted PGD, so evaluate ALP models with strong, 
 
 from __future__ import annotations
 
-from advlens.params import PIXEL, Param
+from advlens.params import Param
 from advlens.training.adversary import pgd
-from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, pgd_params, pgd_presets, register
 
 
 @register
@@ -26,15 +26,9 @@ class ALP(Objective):
     arxiv = "1803.06373"
     hyperparams = (
         Param("lam", float, 0.5, 0.0, 100.0, help="weight lambda of the logit-pairing term (0.25 to 0.5 in the paper)"),
-        Param("steps", int, 7, 1, 1000, help="PGD steps for x'"),
-        Param("alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size"),
+        *pgd_params(what="PGD (for x')"),
     )
-    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
-    presets = {
-        "digits": {"steps": 10, "alpha": 0.0375},
-        "mnist": {"steps": 40, "alpha": 0.01},
-        "cifar": {"steps": 7, "alpha": 2 / 255},
-    }
+    presets = pgd_presets()
     extra_plots = {
         "Logit pairing term": ("train/pairing",),
         "Training accuracy: clean vs PGD": ("train/acc", "train/acc_adv"),

@@ -52,7 +52,7 @@ from advlens.attribution import metrics as M
 from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
 from advlens.data import to_float
 from advlens.models.modes import model_mode
-from advlens.params import PIXEL, Param
+from advlens.params import Param
 from advlens.training.adversary import sign_ascent
 from advlens.training.objectives import (
     EpochContext,
@@ -61,6 +61,8 @@ from advlens.training.objectives import (
     accuracy_of,
     cross_entropy,
     no_param_grads,
+    pgd_params,
+    pgd_presets,
     register,
 )
 from defenses.attention_loss import (
@@ -144,8 +146,7 @@ class AttentionRectification(Objective):
             help="Step-LL (the authors' code) or PGD (the modern variant)",
             choices=ADVERSARIES,
         ),
-        Param("pgd_steps", int, 7, 1, 1000, help="PGD steps (adversary = pgd)"),
-        Param("pgd_alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size (adversary = pgd)"),
+        *pgd_params("pgd_steps", "pgd_alpha", "PGD (adversary = pgd)"),
         Param(
             "second_update",
             bool,
@@ -178,12 +179,7 @@ class AttentionRectification(Objective):
             "and saved after each epoch (0: off)",
         ),
     )
-    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
-    presets = {
-        "digits": {"pgd_steps": 10, "pgd_alpha": 0.0375},
-        "mnist": {"pgd_steps": 40, "pgd_alpha": 0.01},
-        "cifar": {"pgd_steps": 7, "pgd_alpha": 2 / 255},
-    }
+    presets = pgd_presets("pgd_steps", "pgd_alpha")
     extra_plots = {
         "Attention terms": ("train/mask", "train/contrast"),
         "Training accuracy: clean vs adversarial": ("train/acc", "train/acc_adv"),

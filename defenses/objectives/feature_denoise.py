@@ -29,10 +29,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from advlens.params import PIXEL, Param
+from advlens.params import Param
 from advlens.training.adversary import sign_ascent
 from advlens.training.config import ConfigError
-from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, pgd_params, pgd_presets, register
 from defenses.denoise_block import DEFAULT_OPERATOR, OPERATORS, add_denoise_blocks, denoise_blocks
 
 
@@ -62,8 +62,7 @@ class FeatureDenoise(Objective):
             "preact_resnet18: layer1..layer4); empty: all",
         ),
         Param("kernel_size", int, 3, 1, 9, help="window of the mean, median and bilateral filters (odd)"),
-        Param("steps", int, 7, 1, 1000, help="PGD steps"),
-        Param("alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size"),
+        *pgd_params(),
         Param("targeted", bool, False, help="targeted PGD toward a random wrong class (the paper's ImageNet setting)"),
         Param(
             "clean_start_prob",
@@ -75,12 +74,7 @@ class FeatureDenoise(Objective):
             "a random point (the authors' code: 0.2)",
         ),
     )
-    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
-    presets = {
-        "digits": {"steps": 10, "alpha": 0.0375},
-        "mnist": {"steps": 40, "alpha": 0.01},
-        "cifar": {"steps": 7, "alpha": 2 / 255},
-    }
+    presets = pgd_presets()
     extra_plots = {
         "Training accuracy on PGD examples": ("train/acc_adv",),
         "Denoising blocks: mean ||BN gamma|| (0 = identity)": ("train/block_gamma",),

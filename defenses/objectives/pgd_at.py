@@ -7,9 +7,9 @@ the authors' code. MNIST: eps 0.3, 40 steps of 0.01. CIFAR-10: eps 8/255, 7 step
 
 from __future__ import annotations
 
-from advlens.params import PIXEL, Param
+from advlens.params import Param
 from advlens.training.adversary import pgd
-from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, pgd_params, pgd_presets, register
 
 
 @register
@@ -26,16 +26,10 @@ class PGDAT(Objective):
     )
     arxiv = "1706.06083"
     hyperparams = (
-        Param("steps", int, 7, 1, 1000, help="PGD steps of the inner maximisation"),
-        Param("alpha", float, 2 / 255, 0.0, 1.0, PIXEL, help="PGD step size"),
+        *pgd_params(what="PGD (the inner maximisation)"),
         Param("random_start", bool, True, help="start from a uniform random point of the eps-ball"),
     )
-    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
-    presets = {
-        "digits": {"steps": 10, "alpha": 0.0375},
-        "mnist": {"steps": 40, "alpha": 0.01},
-        "cifar": {"steps": 7, "alpha": 2 / 255},
-    }
+    presets = pgd_presets()
     extra_plots = {"Training accuracy on PGD examples": ("train/acc_adv",)}
 
     def loss(self, model, x, y, ctx):

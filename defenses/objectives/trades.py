@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from advlens.models.modes import model_mode
 from advlens.params import PIXEL, Param
 from advlens.training.adversary import sign_ascent
-from advlens.training.objectives import Objective, accuracy_of, cross_entropy, register
+from advlens.training.objectives import Objective, accuracy_of, cross_entropy, pgd_presets, register
 
 
 def kl_sum(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
@@ -41,12 +41,7 @@ class TRADES(Objective):
         Param("step_size", float, 0.007, 0.0, 1.0, PIXEL, help="step size of those steps"),
         Param("init_std", float, 0.001, 0.0, 1.0, help="std of the Gaussian start x + std * N(0, I)"),
     )
-    # digits: PGD-10 at the digits eps 0.15 (step 2.5 * eps / steps); see recommended_for_dataset
-    presets = {
-        "digits": {"steps": 10, "step_size": 0.0375},
-        "mnist": {"steps": 40, "step_size": 0.01},
-        "cifar": {"steps": 10, "step_size": 0.007},
-    }
+    presets = pgd_presets(alpha="step_size", cifar=(10, 0.007))
     extra_plots = {"TRADES terms": ("train/ce", "train/kl")}
 
     def loss(self, model, x, y, ctx):
