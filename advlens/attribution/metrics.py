@@ -164,11 +164,6 @@ def _binarize(m: np.ndarray, threshold: float) -> np.ndarray:
     return (m >= tau * hi) & (hi > 0)
 
 
-def binarize(maps, threshold: float = 0.5) -> torch.Tensor:
-    """Bool (N, H, W): m >= threshold * max(m), per map; an all-zero (or negative) map gives nothing."""
-    return torch.from_numpy(_binarize(_batch(maps), threshold))
-
-
 def connected_components(maps, threshold: float = 0.5) -> torch.Tensor:
     """Number of 8-connected regions of the binarised map (``cv2.connectedComponents``), per sample."""
     masks = _binarize(_batch(maps), threshold).astype(np.uint8)

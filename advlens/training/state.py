@@ -162,8 +162,3 @@ def load_training_state(
     except (OSError, KeyError, json.JSONDecodeError, Exception) as exc:
         raise CheckpointError(f"the optimiser state {optim_path.name} cannot be read ({exc}).") from None
     return model, meta["trainer_state"], optimizer_from_tensors(optim_tensors, optim_meta), extras
-
-
-def latest_model_path(folder: Path) -> Path | None:
-    pointer = read_pointer(folder)
-    return Path(folder) / pointer["model"] if pointer else None
