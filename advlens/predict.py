@@ -10,6 +10,21 @@ from .models import Classifier
 from .models.modes import eval_mode, model_device
 
 
+class CleanAndAdversarial:
+    """Predictions of a result that holds ``clean_probs`` and ``adv_probs`` (N, K)."""
+
+    clean_probs: torch.Tensor
+    adv_probs: torch.Tensor
+
+    @property
+    def clean_pred(self) -> torch.Tensor:
+        return self.clean_probs.argmax(1)
+
+    @property
+    def adv_pred(self) -> torch.Tensor:
+        return self.adv_probs.argmax(1)
+
+
 @dataclass
 class TopK:
     indices: list[int]

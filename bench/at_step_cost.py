@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from advlens.models import build_model
 from advlens.training.config import TrainConfig
 from advlens.training.objectives import StepContext, get_objective
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from bench.report import cpu_model  # noqa: E402
 
 
 def make_model(arch: str, device: torch.device):

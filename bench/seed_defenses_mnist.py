@@ -57,6 +57,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import MNIST_BASE  # noqa: E402
+
 DEFENSES = ("standard", "pgd_at", "attention", "feature_denoise", "deep_defense")
 SEED_DEFENSES = ("attention", "feature_denoise", "deep_defense")
 METRIC_LABELS = {"clean": "clean acc", "rho2": "rho_2 (DeepFool)", "iou": "attention IoU"}
@@ -122,18 +124,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def train_configs(args) -> dict[str, dict]:
     """The TrainConfig dict of each defense; the shared part makes the budgets equal."""
     common = dict(
-        dataset="mnist",
+        **MNIST_BASE,
         data_root=args.data_root,
-        arch="small_cnn",
         epochs=args.epochs,
         batch_size=args.batch_size,
-        optimizer="adam",
         lr=1e-3,
-        schedule="onecycle",
         eps=args.train_eps,
         eps_warmup=args.eps_warmup,
-        crop_padding=0,
-        flip=False,
         val_size=0,
         eval_size=64,
         eval_steps=5,

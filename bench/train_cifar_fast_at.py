@@ -19,12 +19,9 @@ throughput but is far from the published accuracy:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tarfile
-import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -32,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.at_step_cost import cpu_model  # noqa: E402
+from bench.report import evaluate_run, publish, run_and_time, run_report  # noqa: E402
 
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 UNPACKED = Path("/tmp/cifar10-jpeg")
@@ -78,10 +75,7 @@ def main(argv=None) -> dict:
     if args.home:
         os.environ["ADVLENS_HOME"] = args.home
     from advlens.data import load_dataset
-    from advlens.models import load_checkpoint
-    from advlens.training import jobs
     from advlens.training.config import TrainConfig
-    from advlens.training.evaluate import clean_accuracy, robust_predictions
 
     root = ensure_unpacked()
     eps = 8 / 255
@@ -111,49 +105,27 @@ def main(argv=None) -> dict:
         test_eval=not args.short,
         name="bench: CIFAR-10 Fast-AT" + (" (short CPU version)" if args.short else ""),
     )
-    t0 = time.time()
-    rec = jobs.run_in_foreground(cfg)
-    train_s = time.time() - t0
-    if rec.status != "done":
-        raise SystemExit(f"training ended {rec.status}: {rec.message}")
+    rec, train_s = run_and_time(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
-    model, _ = load_checkpoint(rec.final_path, map_location=device)
-    model.eval()
     test = load_dataset("folder", split="test", root=str(root))
     idx = balanced_indices(test.labels, args.eval_limit) if args.eval_limit else torch.arange(len(test))
     x, y = test.pixels[idx], test.labels[idx]
-    t1 = time.time()
-    clean = clean_accuracy(model, x, y)
-    torch.manual_seed(0)
-    robust = robust_predictions(model, x, y, eps, args.eval_steps, 2 / 255, args.eval_restarts, batch_size=256)
-    eval_s = time.time() - t1
-    report = {
-        "benchmark": "CIFAR-10 (JPEG q75 copy) Fast-AT, preact_resnet18, eps 8/255"
-        + (" — SHORT CPU VERSION (subset, 1 epoch): a pipeline check, not the published recipe" if args.short else ""),
-        "run_id": rec.id,
-        "clean_accuracy": clean,
-        "robust_accuracy": float(robust.float().mean()),
-        "test_images": len(idx),
-        "attack": f"PGD-{args.eval_steps}, step 2/255, {args.eval_restarts} restart(s)",
-        "train_seconds": round(train_s, 1),
-        "eval_seconds": round(eval_s, 1),
-        "stopped_early": rec.metrics.get("stopped_early", ""),
-        "recipe": {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "limit_train", "seed")},
-        "device": str(device),
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "date": date.today().isoformat(),
-        "command": "python bench/train_cifar_fast_at.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    print(json.dumps(report, indent=2))
-    print(
-        f"| CIFAR-10 Fast-AT (preact_resnet18, 8/255){' SHORT' if args.short else ''} | {clean * 100:.2f}% | "
-        f"{report['robust_accuracy'] * 100:.2f}% ({report['attack']}, {len(idx)} images) | "
-        f"{train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | `{report['command'].strip()}` | "
-        f"{report['date']} |"
+    measured = evaluate_run(rec, x, y, eps, args.eval_steps, 2 / 255, args.eval_restarts, batch_size=256, device=device)
+    short = " — SHORT CPU VERSION (subset, 1 epoch): a pipeline check, not the published recipe" if args.short else ""
+    report, row = run_report(
+        "CIFAR-10 (JPEG q75 copy) Fast-AT, preact_resnet18, eps 8/255" + short,
+        f"CIFAR-10 Fast-AT (preact_resnet18, 8/255){' SHORT' if args.short else ''}",
+        rec,
+        measured,
+        f"PGD-{args.eval_steps}, step 2/255, {args.eval_restarts} restart(s)",
+        train_s,
+        {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "limit_train", "seed")},
+        "train_cifar_fast_at.py",
+        argv,
+        stopped_early=rec.metrics.get("stopped_early", ""),
+        device=str(device),
     )
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
-    return report
+    return publish(report, row, args.out)
 
 
 def balanced_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:

@@ -19,19 +19,14 @@ Markdown row for ``bench/RESULTS.md``; ``--out`` also writes the JSON to a file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-from datetime import date
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.at_step_cost import cpu_model  # noqa: E402
+from bench.report import MNIST_BASE, evaluate_run, publish, run_and_time, run_report  # noqa: E402
 
 DEFAULT_ROOT = ROOT.parent / "shared" / "data" / "mnist"
 
@@ -69,26 +64,18 @@ def main(argv=None) -> dict:
     if args.home:
         os.environ["ADVLENS_HOME"] = args.home
     from advlens.data import load_dataset
-    from advlens.models import load_checkpoint
-    from advlens.training import jobs
     from advlens.training.config import TrainConfig
-    from advlens.training.evaluate import clean_accuracy, robust_predictions
 
     cfg = TrainConfig(
         objective="pgd_at",
         objective_params={"steps": args.train_steps, "alpha": args.train_alpha},
-        dataset="mnist",
+        **MNIST_BASE,
         data_root=args.data_root,
-        arch="small_cnn",
         epochs=args.epochs,
         batch_size=args.batch_size,
-        optimizer="adam",
         lr=args.lr,
-        schedule="onecycle",
         eps=args.eps,
         eps_warmup=args.eps_warmup,
-        crop_padding=0,
-        flip=False,
         val_size=min(1000, args.limit_train // 4) if args.limit_train else 1000,
         eval_size=500,
         eval_steps=10,
@@ -97,49 +84,24 @@ def main(argv=None) -> dict:
         log_every=20,
         name="bench: MNIST PGD-AT" + (" (smoke)" if args.smoke else ""),
     )
-    t0 = time.time()
-    rec = jobs.run_in_foreground(cfg)
-    train_s = time.time() - t0
-    if rec.status != "done":
-        raise SystemExit(f"training ended {rec.status}: {rec.message}")
-    model, _ = load_checkpoint(rec.final_path)
-    model.eval()
+    rec, train_s = run_and_time(cfg)
     test = load_dataset("mnist", "test", root=args.data_root)
     n = args.eval_limit or len(test)
     x, y = test.pixels[:n], test.labels[:n]
-    t1 = time.time()
-    clean = clean_accuracy(model, x, y)
-    torch.manual_seed(0)
-    robust = robust_predictions(model, x, y, args.eps, args.eval_steps, args.eval_alpha, args.eval_restarts)
-    eval_s = time.time() - t1
-    report = {
-        "benchmark": "MNIST PGD-AT, small_cnn, eps 0.3"
-        + (" (SMOKE: tiny settings, not a result)" if args.smoke else ""),
-        "run_id": rec.id,
-        "clean_accuracy": clean,
-        "robust_accuracy": float(robust.float().mean()),
-        "test_images": n,
-        "attack": f"PGD-{args.eval_steps}, step {args.eval_alpha}, {args.eval_restarts} restarts, eps {args.eps}",
-        "train_seconds": round(train_s, 1),
-        "eval_seconds": round(eval_s, 1),
-        "recipe": {
-            k: getattr(args, k)
-            for k in ("epochs", "batch_size", "lr", "train_steps", "train_alpha", "eps_warmup", "limit_train", "seed")
-        },
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
-        "date": date.today().isoformat(),
-        "command": "python bench/train_mnist_pgd_at.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    print(json.dumps(report, indent=2))
-    print(
-        f"| MNIST PGD-AT (small_cnn, eps 0.3) | {clean * 100:.2f}% | {report['robust_accuracy'] * 100:.2f}% "
-        f"({report['attack']}, {n} images) | {train_s / 60:.1f} min train + {eval_s / 60:.1f} min eval | "
-        f"`{report['command'].strip()}` | {report['date']} |"
+    measured = evaluate_run(rec, x, y, args.eps, args.eval_steps, args.eval_alpha, args.eval_restarts)
+    keys = ("epochs", "batch_size", "lr", "train_steps", "train_alpha", "eps_warmup", "limit_train", "seed")
+    report, row = run_report(
+        "MNIST PGD-AT, small_cnn, eps 0.3" + (" (SMOKE: tiny settings, not a result)" if args.smoke else ""),
+        "MNIST PGD-AT (small_cnn, eps 0.3)",
+        rec,
+        measured,
+        f"PGD-{args.eval_steps}, step {args.eval_alpha}, {args.eval_restarts} restarts, eps {args.eps}",
+        train_s,
+        {k: getattr(args, k) for k in keys},
+        "train_mnist_pgd_at.py",
+        argv,
     )
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
-    return report
+    return publish(report, row, args.out)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ def objective_header(cls: type[Objective]) -> None:
     st.latex(cls.formula)
     link = f" · [arXiv {cls.arxiv}](https://arxiv.org/abs/{cls.arxiv})" if cls.arxiv else ""
     st.caption(f"Source: {cls.source}{link}")
-    if cls.notes():
-        st.info(cls.notes())
+    if cls.notes:
+        st.info(cls.notes)
 
 
 def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:

@@ -203,28 +203,23 @@ def deepfool_ratios(
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+RHO2_DEEPFOOL = {"max_iter": 50, "overshoot": 0.02, "candidates": 10}  # the original DeepFool paper's settings
+
+
 def rho2(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor | None = None,
-    *,
-    batch_size: int = 100,
-    max_iter: int = 50,
-    overshoot: float = 0.02,
-    candidates: int = 10,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, batch_size: int = 100, **deepfool
 ) -> dict:
     """rho_2 = mean ||r(x)||_2 / ||x||_2 of the DeepFool perturbation, in eval mode (no gradients kept).
 
     DeepFool starts from the model's own prediction (the test-time rule of Yan et al.'s code), with
-    the original paper's settings (50 iterations, overshoot 0.02, unclipped r). ``x`` may be uint8
+    the original paper's settings (50 iterations, overshoot 0.02, unclipped r; ``max_iter``,
+    ``overshoot`` and ``candidates`` override them). ``x`` may be uint8
     or float in [0, 1]; ``y``, when given, adds the clean accuracy and rho_2 over the correctly
     classified images. Returns ``rho2, fooled, mean_norm, images`` (and ``accuracy,
     rho2_correct`` with labels).
     """
     with eval_mode(model):
-        r = deepfool_ratios(
-            model, x, batch_size=batch_size, max_iter=max_iter, overshoot=overshoot, candidates=candidates
-        )
+        r = deepfool_ratios(model, x, batch_size=batch_size, **{**RHO2_DEEPFOOL, **deepfool})
     out = {
         "rho2": float(r["ratio"].mean()),
         "fooled": float(r["fooled"].float().mean()),

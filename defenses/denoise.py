@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from advlens.registry import Registry
+
 NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product")
 
 
@@ -173,6 +175,10 @@ def color_scale(x: torch.Tensor) -> torch.Tensor:
     return (x.detach().flatten(1).std(dim=1) * math.sqrt(c)).clamp(min=1e-12)
 
 
+_NL_GAUSS = "y_i = sum_j softmax_j(x_i . x_j / sqrt(C)) x_j"
+_NL_DOT = "y_i = (1/N) sum_j (x_i . x_j) x_j"
+
+
 @dataclass(frozen=True)
 class Operator:
     name: str
@@ -182,41 +188,22 @@ class Operator:
     description: str
 
 
-OPERATORS: dict[str, Operator] = {
-    o.name: o
-    for o in (
-        Operator(
-            "nonlocal_gaussian",
-            "Non-local means (Gaussian)",
-            nonlocal_means,
-            {"mode": "gaussian"},
-            "y_i = sum_j softmax_j(x_i . x_j / sqrt(C)) x_j",
-        ),
-        Operator(
-            "nonlocal_dot",
-            "Non-local means (dot product)",
-            nonlocal_means,
-            {"mode": "dot_product"},
-            "y_i = (1/N) sum_j (x_i . x_j) x_j",
-        ),
+_BILATERAL = {"kernel_size": 5, "sigma_space": 1.5, "sigma_color": None}
+OPERATORS: Registry[Operator] = Registry(
+    "denoising operator",
+    (
+        Operator("nonlocal_gaussian", "Non-local means (Gaussian)", nonlocal_means, {"mode": "gaussian"}, _NL_GAUSS),
+        Operator("nonlocal_dot", "Non-local means (dot product)", nonlocal_means, {"mode": "dot_product"}, _NL_DOT),
         Operator("mean", "Mean filter", mean_filter, {"kernel_size": 3}, "k x k box average"),
         Operator("median", "Median filter", median_filter, {"kernel_size": 3}, "k x k median"),
-        Operator(
-            "bilateral",
-            "Bilateral filter",
-            bilateral_filter,
-            {"kernel_size": 5, "sigma_space": 1.5, "sigma_color": None},
-            "spatial x range Gaussian weights over a k x k window",
-        ),
-    )
-}
+        Operator("bilateral", "Bilateral filter", bilateral_filter, _BILATERAL, "spatial x range Gaussian weights"),
+    ),
+    ValueError,
+)
 
 
 def get_operator(name: str) -> Operator:
-    try:
-        return OPERATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown denoising operator {name!r}; use one of {', '.join(OPERATORS)}") from None
+    return OPERATORS.lookup(name)
 
 
 def denoise(x: torch.Tensor, operator: str = "nonlocal_gaussian", **params) -> torch.Tensor:

@@ -131,15 +131,6 @@ def find_minimal_eps(
         df_l2 = torch.where(df_ok, norms, df_l2)
         df_x = df_x.cpu()
         stopped = df.stopped
-    return MinimalEps(
-        eps=eps.cpu(),
-        found=torch.isfinite(eps).cpu(),
-        x_adv=x_best.cpu(),
-        max_eps=float(max_eps),
-        tol=float(tol),
-        searches=searches,
-        deepfool_l2=df_l2,
-        deepfool_success=df_ok,
-        deepfool_x_adv=df_x,
-        stopped=stopped,
-    )
+    search = {"eps": eps.cpu(), "found": torch.isfinite(eps).cpu(), "x_adv": x_best.cpu(), "searches": searches}
+    deepfool = {"deepfool_l2": df_l2, "deepfool_success": df_ok, "deepfool_x_adv": df_x}
+    return MinimalEps(**search, **deepfool, max_eps=float(max_eps), tol=float(tol), stopped=stopped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..params import format_params
+from ..registry import Registry
 from .apgd import APGD, APGDDLR
 from .base import Attack, AttackConfigError
 from .cw import CWL2
@@ -13,17 +14,14 @@ from .pgd import PGD, PGDL2
 from .square import Square
 from .stepll import StepLL
 
-ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, PGDL2, MIFGSM, StepLL, DeepFool, CWL2, Square, APGD, APGDDLR)
-}
+ATTACKS: Registry[type[Attack]] = Registry(
+    "attack", (FGSM, PGD, PGDL2, MIFGSM, StepLL, DeepFool, CWL2, Square, APGD, APGDDLR), AttackConfigError
+)
 
 
 def get_attack(name: str) -> type[Attack]:
     """The attack class registered as ``name``; :class:`AttackConfigError` when unknown."""
-    try:
-        return ATTACKS[name]
-    except KeyError:
-        raise AttackConfigError(f"unknown attack {name!r}; available: {', '.join(ATTACKS)}") from None
+    return ATTACKS.lookup(name)
 
 
 def describe_attack(name: str, params: dict) -> str:

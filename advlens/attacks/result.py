@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.modes import eval_mode, model_device
-from ..predict import TopK
+from ..predict import CleanAndAdversarial, TopK
 from .base import AttackConfigError, ProgressFn, StopFn, check_images
 from .losses import is_success
 from .registry import get_attack
@@ -16,7 +16,7 @@ from .trajectory import Trajectory
 
 
 @dataclass
-class AttackResult:
+class AttackResult(CleanAndAdversarial):
     """Everything about one attack run, on the CPU. Index 0 is the only image for single images.
 
     ``y`` holds the labels the attack used: the given label, or the clean prediction where the
@@ -45,14 +45,6 @@ class AttackResult:
     @property
     def targeted(self) -> bool:
         return self.target is not None
-
-    @property
-    def clean_pred(self) -> torch.Tensor:
-        return self.clean_probs.argmax(1)
-
-    @property
-    def adv_pred(self) -> torch.Tensor:
-        return self.adv_probs.argmax(1)
 
     @property
     def success_rate(self) -> float:

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..registry import Registry
 from . import cam, saliency
+
+_IG = "|sum_c IG_c| from a black baseline (Sundararajan et al. 2017)"
+_SMOOTHGRAD = "gradient saliency averaged over Gaussian-noised copies (Smilkov et al. 2017)"
 
 
 @dataclass(frozen=True)
@@ -26,47 +30,23 @@ class Method:
     description: str
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
+METHODS: Registry[Method] = Registry(
+    "attribution method",
+    (
+        Method("gradcam", "Grad-CAM", True, cam.gradcam, "ReLU(sum_k mean(dS/dA^k) A^k) on a conv layer, upsampled"),
         Method(
-            "gradcam",
-            "Grad-CAM",
-            True,
-            cam.gradcam,
-            "ReLU(sum_k mean(dS/dA^k) A^k) on a conv layer (captum LayerGradCam), upsampled",
-        ),
-        Method(
-            "gradcam++",
-            "Grad-CAM++",
-            True,
-            cam.gradcam_plus_plus,
-            "Grad-CAM with pixel-wise weights from 2nd/3rd-order terms (Chattopadhay et al. 2018)",
+            "gradcam++", "Grad-CAM++", True, cam.gradcam_plus_plus, "2nd/3rd-order pixel weights (Chattopadhay 2018)"
         ),
         Method("saliency", "Saliency", False, saliency.saliency, "max over channels of |dS/dx| (Simonyan et al. 2014)"),
-        Method(
-            "integrated_gradients",
-            "Integrated Gradients",
-            False,
-            saliency.integrated_gradients,
-            "|sum_c IG_c| from a black baseline (Sundararajan et al. 2017)",
-        ),
-        Method(
-            "smoothgrad",
-            "SmoothGrad",
-            False,
-            saliency.smoothgrad,
-            "gradient saliency averaged over Gaussian-noised copies (Smilkov et al. 2017)",
-        ),
-    )
-}
+        Method("integrated_gradients", "Integrated Gradients", False, saliency.integrated_gradients, _IG),
+        Method("smoothgrad", "SmoothGrad", False, saliency.smoothgrad, _SMOOTHGRAD),
+    ),
+    ValueError,
+)
 
 
 def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown attribution method {name!r}; use one of {', '.join(METHODS)}") from None
+    return METHODS.lookup(name)
 
 
 def compute_map(

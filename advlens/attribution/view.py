@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..models.modes import model_device
+from ..predict import CleanAndAdversarial
 from . import metrics as M
 from .display import joint_normalize, signed_difference
 from .hooks import inference_guard, resolve_layer
@@ -22,7 +23,7 @@ from .targets import resolve_targets
 
 
 @dataclass
-class AttentionView:
+class AttentionView(CleanAndAdversarial):
     method: str
     layer: str | None
     target: str | int
@@ -40,14 +41,6 @@ class AttentionView:
     targets_adv: torch.Tensor
     metrics: dict[str, torch.Tensor]
     settings: dict = field(default_factory=dict)
-
-    @property
-    def clean_pred(self) -> torch.Tensor:
-        return self.clean_probs.argmax(1)
-
-    @property
-    def adv_pred(self) -> torch.Tensor:
-        return self.adv_probs.argmax(1)
 
     def table(self, i: int = 0) -> list[dict]:
         """Rows (metric, clean, adversarial, clean vs adversarial) for sample ``i``, for display."""

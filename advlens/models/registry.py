@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..plugins import load_plugins
+from ..registry import Registry
 from .base import Classifier, ModelSpec
 from .efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite0, imagenet_class_names
 from .preact_resnet import PreActResNet18
@@ -43,32 +44,34 @@ def _lite0(spec: ModelSpec, pretrained: bool) -> nn.Module:
     return EfficientNetLite0(num_classes=spec.num_classes, pretrained=pretrained)
 
 
-ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a
-    for a in (
+def _spec(arch: str, size, names, mean, std, dataset: str) -> Callable[[], ModelSpec]:
+    return lambda: ModelSpec(arch, size, names() if callable(names) else names, mean, std, dataset)
+
+
+ARCHITECTURES: Registry[Architecture] = Registry(
+    "architecture",
+    (
         Architecture(
             "small_cnn",
             "Madry's MNIST CNN: conv32-pool-conv64-pool-fc1024 (1x28x28)",
             _small_cnn,
-            lambda: ModelSpec("small_cnn", (1, 28, 28), DIGIT_NAMES, (0.0,), (1.0,), "digits"),
+            _spec("small_cnn", (1, 28, 28), DIGIT_NAMES, (0.0,), (1.0,), "digits"),
         ),
         Architecture(
             "preact_resnet18",
             "PreAct-ResNet-18 for 3x32x32 images",
             _preact,
-            lambda: ModelSpec("preact_resnet18", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD, "cifar10"),
+            _spec("preact_resnet18", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD, "cifar10"),
         ),
         Architecture(
             "efficientnet_lite0",
             "EfficientNet-Lite0, ImageNet-pretrained (3x224x224)",
             _lite0,
-            lambda: ModelSpec(
-                "efficientnet_lite0", (3, 224, 224), imagenet_class_names(), LITE_MEAN, LITE_STD, "imagenet"
-            ),
+            _spec("efficientnet_lite0", (3, 224, 224), imagenet_class_names, LITE_MEAN, LITE_STD, "imagenet"),
             pretrained_available=True,
         ),
-    )
-}
+    ),
+)
 
 
 def register_architecture(arch: Architecture, replace: bool = False) -> Architecture:
@@ -79,15 +82,7 @@ def register_architecture(arch: Architecture, replace: bool = False) -> Architec
     builder (the same module and function name, e.g. after a module reload) replaces the entry; a
     different builder is an error unless ``replace`` is set.
     """
-    existing = ARCHITECTURES.get(arch.name)
-
-    def origin(a: Architecture) -> tuple[str, str]:
-        return getattr(a.make_net, "__module__", ""), getattr(a.make_net, "__qualname__", "")
-
-    if existing is not None and not replace and origin(existing) != origin(arch):
-        raise ValueError(f"architecture name {arch.name!r} is already registered by {'.'.join(origin(existing))}")
-    ARCHITECTURES[arch.name] = arch
-    return arch
+    return ARCHITECTURES.add(arch, replace=replace)
 
 
 def list_architectures() -> list[str]:
@@ -97,10 +92,7 @@ def list_architectures() -> list[str]:
 def get_architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
         load_plugins()  # plugins register architectures of their own (e.g. small_cnn_denoise)
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+    return ARCHITECTURES.lookup(name)
 
 
 def build_model(arch: str, spec: ModelSpec | None = None, pretrained: bool = False, **overrides) -> Classifier:

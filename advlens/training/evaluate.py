@@ -49,16 +49,8 @@ def robust_predictions(
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
-def robust_accuracy(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    steps: int,
-    alpha: float | None = None,
-    restarts: int = 1,
-    batch_size: int = 500,
-) -> float:
-    """The fraction of images classified correctly after PGD-``steps`` with ``restarts`` restarts."""
-    correct = robust_predictions(model, x, y, eps, steps, alpha, restarts, batch_size)
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, *args, **kw) -> float:
+    """The fraction of images classified correctly after PGD-``steps`` (the options of
+    :func:`robust_predictions`: ``alpha``, ``restarts``, ``batch_size``)."""
+    correct = robust_predictions(model, x, y, eps, steps, *args, **kw)
     return float(correct.float().mean()) if len(correct) else 0.0

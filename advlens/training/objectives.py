@@ -31,6 +31,7 @@ The registry is filled lazily: :func:`get_objective` and :func:`list_objectives`
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from ..budget import format_linf
 from ..data.catalog import DATASETS
 from ..params import PIXEL, Param, format_params
 from ..plugins import load_plugins
+from ..registry import Registry
 
 
 class RunSettings(Protocol):
@@ -110,12 +112,18 @@ class Objective:
     title: ClassVar[str] = ""
     formula: ClassVar[str] = ""
     source: ClassVar[str] = ""
-    arxiv: ClassVar[str] = ""
+    arxiv: ClassVar[str] = ""  # read from the end of ``source`` ("... arXiv 1706.06083") when not set
     uses_eps: ClassVar[bool] = True
     fine_tunes: ClassVar[bool] = False  # the method starts from a trained clean model (TrainConfig.init_from)
     hyperparams: ClassVar[tuple[Param, ...]] = ()
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     extra_plots: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("arxiv"):
+            found = re.search(r"arXiv (\d{4}\.\d{4,5})\s*$", cls.source or "")
+            cls.arxiv = found.group(1) if found else ""
 
     def __init__(self, params: dict | None, cfg: RunSettings):
         self.cfg = cfg
@@ -162,10 +170,7 @@ class Objective:
             return None
         return {"norm": "Linf", "eps": float(self.eps)}
 
-    @classmethod
-    def notes(cls) -> str:
-        """Markdown shown under the formula on the training page."""
-        return ""
+    notes: ClassVar[str] = ""  # Markdown shown under the formula on the training page
 
     # ---------------------------------------------------------------------------------- hooks
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -209,18 +214,12 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------- registry
-_REGISTRY: dict[str, type[Objective]] = {}
+_REGISTRY: Registry[type[Objective]] = Registry("objective")
 
 
 def register(cls: type[Objective]) -> type[Objective]:
     """Class decorator: add an objective to the registry under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    existing = _REGISTRY.get(cls.name)
-    if existing is not None and existing.__qualname__ != cls.__qualname__:
-        raise ValueError(f"objective name {cls.name!r} is taken by {existing.__module__}.{existing.__qualname__}")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _REGISTRY.add(cls)
 
 
 def list_objectives() -> list[type[Objective]]:
@@ -230,10 +229,7 @@ def list_objectives() -> list[type[Objective]]:
 
 def get_objective(name: str) -> type[Objective]:
     load_plugins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown objective {name!r}; available: {', '.join(_REGISTRY)}.") from None
+    return _REGISTRY.lookup(name)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ class ALP(Objective):
         r"\quad x' = \mathrm{PGD}_\epsilon(x)"
     )
     source = "Kannan, Kurakin, Goodfellow: Adversarial Logit Pairing (2018), arXiv 1803.06373"
-    arxiv = "1803.06373"
     hyperparams = (
         Param("lam", float, 0.5, 0.0, 100.0, help="weight lambda of the logit-pairing term (0.25 to 0.5 in the paper)"),
         *pgd_params(what="PGD (for x')"),
@@ -34,12 +33,10 @@ class ALP(Objective):
         "Training accuracy: clean vs PGD": ("train/acc", "train/acc_adv"),
     }
 
-    @classmethod
-    def notes(cls) -> str:
-        return (
-            "ALP's published ImageNet robustness (27.9%) fell to 0.6% under a stronger targeted PGD "
-            "(Engstrom et al. 2018, arXiv 1807.10272): evaluate it with strong, many-step attacks."
-        )
+    notes = (
+        "ALP's published ImageNet robustness (27.9%) fell to 0.6% under a stronger targeted PGD "
+        "(Engstrom et al. 2018, arXiv 1807.10272): evaluate it with strong, many-step attacks."
+    )
 
     def loss(self, model, x, y, ctx):
         x_adv = pgd(ctx.attack_model, x, y, ctx.eps, self.alpha, self.steps)

@@ -112,6 +112,9 @@ def into_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     return project_linf_(x_adv.clone(), *linf_bounds(x, eps_t))
 
 
+_CAM_VARIANT_HELP = "attention map: spatial softmax (training code) or ReLU (analysis code) of sum_k alpha_k A^k"
+
+
 @register
 class AttentionRectification(Objective):
     name = "attention"
@@ -127,57 +130,20 @@ class AttentionRectification(Objective):
         "Wu, Zhang, Zhang, Chen, Zhao, Fan, Cao, Lin: Attention, Please! Adversarial Defense via Activation "
         "Rectification and Preservation (ACM TOMM 2023), arXiv 1811.09831"
     )
-    arxiv = "1811.09831"
     hyperparams = (
         Param("w_ce", float, 8.0, 0.0, 1000.0, help="weight of CE(x) + CE(x_adv)"),
         Param("w_mask", float, 4.0, 0.0, 1000.0, help="weight of the mask (attention-preservation) term"),
-        Param(
-            "w_contrast",
-            float,
-            1.0,
-            0.0,
-            1000.0,
-            help="weight of the contrast (attention-rectification) term; one of the authors' checkpoints used 1.6",
-        ),
-        Param(
-            "adversary",
-            str,
-            "stepll",
-            help="Step-LL (the authors' code) or PGD (the modern variant)",
-            choices=ADVERSARIES,
-        ),
+        Param("w_contrast", float, 1.0, 0.0, 1000.0, help="weight of the contrast term (one authors' run: 1.6)"),
+        Param("adversary", str, "stepll", help="Step-LL (the authors' code) or PGD", choices=ADVERSARIES),
         *pgd_params("pgd_steps", "pgd_alpha", "PGD (adversary = pgd)"),
-        Param(
-            "second_update",
-            bool,
-            False,
-            help="also train on the twice-attacked sample x'' = A(x_adv), folded into the same step",
-        ),
+        Param("second_update", bool, False, help="also train on the twice-attacked x'' = A(x_adv), same step"),
         Param("cam_layer", str, "", help="Grad-CAM layer (empty: the model's late conv layer)"),
-        Param(
-            "cam_variant",
-            str,
-            "softmax",
-            help="attention map: spatial softmax (training code) or ReLU (analysis code) of sum_k alpha_k A^k",
-            choices=CAM_VARIANTS,
-        ),
+        Param("cam_variant", str, "softmax", help=_CAM_VARIANT_HELP, choices=CAM_VARIANTS),
         Param("cam_normalize", str, "max", help="per-sample normalisation of the map", choices=CAM_NORMALIZE),
         Param(
-            "erase",
-            str,
-            "mean",
-            help="fill of the erased region: batch mean (= dataset mean), mid-grey or zero",
-            choices=ERASE_FILLS,
+            "erase", str, "mean", help="fill of the erased region: batch mean, mid-grey or zero", choices=ERASE_FILLS
         ),
-        Param(
-            "snapshot_size",
-            int,
-            8,
-            0,
-            64,
-            help="images of the fixed batch whose clean and adversarial maps are measured "
-            "and saved after each epoch (0: off)",
-        ),
+        Param("snapshot_size", int, 8, 0, 64, help="fixed-batch images whose maps are saved after each epoch (0: off)"),
     )
     presets = pgd_presets("pgd_steps", "pgd_alpha")
     extra_plots = {
@@ -186,14 +152,12 @@ class AttentionRectification(Objective):
         "Attention IoU, clean vs adversarial (fixed batch)": ("attention/iou",),
     }
 
-    @classmethod
-    def notes(cls) -> str:
-        return (
-            "Each step adds to the adversary a Grad-CAM pass with `create_graph=True` on the clean and "
-            "adversarial batch, a forward pass on the erased images, and a double-backward pass. After each "
-            "epoch the clean and adversarial maps of a fixed batch are saved to the run's `snapshots/` folder "
-            "and their top-20% IoU is logged as `attention/iou`."
-        )
+    notes = (
+        "Each step adds to the adversary a Grad-CAM pass with `create_graph=True` on the clean and "
+        "adversarial batch, a forward pass on the erased images, and a double-backward pass. After each "
+        "epoch the clean and adversarial maps of a fixed batch are saved to the run's `snapshots/` folder "
+        "and their top-20% IoU is logged as `attention/iou`."
+    )
 
     # ------------------------------------------------------------------------------- adversary
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: bool | None = None) -> torch.Tensor:

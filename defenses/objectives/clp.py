@@ -24,7 +24,6 @@ class CLP(Objective):
         r"\big\|z_\theta(x_i) - z_\theta(x_{i+m/2})\big\|_2^2"
     )
     source = "Kannan, Kurakin, Goodfellow: Adversarial Logit Pairing (2018), arXiv 1803.06373"
-    arxiv = "1803.06373"
     uses_eps = False
     hyperparams = (
         Param("lam", float, 0.5, 0.0, 100.0, help="weight lambda of the clean-pairing term"),

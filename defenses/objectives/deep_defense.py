@@ -60,7 +60,6 @@ class DeepDefense(Objective):
         "Yan, Guo, Zhang: Deep Defense: Training DNNs with Improved Adversarial Robustness (NeurIPS 2018), "
         "arXiv 1803.00404"
     )
-    arxiv = "1803.00404"
     uses_eps = False
     fine_tunes = True
     hyperparams = (
@@ -69,17 +68,8 @@ class DeepDefense(Objective):
         Param("d", float, 5.0, 0.0, 1e4, help="slope for misclassified samples: exp(d ||r||/||x||)"),
         Param("max_iter", int, 5, 1, 50, help="unrolled DeepFool iterations"),
         Param("overshoot", float, 0.02, 0.0, 1.0, help="DeepFool overshoot"),
-        Param(
-            "candidates", int, 10, 2, 1000, help="classes DeepFool considers (the origin included; the authors: all)"
-        ),
-        Param(
-            "ratio_cap",
-            float,
-            1.0,
-            0.0,
-            100.0,
-            help="cap of ||r||/||x|| in the misclassified term exp(d * min(ratio, cap)); 0: no cap (the authors' code)",
-        ),
+        Param("candidates", int, 10, 2, 1000, help="classes DeepFool considers, the origin included (authors: all)"),
+        Param("ratio_cap", float, 1.0, 0.0, 100.0, help="cap of ||r||/||x|| in exp(d * min(ratio, cap)); 0: none"),
         Param("rho_images", int, 100, 0, 10_000, help="images of the fixed batch for rho_2 after each epoch (0: off)"),
     )
     extra_plots = {
@@ -88,13 +78,11 @@ class DeepDefense(Objective):
         "Training accuracy": ("train/acc",),
     }
 
-    @classmethod
-    def notes(cls) -> str:
-        return (
-            "The authors fine-tune a clean model for 5 epochs with SGD (lr 5e-4, momentum 0.9): set "
-            "**Start from** (`init_from`) to a clean model: the shipped `digits_small_cnn` or a standard run. `train/rho` is the 5-iteration ratio "
-            "on the training batches (correct samples); `deepfool/rho2` is DeepFool-50 on a fixed batch."
-        )
+    notes = (
+        "The authors fine-tune a clean model for 5 epochs with SGD (lr 5e-4, momentum 0.9): set "
+        "**Start from** (`init_from`) to a clean model: the shipped `digits_small_cnn` or a standard run. `train/rho` is the 5-iteration ratio "
+        "on the training batches (correct samples); `deepfool/rho2` is DeepFool-50 on a fixed batch."
+    )
 
     def loss(self, model, x, y, ctx):
         logits = model(x)

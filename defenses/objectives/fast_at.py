@@ -27,18 +27,10 @@ class FastAT(Objective):
     source = (
         "Wong, Rice, Kolter: Fast is better than free: Revisiting adversarial training (ICLR 2020), arXiv 2001.03994"
     )
-    arxiv = "2001.03994"
     hyperparams = (
         Param("alpha_ratio", float, 1.25, 0.0, 10.0, help="FGSM step as a multiple of eps (alpha = ratio * eps)"),
         Param("guard", bool, True, help="stop when PGD accuracy on a fixed training batch drops sharply"),
-        Param(
-            "guard_drop",
-            float,
-            0.2,
-            0.0,
-            1.0,
-            help="an epoch-to-epoch drop of PGD accuracy larger than this stops training",
-        ),
+        Param("guard_drop", float, 0.2, 0.0, 1.0, help="a drop of PGD accuracy between epochs that stops training"),
         Param("guard_steps", int, 5, 1, 1000, help="PGD steps of the guard's check (the authors used 5)"),
     )
     extra_plots = {

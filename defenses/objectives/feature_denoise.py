@@ -35,6 +35,10 @@ from advlens.training.config import ConfigError
 from advlens.training.objectives import Objective, accuracy_of, cross_entropy, pgd_params, pgd_presets, register
 from defenses.denoise_block import DEFAULT_OPERATOR, OPERATORS, add_denoise_blocks, denoise_blocks
 
+_STAGES_HELP = (
+    "stages followed by a block, comma-separated (small_cnn: conv1, conv2; preact_resnet18: layer1..layer4); empty: all"
+)
+
 
 @register
 class FeatureDenoise(Objective):
@@ -49,30 +53,15 @@ class FeatureDenoise(Objective):
         "Xie, Wu, van der Maaten, Yuille, He: Feature Denoising for Improving Adversarial Robustness "
         "(CVPR 2019), arXiv 1812.03411"
     )
-    arxiv = "1812.03411"
     hyperparams = (
         Param(
             "operator", str, DEFAULT_OPERATOR, help="the denoising operator D of each block", choices=tuple(OPERATORS)
         ),
-        Param(
-            "stages",
-            str,
-            "",
-            help="comma-separated stages followed by a block (small_cnn: conv1, conv2; "
-            "preact_resnet18: layer1..layer4); empty: all",
-        ),
+        Param("stages", str, "", help=_STAGES_HELP),
         Param("kernel_size", int, 3, 1, 9, help="window of the mean, median and bilateral filters (odd)"),
         *pgd_params(),
         Param("targeted", bool, False, help="targeted PGD toward a random wrong class (the paper's ImageNet setting)"),
-        Param(
-            "clean_start_prob",
-            float,
-            0.2,
-            0.0,
-            1.0,
-            help="fraction of batches whose PGD starts at the clean image instead of "
-            "a random point (the authors' code: 0.2)",
-        ),
+        Param("clean_start_prob", float, 0.2, 0.0, 1.0, help="share of batches whose PGD starts at the clean image"),
     )
     presets = pgd_presets()
     extra_plots = {
@@ -80,13 +69,11 @@ class FeatureDenoise(Objective):
         "Denoising blocks: mean ||BN gamma|| (0 = identity)": ("train/block_gamma",),
     }
 
-    @classmethod
-    def notes(cls) -> str:
-        return (
-            "The trained checkpoint is a `<arch>_denoise` network; the Features page shows the features "
-            "before and after each block with its noise-suppression ratio. Non-local means (softmax) cost "
-            "O((HW)^2 C) per block; `nonlocal_dot` and the filters are cheaper."
-        )
+    notes = (
+        "The trained checkpoint is a `<arch>_denoise` network; the Features page shows the features "
+        "before and after each block with its noise-suppression ratio. Non-local means (softmax) cost "
+        "O((HW)^2 C) per block; `nonlocal_dot` and the filters are cheaper."
+    )
 
     def prepare_model(self, model):
         if self.operator in ("mean", "median", "bilateral") and self.kernel_size % 2 == 0:

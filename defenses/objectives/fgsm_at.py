@@ -21,7 +21,6 @@ class FGSMAT(Objective):
         r"\mathrm{sign}(\nabla_x J(\theta, x, y)),\; y\big)"
     )
     source = "Goodfellow, Shlens, Szegedy: Explaining and Harnessing Adversarial Examples (ICLR 2015), arXiv 1412.6572"
-    arxiv = "1412.6572"
     hyperparams = (
         Param("a", float, 0.5, 0.0, 1.0, help="weight of the clean cross-entropy; 1 - a weighs the FGSM one"),
     )

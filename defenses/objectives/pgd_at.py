@@ -24,7 +24,6 @@ class PGDAT(Objective):
         "Madry, Makelov, Schmidt, Tsipras, Vladu: Towards Deep Learning Models Resistant to Adversarial "
         "Attacks (ICLR 2018), arXiv 1706.06083"
     )
-    arxiv = "1706.06083"
     hyperparams = (
         *pgd_params(what="PGD (the inner maximisation)"),
         Param("random_start", bool, True, help="start from a uniform random point of the eps-ball"),

@@ -11,7 +11,6 @@ class Standard(Objective):
     title = "Standard training"
     formula = r"\min_\theta\; \mathbb{E}_{(x,y)}\Big[\mathrm{CE}\big(f_\theta(x),\, y\big)\Big]"
     source = "Empirical risk minimisation with the cross-entropy loss (no adversary)"
-    arxiv = ""
     uses_eps = False
 
     def loss(self, model, x, y, ctx):

@@ -34,7 +34,6 @@ class TRADES(Objective):
         "Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan: Theoretically Principled Trade-off between Robustness "
         "and Accuracy (ICML 2019), arXiv 1901.08573"
     )
-    arxiv = "1901.08573"
     hyperparams = (
         Param("beta", float, 6.0, 0.0, 1000.0, help="weight of the robustness (KL) term"),
         Param("steps", int, 10, 1, 1000, help="sign-gradient steps that maximise the KL"),
