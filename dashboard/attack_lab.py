@@ -221,7 +221,7 @@ def run_and_store(key, model, example, name, params, target, seed, keep_images):
 
 
 # ----- results ---------------------------------------------------------------------------------------
-def show_images(res, cls) -> None:
+def show_images(res) -> None:
     names = res.class_names
     pert, k = perturbation_rgb(res.perturbation(0))
     c1, c2, c3 = st.columns(3)
@@ -472,7 +472,7 @@ def render() -> None:
 
 
 def show_result(res, cls, key, model_name, example, name, params, target, seed) -> None:
-    show_images(res, cls)
+    show_images(res)
     show_metrics(res)
     show_topk(res)
     run_id = hashlib.sha1(repr(key).encode()).hexdigest()[:10]

@@ -363,7 +363,7 @@ class Trainer:
             )
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         count = 0
-        window_t, window_imgs, window_train_s = time.time(), 0, 0.0
+        window_t, window_imgs = time.time(), 0
         prev_weights = None
         stopped = False
         while st.epoch < cfg.epochs and st.step < self.total_steps and not stopped:
@@ -374,7 +374,6 @@ class Trainer:
                 prev_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.train_model.train()
             while st.batch_in_epoch < self.steps_per_epoch and st.step < self.total_steps:
-                t0 = time.time()
                 b = st.batch_in_epoch
                 idx = perm[b * self.per_rank_batch : (b + 1) * self.per_rank_batch].to(self.device)
                 x = self.pixels[idx]
@@ -416,12 +415,11 @@ class Trainer:
                     sums[k] += v.detach().float() if isinstance(v, torch.Tensor) else float(v)
                 count += 1
                 window_imgs += len(y) * self.dist.world_size
-                window_train_s += time.time() - t0
                 last_of_run = st.step >= self.total_steps
                 if st.step % cfg.log_every == 0 or last_of_run or st.batch_in_epoch == self.steps_per_epoch:
-                    self._log_window(sums, count, lr, window_imgs, window_train_s, time.time() - window_t)
+                    self._log_window(sums, count, lr, window_imgs, time.time() - window_t)
                     sums.clear()
-                    count, window_t, window_imgs, window_train_s = 0, time.time(), 0, 0.0
+                    count, window_t, window_imgs = 0, time.time(), 0
                 if cfg.eval_every and st.step % cfg.eval_every == 0 and st.batch_in_epoch < self.steps_per_epoch:
                     self._evaluate_and_log()
                 if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
@@ -433,12 +431,12 @@ class Trainer:
                 break
             # ------------------------------------------------------------ end of an epoch
             epoch_done = st.batch_in_epoch >= self.steps_per_epoch
-            evals = self._evaluate_and_log()
+            self._evaluate_and_log()
             verdict_stop = restore = False
             if epoch_done or st.step >= self.total_steps:
                 # a run that ends inside an epoch (max_steps) still gets the objective's end-of-epoch
                 # measurements: rho_2, the attention snapshot, the Fast-AT guard
-                verdict_stop, restore = self._epoch_hook(prev_weights, evals)
+                verdict_stop, restore = self._epoch_hook(prev_weights)
             if epoch_done:
                 st.epoch += 1
                 st.batch_in_epoch = 0
@@ -459,7 +457,7 @@ class Trainer:
             return dict(st.metrics)
         return self._finish()
 
-    def _log_window(self, sums, count, lr, imgs, train_s, wall_s) -> None:
+    def _log_window(self, sums, count, lr, imgs, wall_s) -> None:
         if not self.dist.is_main or count == 0:
             return
         st = self.state
@@ -500,7 +498,7 @@ class Trainer:
         self.train_model.train()
         return evals
 
-    def _epoch_hook(self, prev_weights, evals) -> tuple[bool, bool]:
+    def _epoch_hook(self, prev_weights) -> tuple[bool, bool]:
         """Run the objective's end-of-epoch hook on rank 0 and apply its verdict on every rank."""
         st = self.state
         stop = restore = False
