@@ -7,7 +7,6 @@ runs (read from the run store; what the zoo says of a run comes from its checkpo
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from .budget import format_linf
 from .device import get_device
 from .models import CheckpointError, Classifier, build_model, load_checkpoint, load_checkpoint_upload, save_checkpoint
+from .models.schema import MAX_METADATA_BYTES, parse_metadata_text
 from .paths import ASSET_MODELS_DIR, user_models_dir
 from .training.store import RunStore, db_path
 
@@ -31,14 +31,18 @@ class ZooEntry:
     path: Path | None = None
     metrics: dict = field(default_factory=dict)
     input_size: tuple[int, int, int] | None = None
+    problem: str = ""  # why the checkpoint cannot be used ("" when it can): shown, never loaded
 
 
-def _meta_of(weights: Path) -> dict | None:
+def _meta_of(weights: Path) -> dict:
+    """The checked metadata beside ``weights``; :class:`CheckpointError` says what is wrong with it."""
+    path = weights.with_suffix(".json")
     try:
-        meta = json.loads(weights.with_suffix(".json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return meta if isinstance(meta, dict) else None
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise CheckpointError(f"{path.name} is larger than {MAX_METADATA_BYTES:,} bytes")
+        return parse_metadata_text(path.read_bytes(), path.name)
+    except OSError as exc:
+        raise CheckpointError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
 
 
 def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
@@ -46,20 +50,23 @@ def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
     if not folder.is_dir():
         return out
     for weights in sorted(folder.glob("*.safetensors")):
-        meta = _meta_of(weights)
-        if meta is None:
+        try:
+            meta = _meta_of(weights)
+        except CheckpointError as exc:
+            out.append(ZooEntry(weights.stem, "?", "?", source, "unreadable checkpoint", weights, problem=str(exc)))
             continue
-        desc = meta.get("description") or f"{meta.get('arch')} trained on {meta.get('dataset')}"
+        desc = meta.get("description") or f"{meta['arch']} trained on {meta.get('dataset') or '?'}"
+        size = tuple(meta["input_size"])
         out.append(
             ZooEntry(
                 weights.stem,
-                meta.get("arch", "?"),
-                meta.get("dataset", "?"),
+                meta["arch"],
+                meta.get("dataset") or "?",
                 source,
                 desc,
                 weights,
-                meta.get("metrics", {}),
-                tuple(meta.get("input_size", ())) or None,
+                dict(meta["metrics"]),
+                size,
             )
         )
     return out
@@ -83,7 +90,10 @@ def _run_entries() -> list[ZooEntry]:
     out = []
     for rec in RunStore().list_runs(status="done"):
         path = Path(rec.final_path) if rec.final_path else rec.folder / "final.safetensors"
-        meta = _meta_of(path) if path.is_file() else None
+        try:
+            meta = _meta_of(path) if path.is_file() else None
+        except CheckpointError:
+            meta = None
         if meta is None:
             continue
         bits = [f"{rec.objective} on {rec.dataset}"]
@@ -104,7 +114,9 @@ def _run_entries() -> list[ZooEntry]:
     return out
 
 
-def list_models() -> list[ZooEntry]:
+def list_models(include_unreadable: bool = False) -> list[ZooEntry]:
+    """Every usable model; with ``include_unreadable``, also the checkpoints that cannot be used
+    (their ``problem`` says why), so a listing can show them without any page breaking."""
     entries = [
         ZooEntry(
             "efficientnet_lite0",
@@ -121,7 +133,7 @@ def list_models() -> list[ZooEntry]:
         entries += _run_entries()
     except Exception:  # a broken run store must not hide the rest of the zoo
         pass
-    return entries
+    return entries if include_unreadable else [e for e in entries if not e.problem]
 
 
 def get_entry(name: str) -> ZooEntry:

@@ -41,7 +41,8 @@ def render() -> None:
     page_setup("advlens")
     st.markdown(INTRO)
 
-    models = list_models()
+    everything = list_models(include_unreadable=True)
+    models = [e for e in everything if not e.problem]
     st.subheader("Models")
     st.dataframe(
         [
@@ -62,6 +63,12 @@ def render() -> None:
         hide_index=True,
         width="stretch",
     )
+    broken = [e for e in everything if e.problem]
+    if broken:
+        st.warning(
+            "These checkpoints cannot be used and are left out of every model picker:\n\n"
+            + "\n".join(f"- **{e.name}** ({e.path}): {e.problem}" for e in broken)
+        )
     with st.expander("Load your own checkpoint (safetensors + JSON metadata)"):
         checkpoint_loader()
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from ..models.modes import model_device
+from ..models.modes import model_device, model_lock
 from .hooks import LayerError, inference_guard, resolve_layer
 from .targets import as_target_tensor
 
@@ -92,13 +92,14 @@ def activations_and_gradients(
     def hook(_m, _i, out):
         store["a"] = out[0] if isinstance(out, (tuple, list)) else out
 
-    handle = module.register_forward_hook(hook)
-    try:
-        if not x.requires_grad and not any(p.requires_grad for p in model.parameters()):
-            x = x.requires_grad_(True)  # something must require grad for the layer output to have a graph
-        logits = model(x)
-    finally:
-        handle.remove()
+    with model_lock(model):  # the hook lives only while this call holds the model
+        handle = module.register_forward_hook(hook)
+        try:
+            if not x.requires_grad and not any(p.requires_grad for p in model.parameters()):
+                x = x.requires_grad_(True)  # something must require grad for the layer output to have a graph
+            logits = model(x)
+        finally:
+            handle.remove()
     if "a" not in store:
         raise LayerError("the chosen layer was not used in the forward pass")
     acts = store["a"]

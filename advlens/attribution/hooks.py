@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..models.modes import eval_mode
+from ..models.modes import eval_mode, model_lock
 
 
 class LayerError(ValueError):
@@ -65,7 +65,7 @@ def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True)
     modules = {n: resolve_layer(model, n) for n in names}
     store: dict[str, torch.Tensor] = {}
     handles = []
-    try:
+    with model_lock(model), _removing(handles):
         for n, m in modules.items():
 
             def hook(_module, _inputs, output, _name=n):
@@ -75,6 +75,12 @@ def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True)
 
             handles.append(m.register_forward_hook(hook))
         yield store
+
+
+@contextmanager
+def _removing(handles: list) -> Iterator[None]:
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()
@@ -82,9 +88,12 @@ def record_outputs(model: nn.Module, layers: Iterable[str], detach: bool = True)
 
 @contextmanager
 def inference_guard(model: nn.Module, freeze_params: bool = True) -> Iterator[nn.Module]:
-    """Eval mode and (optionally) frozen parameters for the block; the previous state is restored."""
-    flags = [(p, p.requires_grad) for p in model.parameters()] if freeze_params else []
+    """Eval mode and (optionally) frozen parameters for the block; the previous state is restored.
+
+    The flags are read inside the model's lock (:func:`advlens.models.modes.model_mode`): read
+    outside it, they could be another thread's frozen ones, and would be "restored" as such."""
     with eval_mode(model):
+        flags = [(p, p.requires_grad) for p in model.parameters()] if freeze_params else []
         try:
             for p, _ in flags:
                 p.requires_grad_(False)

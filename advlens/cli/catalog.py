@@ -16,7 +16,10 @@ def register(sub) -> None:
 def run_models(args) -> int:
     from ..zoo import list_models
 
-    for e in list_models():
+    for e in list_models(include_unreadable=True):
+        if e.problem:
+            print(f"{e.name:<28s} [unreadable, left out] {e.path}: {e.problem}")
+            continue
         acc = e.metrics.get("test_accuracy")
         extra = f"  test acc {acc * 100:.1f}%" if isinstance(acc, (int, float)) else ""
         print(f"{e.name:<28s} {e.arch:<20s} {e.dataset:<10s} [{e.source}] {e.description}{extra}")

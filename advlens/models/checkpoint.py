@@ -21,13 +21,11 @@ from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
 from .base import Classifier, ModelSpec
+from .errors import CheckpointError
+from .schema import MAX_CHECKPOINT_BYTES, MAX_METADATA_BYTES, check_header, parse_metadata_text, read_header
 
 FORMAT_VERSION = 1
 META_KEY = "advlens"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a valid advlens checkpoint. The message says why, for a person."""
 
 
 def _now() -> str:
@@ -93,22 +91,14 @@ def save_checkpoint(
 
 
 def _parse_meta(text: str, where: str) -> dict:
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
-    if not isinstance(meta, dict) or meta.get("format") != "advlens-checkpoint":
-        raise CheckpointError(f"{where} is not advlens checkpoint metadata (no 'format': 'advlens-checkpoint').")
-    missing = [k for k in ("arch", "input_size", "class_names", "mean", "std") if k not in meta]
-    if missing:
-        raise CheckpointError(f"{where} lacks the field(s): {', '.join(missing)}.")
-    return meta
+    return parse_metadata_text(text, where)
 
 
 def read_checkpoint_bytes(
-    blob: bytes, meta_text: str | None = None, name: str = "the file"
+    blob: bytes, meta_text: str | bytes | None = None, name: str = "the file"
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Decode safetensors bytes (never pickle). Returns (tensors, metadata)."""
+    """Decode safetensors bytes (never pickle) after checking the metadata and the tensor header
+    against the architecture (:mod:`advlens.models.schema`). Returns (tensors, metadata)."""
     if len(blob) < 8:
         raise CheckpointError(f"{name} is empty or truncated; it is not a safetensors checkpoint.")
     # A safetensors file is an 8-byte little-endian header length, then a JSON header ("{").
@@ -118,26 +108,25 @@ def read_checkpoint_bytes(
             f"{name} looks like a pickle/torch.save file. advlens never unpickles uploads; "
             "save the weights with safetensors (advlens.models.save_checkpoint)."
         )
+    if blob[8:9] != b"{":
+        raise CheckpointError(f"{name} is not a valid safetensors file (no JSON header).")
+    header = read_header(blob, name)
+    if meta_text is None:
+        embedded = header.get("__metadata__")
+        meta_text = embedded.get(META_KEY) if isinstance(embedded, dict) else None
+        if not isinstance(meta_text, str):
+            raise CheckpointError(f"{name} has no advlens metadata; provide its .json file too.")
+    meta = _parse_meta(meta_text, f"the metadata of {name}")
+    check_header(header, expected_tensors(meta, name), name)
     try:
         tensors = st_load_bytes(blob)
     except (SafetensorError, Exception) as exc:  # safetensors raises several types on junk
         raise CheckpointError(f"{name} is not a valid safetensors file ({exc}).") from None
-    if meta_text is None:
-        from safetensors import safe_open  # header metadata needs a file; re-read from bytes
-
-        with tempfile.NamedTemporaryFile(suffix=".safetensors") as fh:
-            fh.write(blob)
-            fh.flush()
-            with safe_open(fh.name, framework="pt") as f:
-                header = f.metadata() or {}
-        meta_text = header.get(META_KEY)
-        if meta_text is None:
-            raise CheckpointError(f"{name} has no advlens metadata; provide its .json file too.")
-    return tensors, _parse_meta(meta_text, f"the metadata of {name}")
+    return tensors, meta
 
 
-def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str = "the checkpoint") -> Classifier:
-    from .registry import build_model, get_architecture
+def _spec_of(meta: dict, name: str) -> ModelSpec:
+    from .registry import get_architecture
 
     try:
         spec = ModelSpec.from_dict(meta)
@@ -147,11 +136,35 @@ def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str =
         get_architecture(spec.arch)
     except KeyError as exc:
         raise CheckpointError(str(exc.args[0])) from None
+    return spec
+
+
+def expected_tensors(meta: dict, name: str = "the checkpoint") -> dict[str, tuple[tuple[int, ...], bool]]:
+    """``model.<key>`` -> (shape, floating) of the network the metadata describes, computed on the
+    ``meta`` device: shapes without storage, so a hostile input size costs no memory."""
+    from .registry import build_model
+
+    spec = _spec_of(meta, name)
+    try:
+        with torch.device("meta"):
+            probe = build_model(spec.arch, spec=spec, pretrained=False)
+    except Exception as exc:
+        raise CheckpointError(f"cannot build a {spec.arch!r} from the metadata of {name}: {exc}") from None
+    return {f"model.{k}": (tuple(v.shape), v.is_floating_point()) for k, v in probe.state_dict().items()}
+
+
+def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str = "the checkpoint") -> Classifier:
+    from .registry import build_model
+
+    spec = _spec_of(meta, name)
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{name}: tensor {k!r} contains NaN or infinite values.")
     try:
         model = build_model(spec.arch, spec=spec, pretrained=False)
     except Exception as exc:
         raise CheckpointError(f"cannot build a {spec.arch!r} from the metadata of {name}: {exc}") from None
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -163,8 +176,6 @@ def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str =
     for k, v in expected.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{name}: tensor {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}.")
-        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
-            raise CheckpointError(f"{name}: tensor {k!r} contains NaN or infinite values.")
     model.load_state_dict(state, strict=True)
     model.eval()
     model.checkpoint_meta = meta
@@ -181,7 +192,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             return _load_legacy_torch(path, map_location)
         raise CheckpointError(f"no checkpoint at {path}: expected a .safetensors file (looked for {candidates[0]}).")
     meta_path = weights.with_suffix(".json")
-    meta_text = meta_path.read_text() if meta_path.is_file() else None
+    for p, cap in ((weights, MAX_CHECKPOINT_BYTES), (meta_path, MAX_METADATA_BYTES)):
+        if p.is_file() and p.stat().st_size > cap:
+            raise CheckpointError(f"{p.name} is {p.stat().st_size:,} bytes; at most {cap:,} are accepted.")
+    meta_text = meta_path.read_bytes() if meta_path.is_file() else None
     tensors, meta = read_checkpoint_bytes(weights.read_bytes(), meta_text, name=weights.name)
     model = model_from_tensors(tensors, meta, name=weights.name).to(map_location)
     return model, meta
@@ -191,13 +205,7 @@ def load_checkpoint_upload(
     weights: bytes, meta_json: bytes | None = None, name: str = "upload"
 ) -> tuple[Classifier, dict]:
     """Load a checkpoint that arrived as bytes (a browser upload)."""
-    meta_text = None
-    if meta_json is not None:
-        try:
-            meta_text = meta_json.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CheckpointError("the metadata file is not UTF-8 text.") from None
-    tensors, meta = read_checkpoint_bytes(weights, meta_text, name=name)
+    tensors, meta = read_checkpoint_bytes(weights, meta_json, name=name)
     return model_from_tensors(tensors, meta, name=name), meta
 
 
@@ -206,6 +214,8 @@ def _load_legacy_torch(path: Path, map_location) -> tuple[Classifier, dict]:
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         raise CheckpointError(f"{path.name} is a torch file without metadata; put {meta_path.name} beside it.")
+    meta = _parse_meta(meta_path.read_bytes(), meta_path.name)
+    expected_tensors(meta, path.name)  # the metadata describes a buildable network
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -215,6 +225,5 @@ def _load_legacy_torch(path: Path, map_location) -> tuple[Classifier, dict]:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path.name} is not a plain state dict of tensors.")
-    meta = _parse_meta(meta_path.read_text(), meta_path.name)
     tensors = {f"model.{k}": v for k, v in state.items()}
     return model_from_tensors(tensors, meta, name=path.name).to(map_location), meta

@@ -3,30 +3,54 @@
 :func:`model_mode` records the mode of *every* submodule, sets the one asked for, and puts each
 back afterwards, also when the block raises: a model with some submodules deliberately in eval
 mode (frozen BatchNorm, say) comes out exactly as it went in.
+
+It also holds the model's lock for the block. The app caches one model object for all sessions
+(``st.cache_resource``), and an engine call changes that object while it runs: the mode, the
+``requires_grad`` flags an attribution switches off, the hooks Grad-CAM and the feature views
+register. Every engine call (attacks, attributions, feature maps, predictions) runs inside
+:func:`model_mode`, so calls on one model from several threads take turns, each finds the model
+as the last one left it, and none sees another's hooks. The lock is re-entrant: an engine call
+may call another on the same model.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock that engine calls on ``model`` hold (one per model object)."""
+    with _locks_guard:
+        lock = _locks.get(model)
+        if lock is None:
+            lock = _locks[model] = threading.RLock()
+        return lock
+
 
 @contextmanager
 def model_mode(model: nn.Module, train: bool | None = False) -> Iterator[nn.Module]:
-    """Run the block with ``model`` in train (True) or eval (False) mode, or as it is (None)."""
-    if train is None:
-        yield model
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(train)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
+    """Run the block with ``model`` in train (True) or eval (False) mode, or as it is (None),
+    holding the model's lock."""
+    with model_lock(model):
+        if train is None:
+            yield model
+            return
+        modes = [(m, m.training) for m in model.modules()]
+        model.train(train)
+        try:
+            yield model
+        finally:
+            for m, training in modes:
+                m.training = training
 
 
 def eval_mode(model: nn.Module):
