@@ -243,13 +243,21 @@ def _upload(model: Classifier, key: str) -> Example | None:
         key=f"{key}_fit",
         format_func=lambda m: "centre-crop" if m == "center_crop" else "resize (squash)",
     )
+    notes: list[str] = []
     try:
         x = load_upload(
-            up.getvalue(), model.input_size, name=up.name, mode=mode, invert_if_light=model.input_size[0] == 1
+            up.getvalue(),
+            model.input_size,
+            name=up.name,
+            mode=mode,
+            invert_if_light=model.input_size[0] == 1,
+            notes=notes,
         )
     except DataError as exc:
         st.error(str(exc))
         return None
+    for note in notes:
+        st.info(note)
     options = ["unknown (use the prediction)"] + list(model.class_names)
     choice = st.selectbox("True class", options, key=f"{key}_label")
     label = options.index(choice) - 1

@@ -21,8 +21,21 @@ UPLOAD_EXTENSIONS = ["png", "jpg", "jpeg", "webp", "bmp"]
 MAX_PIXELS = 50_000_000
 
 
-def decode_image(blob: bytes, name: str = "the image", formats: set[str] | None = UPLOAD_FORMATS) -> np.ndarray:
-    """Bytes -> HxWx3 uint8 RGB numpy array, with EXIF orientation applied."""
+WHITE = (255, 255, 255)
+
+
+def decode_image(
+    blob: bytes,
+    name: str = "the image",
+    formats: set[str] | None = UPLOAD_FORMATS,
+    background: tuple[int, int, int] = WHITE,
+    notes: list[str] | None = None,
+) -> np.ndarray:
+    """Bytes -> HxWx3 uint8 RGB numpy array, with EXIF orientation applied.
+
+    Transparent pixels are composited onto ``background`` (white by default): dropping the alpha
+    channel would turn a drawing on a transparent canvas into whatever colour its hidden pixels
+    hold, often all black. What was done is appended to ``notes`` when given."""
     if not blob:
         raise DataError(f"{name} is empty.")
     try:
@@ -35,7 +48,7 @@ def decode_image(blob: bytes, name: str = "the image", formats: set[str] | None 
                 raise DataError(f"{name} is too large ({im.width}x{im.height}).")
             im.load()
             im = ImageOps.exif_transpose(im)
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.asarray(_flatten(im, background, name, notes))
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -44,6 +57,25 @@ def decode_image(blob: bytes, name: str = "the image", formats: set[str] | None 
             "Upload a valid PNG, JPEG, WebP or BMP file."
         ) from None
     return rgb
+
+
+def _flatten(im: Image.Image, background: tuple[int, int, int], name: str, notes: list[str] | None) -> Image.Image:
+    """``im`` as RGB, its transparency composited onto ``background``."""
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return im.convert("RGB")
+    rgba = im.convert("RGBA")
+    alpha = np.asarray(rgba)[..., 3]
+    if alpha.min() == 255:
+        return rgba.convert("RGB")
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    canvas.alpha_composite(rgba)
+    if notes is not None:
+        share = float((alpha < 255).mean()) * 100
+        colour = "white" if background == WHITE else f"RGB{background}"
+        notes.append(f"Transparent pixels ({share:.0f}% of {name}) were filled with {colour}.")
+    return canvas.convert("RGB")
 
 
 def fit_image(rgb: np.ndarray, size: tuple[int, int, int], mode: str = "center_crop") -> torch.Tensor:
@@ -79,15 +111,22 @@ def load_upload(
     name: str = "the upload",
     mode: str = "center_crop",
     invert_if_light: bool = False,
+    background: tuple[int, int, int] = WHITE,
+    notes: list[str] | None = None,
 ) -> torch.Tensor:
     """An uploaded file -> (1, C, H, W) float in [0,1], ready for a model of input ``size``.
 
     ``invert_if_light`` inverts grayscale images with a light background, so a photo of a dark
-    digit on white paper looks like MNIST (white on black).
+    digit on white paper looks like MNIST (white on black). Transparency is filled with
+    ``background``; what was done to the image is appended to ``notes`` when given.
     """
-    x = fit_image(decode_image(blob, name), size, mode)
+    x = fit_image(decode_image(blob, name, background=background, notes=notes), size, mode)
     if invert_if_light and size[0] == 1 and float(x.mean()) > 0.5:
         x = 1.0 - x
+        if notes is not None:
+            notes.append(
+                "The image is light with dark strokes, so it was inverted to match the model's data (light on dark)."
+            )
     return x.unsqueeze(0)
 
 

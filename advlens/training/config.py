@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..safe_json import JSONLimitError, loads_limited
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -74,60 +75,46 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """A config from JSON-like data; every field's type is checked and every problem reported at once."""
         if not isinstance(d, dict):
             raise ConfigError("a training configuration must be a JSON object.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = {f.name: f for f in fields(cls)}
+        problems = []
+        unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
-            raise ConfigError(
+            problems.append(
                 f"unknown configuration key(s): {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."
             )
-        kwargs = dict(d)
-        if "step_milestones" in kwargs:
-            kwargs["step_milestones"] = tuple(float(v) for v in kwargs["step_milestones"])
-        try:
-            cfg = cls(**kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"bad configuration: {exc}") from None
-        cfg._coerce()
+        kwargs = {}
+        for key, value in d.items():
+            if key in known:
+                try:
+                    kwargs[key] = _field_value(key, _kind(known[key]), value)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else "\n".join(f"- {p}" for p in problems))
+        cfg = cls(**kwargs)
+        if cfg.data_root is not None:
+            cfg.data_root = cfg.data_root.strip() or None
         return cfg
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
-            text = path.read_text()
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"{path} is larger than {MAX_CONFIG_BYTES:,} bytes; it is not a training configuration."
+                )
+            text = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror or exc}.") from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+            data = loads_limited(text, str(path), MAX_CONFIG_BYTES)
+        except JSONLimitError as exc:
+            raise ConfigError(str(exc)) from None
         return cls.from_dict(data)
-
-    def _coerce(self) -> None:
-        """Turn JSON numbers/strings into the declared types, with a clear error when impossible."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            try:
-                if kind == "int":
-                    if isinstance(value, float) and not value.is_integer():
-                        raise ValueError
-                    setattr(self, f.name, int(value))
-                elif kind == "float":
-                    setattr(self, f.name, float(value))
-                elif kind == "bool":
-                    if not isinstance(value, bool):
-                        raise ValueError
-                elif kind == "str":
-                    setattr(self, f.name, str(value))
-            except (TypeError, ValueError):
-                raise ConfigError(f"{f.name} must be of type {kind}, not {value!r}.") from None
-        if self.data_root is not None:
-            self.data_root = str(self.data_root).strip() or None
-        if not isinstance(self.objective_params, dict):
-            raise ConfigError("objective_params must be a JSON object of hyperparameters.")
 
     # ----------------------------------------------------------------------------------- derived
     def resolved_device(self) -> str:
@@ -146,6 +133,58 @@ class TrainConfig:
             raise ConfigError(f"device {self.device!r} was asked for, but CUDA is not available here.")
         index = int(want.split(":", 1)[1]) if ":" in want else 0
         return f"cuda:{index}"
+
+
+MAX_CONFIG_BYTES = 1_000_000
+# Training-split sizes of the datasets whose size is fixed (an image folder's is known only when read).
+TRAIN_SPLIT_SIZES = {"digits": 1437, "mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+
+
+def _kind(f) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def _field_value(name: str, kind: str, value):
+    """``value`` as field ``name`` of declared type ``kind`` holds it; :class:`ConfigError` otherwise.
+    JSON booleans are not numbers here, and numbers are not text: ``"epochs": true`` is refused."""
+    is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "int" and is_num and float(value).is_integer():
+        return int(value)
+    if kind == "float" and is_num and math.isfinite(value):
+        return float(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "str" and isinstance(value, str) and len(value) <= 10_000:
+        return value
+    if kind == "str | None" and (value is None or (isinstance(value, str) and len(value) <= 10_000)):
+        return value
+    if kind == "dict" and isinstance(value, dict):
+        bad = [k for k, v in value.items() if not isinstance(k, str) or not _scalar(v)]
+        if bad:
+            raise ConfigError(f"{name} must map names to numbers, text or booleans; {bad[0]!r} does not.")
+        return dict(value)
+    if kind.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) <= 100:
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            return tuple(float(v) for v in value)
+        raise ConfigError(f"{name} must be a list of numbers, not {_shown(value)}.")
+    what = {
+        "int": "a whole number",
+        "float": "a finite number",
+        "bool": "true or false",
+        "str": "text",
+        "str | None": "text or null",
+        "dict": "a JSON object",
+    }.get(kind, "a list of numbers")
+    raise ConfigError(f"{name} must be of type {kind} ({what}), not {_shown(value)}.")
+
+
+def _scalar(v) -> bool:
+    return v is None or isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and math.isfinite(v))
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_number(
@@ -289,6 +328,14 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> None:
 
         if cfg.dataset not in DATASETS:
             errors.append(f"unknown dataset {cfg.dataset!r}; available: {', '.join(DATASETS)}.")
+    size = TRAIN_SPLIT_SIZES.get(cfg.dataset)
+    if size is not None and isinstance(cfg.val_size, int) and isinstance(cfg.limit_train, int):
+        available = min(cfg.limit_train, size) if cfg.limit_train > 0 else size
+        if cfg.val_size >= available:
+            errors.append(
+                f"val_size {cfg.val_size} leaves no training images: {cfg.dataset}'s training split has {size:,} "
+                f"images{f' (limit_train {cfg.limit_train})' if cfg.limit_train > 0 else ''}."
+            )
     if check_data and cfg.init_from:
         errors.extend(_init_from_errors(cfg))
     if errors:
