@@ -244,7 +244,7 @@ def show_metrics(res) -> None:
     m[0].metric("L-inf", format_linf(linf), help="the largest change of any pixel, as 1/255 levels and in [0, 1]")
     m[1].metric("L2", f"{float(res.l2[0]):.4f}")
     goal = f"→ {res.class_names[int(res.target[0])]}" if res.targeted else "untargeted"
-    m[2].metric("Success", "yes" if bool(res.success[0]) else "no", goal)
+    m[2].metric("Success", "yes" if bool(res.success[0]) else "no", goal, delta_color="off")
     m[3].metric("Time", f"{res.seconds:.2f} s")
     if res.stopped:
         st.warning("The attack was stopped early; these are its results so far.")
@@ -255,19 +255,22 @@ def show_metrics(res) -> None:
 
 
 def show_topk(res) -> None:
-    """Blue bars; red marks the class the attack aims at: the target, or the new prediction."""
+    """Blue bars; orange marks the class the attack aims at: the target, or the new prediction."""
     names = res.class_names
     if res.targeted:
         aim = names[int(res.target[0])]
     else:
         aim = names[int(res.adv_pred[0])] if bool(res.success[0]) else None
+    means = "the target" if res.targeted else "the new prediction"
     c1, c2 = st.columns(2)
     c1.plotly_chart(
-        topk_bars(res.topk("clean"), f"Clean top-5 (true: {names[int(res.y[0])]})", highlight=aim, color=CLEAN_COLOR),
+        topk_bars(
+            res.topk("clean"), f"Clean top-5 (true: {names[int(res.y[0])]})", aim, CLEAN_COLOR, highlight_means=means
+        ),
         key="atk_top_clean",
     )
     c2.plotly_chart(
-        topk_bars(res.topk("adv"), "Adversarial top-5", highlight=aim, color=CLEAN_COLOR), key="atk_top_adv"
+        topk_bars(res.topk("adv"), "Adversarial top-5", aim, CLEAN_COLOR, highlight_means=means), key="atk_top_adv"
     )
 
 

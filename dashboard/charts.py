@@ -10,15 +10,24 @@ from advlens.predict import TopK
 
 CLEAN_COLOR = "#1f77b4"
 ADV_COLOR = "#d62728"
+HIGHLIGHT_COLOR = "#ff9f1c"  # one class marked on a chart (the true class, or the attack's aim)
 
 
 def topk_bars(
-    topk: TopK, title: str = "Top-5", highlight: str | None = None, color: str = CLEAN_COLOR, height: int = 240
+    topk: TopK,
+    title: str = "Top-5",
+    highlight: str | None = None,
+    color: str = CLEAN_COLOR,
+    height: int = 240,
+    highlight_means: str = "the true class",
 ) -> go.Figure:
-    """Horizontal bars of the top-k probabilities, best at the top."""
+    """Horizontal bars of the top-k probabilities, best at the top. The ``highlight`` class is drawn
+    in orange, and the title says what it is (``highlight_means``)."""
     names = list(reversed(topk.names))
     probs = [p * 100 for p in reversed(topk.probs)]
-    colors = [ADV_COLOR if (highlight is not None and n == highlight) else color for n in names]
+    colors = [HIGHLIGHT_COLOR if (highlight is not None and n == highlight) else color for n in names]
+    if highlight is not None and highlight in names:
+        title = f"{title} · orange: {highlight_means}" if title else f"orange: {highlight_means}"
     fig = go.Figure(
         go.Bar(
             x=probs,

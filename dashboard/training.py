@@ -36,8 +36,11 @@ SCHEDULE_HELP = {
 
 def objective_header(cls: type[Objective]) -> None:
     st.latex(cls.formula)
-    link = f" · [arXiv {cls.arxiv}](https://arxiv.org/abs/{cls.arxiv})" if cls.arxiv else ""
-    st.caption(f"Source: {cls.source}{link}")
+    source = cls.source
+    if cls.arxiv:  # the arXiv id in the source becomes its link (it was shown twice)
+        link = f"[arXiv {cls.arxiv}](https://arxiv.org/abs/{cls.arxiv})"
+        source = source.replace(f"arXiv {cls.arxiv}", link) if f"arXiv {cls.arxiv}" in source else f"{source} · {link}"
+    st.caption(f"Source: {source}")
     if cls.notes:
         st.info(cls.notes)
 
@@ -76,7 +79,7 @@ def new_run_form(store: RunStore) -> None:
     defaults = TrainConfig()
     family = cls.family(dataset)
     k = f"{obj_name}_{dataset}"
-    with st.form("tr_form"):
+    with st.form("tr_form", enter_to_submit=False):  # only the Start button starts a run
         root = ""
         if not DATASETS[dataset].offline:
             root = st.text_input(
@@ -184,6 +187,11 @@ def new_run_form(store: RunStore) -> None:
     )
     try:
         rec_run = jobs.submit(TrainConfig.from_dict(cfg_dict), store)
+    except jobs.DuplicateRun as exc:
+        st.query_params["run"] = exc.run.id
+        st.session_state["tr_run"] = exc.run.id
+        st.info(f"Not started again: this configuration is already {exc.run.status} as run **{exc.run.id}**.")
+        return
     except ConfigError as exc:
         st.error(f"The run was not started:\n\n{exc}")
         return
@@ -193,6 +201,15 @@ def new_run_form(store: RunStore) -> None:
     st.query_params["run"] = rec_run.id
     st.session_state["tr_run"] = rec_run.id
     st.success(f"Run **{rec_run.id}** is {rec_run.status} (worker pid {rec_run.pid}). Its curves are below.")
+
+
+def run_id_of(ref: str, ids: list[str]) -> str | None:
+    """A run id from ``?run=``: the id itself or the zoo name ``run-<id>-<objective>``."""
+    ref = ref.strip()
+    if ref in ids:
+        return ref
+    parts = ref.split("-")
+    return parts[1] if len(parts) >= 3 and parts[0] == "run" and parts[1] in ids else None
 
 
 # ------------------------------------------------------------------------------- runs table
@@ -386,16 +403,18 @@ def render() -> None:
     st.fragment(run_every=2 if any(r.active for r in runs) else None)(live_runs_table)(store)
     ids = [r.id for r in runs]
     by_id = {r.id: r for r in runs}
-    wanted = st.query_params.get("run")
+    wanted = run_id_of(st.query_params.get("run") or "", ids)
+    if st.query_params.get("run") and wanted is None:
+        st.warning(f"Run {st.query_params.get('run')!r} was not found; showing the latest run.")
     if st.session_state.get("tr_run") not in ids:
-        st.session_state["tr_run"] = wanted if wanted in ids else ids[0]
+        st.session_state["tr_run"] = wanted or ids[0]
+    # The label names a run as the zoo does; its status is shown live below (a label would go stale).
     run_id = st.selectbox(
         "Run",
         ids,
         key="tr_run",
         format_func=lambda i: (
-            f"{i} · {by_id[i].status} · {by_id[i].objective} on "
-            f"{by_id[i].dataset}{' · ' + by_id[i].name if by_id[i].name else ''}"
+            f"{by_id[i].zoo_name} · {by_id[i].dataset}{' · ' + by_id[i].name if by_id[i].name else ''}"
         ),
     )
     if st.query_params.get("run") != run_id:

@@ -106,7 +106,10 @@ def model_picker(
         return None, None
     wanted = st.query_params.get(key)
     if key not in st.session_state:
-        st.session_state[key] = wanted if wanted in names else names[min(1, len(names) - 1)]
+        found = resolve_model_name(wanted, names) if wanted else None
+        st.session_state[key] = found or names[min(1, len(names) - 1)]
+        if wanted and found is None:
+            st.warning(f"Model {wanted!r} was not found; showing **{st.session_state[key]}** instead.")
     if st.session_state[key] not in names:
         st.session_state[key] = names[0]
     describe = {e.name: f"{e.name}  ({e.arch}, {e.dataset})" for e in entries}
@@ -120,6 +123,15 @@ def model_picker(
         return None, None
     st.sidebar.caption(f"Model: **{name}** · {model.spec.arch} · input {'x'.join(map(str, model.input_size))}")
     return name, model
+
+
+def resolve_model_name(wanted: str, names: list[str]) -> str | None:
+    """A zoo name from a link: the name itself, or a training run's id (``a0b5e4`` ->
+    ``run-a0b5e4-pgd_at``); None when nothing matches."""
+    if wanted in names:
+        return wanted
+    runs = [n for n in names if n.startswith(f"run-{wanted}-")]
+    return runs[0] if len(runs) == 1 else None
 
 
 @st.cache_resource(show_spinner="Loading dataset...", max_entries=6)

@@ -141,6 +141,8 @@ class Attack:
             if self.record and self.iterative
             else None
         )
+        if self.norm is not None and getattr(self, "eps", None) == 0:
+            return x.clone()  # a zero budget allows no change: nothing to compute
         grad_mode = torch.enable_grad() if self.uses_gradients else contextlib.nullcontext()
         with eval_mode(self.model), grad_mode:
             x_adv = self._perturb(x, y, target)

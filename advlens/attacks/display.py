@@ -38,6 +38,7 @@ def perturbation_rgb(delta: torch.Tensor, min_side: int = 224, scale: int | None
     if delta.ndim == 4:
         delta = delta[0]
     delta = delta.detach().float().cpu()
+    delta = torch.where(delta.abs() < 0.5 / 255, torch.zeros_like(delta), delta)  # below half a grey level: none
     k = nice_scale(float(delta.abs().max())) if scale is None else int(scale)
     return picture((0.5 + k * delta).clamp(0.0, 1.0), min_side), k
 

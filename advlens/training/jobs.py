@@ -42,7 +42,7 @@ from pathlib import Path
 from ..paths import PROJECT_ROOT, home
 from . import distributed
 from .config import ConfigError, TrainConfig, validate
-from .store import FINISHED, RunRecord, RunStore, process_start, run_dir
+from .store import ACTIVE, FINISHED, RunRecord, RunStore, process_start, run_dir
 
 CLAIM_POLL_S = 1.0
 
@@ -107,10 +107,31 @@ def spawn_worker(run_id: str, store: RunStore | None = None) -> int:
     return proc.pid
 
 
-def submit(cfg: TrainConfig, store: RunStore | None = None) -> RunRecord:
-    """Validate, queue and launch a run in the background. Returns its record."""
+class DuplicateRun(ConfigError):
+    """The same configuration is already queued or running; ``run`` is that run."""
+
+    def __init__(self, run: RunRecord):
+        super().__init__(f"the same configuration is already {run.status} as run {run.id}.")
+        self.run = run
+
+
+def active_twin(cfg: TrainConfig, store: RunStore) -> RunRecord | None:
+    """A queued or running run with exactly this configuration (a double click, a second Enter)."""
+    wanted = cfg.to_dict()
+    return next((r for r in store.list_runs(status=ACTIVE) if r.config == wanted), None)
+
+
+def submit(cfg: TrainConfig, store: RunStore | None = None, allow_duplicate: bool = False) -> RunRecord:
+    """Validate, queue and launch a run in the background. Returns its record.
+
+    A configuration identical to a queued or running run raises :class:`DuplicateRun` unless
+    ``allow_duplicate``: two identical runs at once are almost always one start pressed twice."""
     store = store or RunStore()
-    rec = create(cfg, store)
+    cfg, device = prepare_config(cfg)  # the pinned device is part of what makes two runs the same
+    twin = None if allow_duplicate else active_twin(cfg, store)
+    if twin is not None:
+        raise DuplicateRun(twin)
+    rec = store.create_run(cfg.to_dict(), device)
     spawn_worker(rec.id, store)
     return store.require(rec.id)
 
