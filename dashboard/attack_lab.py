@@ -92,6 +92,12 @@ def param_controls(cls, model, from_url: bool) -> tuple[dict, list[str]]:
     return param_inputs(cls.params(), prefix, suggested_defaults(model, cls))
 
 
+def apply_preset(cls) -> None:
+    """A button callback: set the attack's widgets to its CPU preset (before the page reruns)."""
+    for name, value in cls.CPU_PRESET.items():
+        st.session_state[f"atk_{cls.name}_{name}"] = state_value(cls.param(name), value)
+
+
 def forget_settings_of_other_model(model_name: str) -> None:
     """Budgets and targets mean different things on another model: back to its defaults."""
     last = st.session_state.get("atk_last_model")
@@ -151,17 +157,36 @@ def sync_url(name: str, cls, values: dict, target: int | None, seed: int, auto: 
 
 
 # ----- running with progress and stop ----------------------------------------------------------------
-def with_progress(title: str, work):
-    """Run ``work(progress, should_stop)`` with a progress bar and a Stop button.
+SLOW_S = 60  # an attack projected to take longer than this gets a warning with the way out
+
+
+def eta_text(step: int, total: int, elapsed: float) -> str:
+    """``step 5/500 · 3 s so far · about 4 min left`` (from the time the steps so far took)."""
+    if step <= 0:
+        return f"step 0/{total}"
+    left = elapsed / step * max(0, total - step)
+    return f"step {step}/{total} · {_duration(elapsed)} so far · about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def with_progress(title: str, work, slow_hint: str = ""):
+    """Run ``work(progress, should_stop)`` with a progress bar, a running ETA and a Stop button.
+
+    The first steps time the rest: when the whole run is projected past :data:`SLOW_S`, a warning
+    says how long it will take and how to get out (Stop keeps the result so far; ``slow_hint``).
 
     Streamlit interrupts a running script at its next UI update when the user clicks anything;
     the progress callback catches that interruption, asks the engine to stop (the attack returns
     its best result so far), and re-raises it afterwards so Streamlit reruns.
     """
     bar = st.progress(0.0, text=f"{title}: starting")
+    warn_box = st.empty()
     stop_box = st.empty()
     stop_box.button("Stop", key="atk_stop", on_click=request_stop, help="Stop the attack and keep its result so far")
-    state = {"interrupt": None, "last": 0.0}
+    state = {"interrupt": None, "last": 0.0, "t0": time.monotonic(), "warned": False}
 
     def progress(step: int, total: int) -> None:
         if state["interrupt"] is not None:
@@ -170,8 +195,15 @@ def with_progress(title: str, work):
         if step < total and now - state["last"] < 0.1:
             return
         state["last"] = now
+        elapsed = now - state["t0"]
         try:
-            bar.progress(min(1.0, step / max(1, total)), text=f"{title}: step {step}/{total}")
+            if not state["warned"] and step > 0 and elapsed / step * total > SLOW_S:
+                state["warned"] = True
+                warn_box.warning(
+                    f"{title} will take about {_duration(elapsed / step * total)} here. **Stop** keeps its result "
+                    f"so far.{' ' + slow_hint if slow_hint else ''}"
+                )
+            bar.progress(min(1.0, step / max(1, total)), text=f"{title}: {eta_text(step, total, elapsed)}")
         except BaseException as exc:  # Streamlit's rerun request (Stop or any click) lands here
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -180,9 +212,9 @@ def with_progress(title: str, work):
     try:
         result = work(progress, lambda: state["interrupt"] is not None)
     except Exception:
-        clear((bar, stop_box))
+        clear((bar, warn_box, stop_box))
         raise
-    return result, state["interrupt"], (bar, stop_box)
+    return result, state["interrupt"], (bar, warn_box, stop_box)
 
 
 def clear(widgets) -> None:
@@ -211,7 +243,9 @@ def run_and_store(key, model, example, name, params, target, seed, keep_images):
             **params,
         )
 
-    res, interrupt, widgets = with_progress(title, work)
+    preset = ATTACKS[name].CPU_PRESET
+    hint = "Or use the **CPU-friendly preset** above the Run button." if preset else ""
+    res, interrupt, widgets = with_progress(title, work, hint)
     res.extra["interrupted"] = interrupt is not None
     memo_put(key, res, MEMO_SIZE)
     if interrupt is not None:
@@ -421,6 +455,15 @@ def render() -> None:
     cls = get_attack(name)
     st.caption(attack_blurb(cls))
     values, problems = param_controls(cls, model, from_url)
+    if cls.CPU_PRESET:
+        shown = ", ".join(f"{k}={v}" for k, v in cls.CPU_PRESET.items())
+        st.button(
+            f"CPU-friendly preset ({shown})",
+            key=f"atk_preset_{cls.name}",
+            on_click=apply_preset,
+            args=(cls,),
+            help="Settings that finish in seconds on a 2-core CPU and still flip the sample photos.",
+        )
     target, target_ok = target_control(model, example.label, from_url)
     with st.expander("Run settings"):
         if "atk_seed" not in st.session_state:
@@ -458,19 +501,23 @@ def render() -> None:
             res.extra["interrupted"] = False  # the user's Stop: keep the partial result from now on
         else:
             res = None  # interrupted by another click, not by Stop: run it again
+    run_box = st.container()
+    result_box = st.empty()  # clears the previous result at once: it is never left on screen, stale, during a run
     if clicked or (auto and res is None and not stop_requested):
         try:
-            res = run_and_store(key, model, example, name, params, target, seed, keep_images)
+            with run_box:
+                res = run_and_store(key, model, example, name, params, target, seed, keep_images)
         except AttackConfigError as exc:
             st.error(f"Attack settings rejected: {exc}")
             return
         except (RuntimeError, ValueError) as exc:
             st.error(f"The attack failed: {exc}")
             return
-    if res is None:
-        st.info("Press **Run attack** to attack this image." if not stop_requested else "Stopped.")
-    else:
-        show_result(res, cls, key, model_name, example, name, params, target, seed)
+    with result_box.container():
+        if res is None:
+            st.info("Press **Run attack** to attack this image." if not stop_requested else "Stopped.")
+        else:
+            show_result(res, cls, key, model_name, example, name, params, target, seed)
     min_eps_section(model, example, target, dg)
 
 

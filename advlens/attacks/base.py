@@ -75,6 +75,9 @@ class Attack:
     iterative: ClassVar[bool] = False
     uses_gradients: ClassVar[bool] = True
     PARAMS: ClassVar[tuple[Param, ...]] = ()
+    # Settings that finish in seconds on a 2-core CPU for the slow attacks and still flip the
+    # sample photos on EfficientNet-Lite0 (measured; see bench/RESULTS.md). Empty: no preset needed.
+    CPU_PRESET: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,

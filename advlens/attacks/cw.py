@@ -30,6 +30,7 @@ class CWL2(Attack):
     paper = "Carlini and Wagner 2017, arXiv 1608.04644"
     norm = None
     iterative = True
+    CPU_PRESET = {"steps": 50, "binary_steps": 2, "lr": 0.01}  # 100 Adam steps instead of 500
     PARAMS = (
         Param("c", float, 1.0, 1e-6, 1e6, "", "initial weight of the misclassification term"),
         Param("kappa", float, 0.0, 0.0, 1000.0, "", "confidence: the logit margin the attack asks for"),
