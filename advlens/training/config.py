@@ -175,6 +175,8 @@ def _field_value(name: str, kind: str, value):
         "str | None": "text or null",
         "dict": "a JSON object",
     }.get(kind, "a list of numbers")
+    if kind.startswith("tuple"):
+        raise ConfigError(f"{name} must be a list of numbers, not {_shown(value)}.")
     raise ConfigError(f"{name} must be of type {kind} ({what}), not {_shown(value)}.")
 
 
