@@ -273,7 +273,7 @@ def show_images(res) -> None:
 
 
 def show_metrics(res) -> None:
-    m = st.columns(4)
+    m = st.columns([2, 1, 1, 1])  # the budget form "32/255 (0.1255)" needs the room
     linf = float(res.linf[0])
     m[0].metric("L-inf", format_linf(linf), help="the largest change of any pixel, as 1/255 levels and in [0, 1]")
     m[1].metric("L2", f"{float(res.l2[0]):.4f}")
@@ -438,8 +438,9 @@ def min_eps_section(model, example, target, digest_: str) -> None:
 # ----- the page --------------------------------------------------------------------------------------
 def render() -> None:
     page_setup("Attack Lab", "⚔️")
+    # The link is read once per session, by the first run that gets as far as the settings (a
+    # first run may stop earlier, e.g. while an upload is awaited).
     from_url = not st.session_state.get(URL_READ_KEY, False)
-    st.session_state[URL_READ_KEY] = True
     model_name, model = model_picker()
     if model is None:
         return
@@ -481,6 +482,7 @@ def render() -> None:
     c_run, c_auto = st.columns([1, 3])
     clicked = c_run.button("Run attack", type="primary", key="atk_run")
     auto = c_auto.toggle("Run automatically when a setting changes", key="atk_auto")
+    st.session_state[URL_READ_KEY] = True
     sync_url(name, cls, values, target, seed, auto)
     if problems:
         st.error("Attack settings rejected:\n\n" + "\n\n".join(f"- {p}" for p in problems))
