@@ -16,13 +16,12 @@ import json
 import statistics
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import machine  # noqa: E402
+from bench.report import provenance  # noqa: E402
 
 
 def one_run(page: str) -> float:
@@ -62,9 +61,7 @@ def main(argv=None) -> dict:
         "ratio_memoised_to_each_time": med["scan memoised"] / med["scan each time"],
         "one_scan_seconds": scan_s,
         "repeats": args.repeats,
-        "machine": machine(),
-        "date": date.today().isoformat(),
-        "command": "python bench/apptest_scan.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **provenance("apptest_scan.py", argv),
     }
     print(json.dumps(report, indent=2))
     return report

@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import machine  # noqa: E402
+from bench.report import provenance  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -56,13 +55,7 @@ def main(argv=None) -> dict:
         p = sum(r["seconds"] for r in rows if r["attack"] == name and r["settings"] == "cpu preset")
         ok = all(r["success"] for r in rows if r["attack"] == name and r["settings"] == "cpu preset")
         summary[name] = {"preset_to_default_time": round(p / d, 3), "preset_flips_every_photo": ok}
-    report = {
-        "rows": rows,
-        "summary": summary,
-        "machine": machine(),
-        "date": date.today().isoformat(),
-        "command": "python bench/cpu_presets.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
+    report = {"rows": rows, "summary": summary, **provenance("cpu_presets.py", argv)}
     print(json.dumps(summary, indent=2))
     return report
 

@@ -103,3 +103,16 @@ def run_report(
         f"`{command.strip()}` | {report['date']} |"
     )
     return report, row
+
+
+def provenance(script: str, argv=None) -> dict:
+    """Where a figure comes from: the machine, the date and the command that made it."""
+    import sys
+    from datetime import date
+
+    args = argv if argv is not None else sys.argv[1:]
+    return {
+        "machine": machine(),
+        "date": date.today().isoformat(),
+        "command": f"python bench/{script} " + " ".join(args),
+    }
