@@ -23,6 +23,7 @@ FAST_ARGS = {
     "square": ["--eps", "64/255", "--steps", "100"],
     "apgd_ce": ["--eps", "64/255", "--steps", "10"],
     "apgd_dlr": ["--eps", "64/255", "--steps", "10"],
+    "apgd_t": ["--eps", "64/255", "--steps", "10", "--set", "targets=2"],
 }
 
 

@@ -39,6 +39,7 @@ FAST = {
     "square": {"eps": 0.1, "steps": 30},
     "apgd_ce": {"eps": 0.1, "steps": 8},
     "apgd_dlr": {"eps": 0.1, "steps": 8},
+    "apgd_t": {"eps": 0.1, "steps": 8, "targets": 3},
 }
 LINF = [n for n, cls in ATTACKS.items() if cls.norm == "Linf"]
 
@@ -125,6 +126,7 @@ def test_pgd_agrees_with_captum(digits_model, digits_test):
         ("mifgsm", {"eps": 0.3, "steps": 20}),
         ("apgd_ce", {"eps": 0.3, "steps": 20}),
         ("apgd_dlr", {"eps": 0.3, "steps": 20}),
+        ("apgd_t", {"eps": 0.3, "steps": 20}),
         ("deepfool", {"steps": 30}),
         ("cw", {"steps": 40, "binary_steps": 2, "lr": 0.05}),
         ("square", {"eps": 0.3, "steps": 200}),
@@ -445,3 +447,21 @@ def test_acceptance_pgd_flips_efficientnet_at_2_of_255(lite0):
     assert bool(res.success.all()), res.summary()
     assert float(res.linf.max()) <= 2 / 255 + 1e-6
     assert math.isclose(res.params["eps"] * 255, 2.0)
+
+
+def test_apgd_t_tries_the_top_wrong_classes_and_counts_any_misclassification(digits_model, digits_test):
+    """AutoAttack's APGD-T: each target run attacks only the images still correct, and the result is
+    at least as strong as a single targeted run toward the second-ranked class."""
+    from advlens.attacks import APGDT
+
+    x, y = digits_test.batch(range(64))
+    torch.manual_seed(0)
+    one = APGDT(digits_model, eps=0.06, steps=20, targets=1)(x, y)
+    torch.manual_seed(0)
+    nine = APGDT(digits_model, eps=0.06, steps=20, targets=9)(x, y)
+    assert (nine - x).abs().max() <= 0.06 + 1e-6
+    with torch.no_grad():
+        wrong1 = digits_model(one).argmax(1) != y
+        wrong9 = digits_model(nine).argmax(1) != y
+    assert int(wrong9.sum()) >= int(wrong1.sum()) and bool(wrong1[wrong1].all())
+    assert bool((wrong9 | ~wrong1).all())  # an image broken with one target stays broken with nine

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from .apgd import APGD, APGDDLR
+from .apgd import APGD, APGDDLR, APGDT
 from .base import PIXEL, Attack, AttackConfigError, Param, eval_mode
 from .cw import CWL2
 from .deepfool import DeepFool
@@ -26,6 +26,7 @@ from .trajectory import Trajectory
 __all__ = [
     "APGD",
     "APGDDLR",
+    "APGDT",
     "ATTACKS",
     "Attack",
     "AttackConfigError",

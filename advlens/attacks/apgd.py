@@ -61,6 +61,10 @@ class APGD(Attack):
         ),
     )
 
+    def succeeded(self, logits, y, target):
+        """Per image: is this point adversarial (the target reached; any wrong class when untargeted)."""
+        return is_success(logits, y, target)
+
     def objective(self, logits, y, target):
         return (dlr_objective if self.loss == "dlr" else ce_objective)(logits, y, target)
 
@@ -95,7 +99,7 @@ class APGD(Attack):
         noise = torch.rand_like(x).mul_(2).sub_(1)
         x_adv = (x + eps * noise / noise.abs().flatten(1).amax(1).clamp_min(1e-12).view(shape)).clamp_(0.0, 1.0)
         grad, logits, loss = evaluate(x_adv)
-        found = is_success(logits, y, target)
+        found = self.succeeded(logits, y, target)
         x_best_adv = x_adv.clone()
         x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
         history = torch.empty(n_iter + 1, k, device=x.device)
@@ -114,7 +118,7 @@ class APGD(Attack):
                 x_old, x_adv = x_adv, x_new
             grad, logits, loss = evaluate(x_adv)
             with torch.no_grad():
-                succ = is_success(logits, y, target)
+                succ = self.succeeded(logits, y, target)
                 x_best_adv[succ] = x_adv[succ]
                 found |= succ
                 history[i + 1] = loss
@@ -145,3 +149,52 @@ class APGDDLR(APGD):
     name = "apgd_dlr"
     title = "APGD-DLR"
     loss = "dlr"
+
+
+class APGDT(APGD):
+    """APGD-T: APGD with the targeted DLR loss, once toward each of the ``targets`` classes that the
+    clean logits rank highest after the true one (AutoAttack's standard version: 9 targets, 100
+    steps each, one restart per target), each run only on the images not misclassified yet. As in
+    AutoAttack, a point counts as adversarial as soon as it is misclassified, whatever the target.
+    With an explicit ``target`` it is one targeted run that succeeds on reaching that class."""
+
+    name = "apgd_t"
+    title = "APGD-T"
+    loss = "dlr"
+    restarts = 1  # one run per target class: the targets are the restarts
+    PARAMS = (
+        linf_eps(),
+        steps(100),
+        Param("targets", int, 9, 1, 999, "", "target classes, the highest-ranked wrong ones first"),
+        APGD.PARAMS[-1],  # rho
+    )
+
+    def check_config(self) -> None:
+        self._check_classes(4)  # the targeted DLR uses the 4th-largest logit
+
+    def succeeded(self, logits, y, target):
+        return logits.argmax(1) != y if self._untargeted else is_success(logits, y, target)
+
+    def _perturb(self, x, y, target):
+        self._untargeted = target is None
+        if target is not None:
+            return self._run(x, y, target, 0, self.steps, None, len(x))[0]
+        with torch.no_grad():
+            logits = self.model(x)
+        order = logits.argsort(1, descending=True)
+        broken = logits.argmax(1) != y  # misclassified already: nothing to attack
+        x_best = x.clone()
+        n_targets = min(self.targets, self.num_classes - 1)
+        for r in range(n_targets):
+            index = (~broken).nonzero()[:, 0]
+            if index.numel() == 0:
+                break
+            ranked = order[index]
+            # the r-th highest class that is not the label (the label is first for a correct image)
+            others = ranked[ranked != y[index, None]].view(len(index), -1)
+            x_adv, _, found = self._run(x[index], y[index], others[:, r], r, self.steps * n_targets, index, len(x))
+            x_best[index] = x_adv
+            broken[index[found]] = True
+            if self.stopped:
+                break
+        return x_best

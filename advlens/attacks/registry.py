@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..params import format_params
 from ..registry import Registry
-from .apgd import APGD, APGDDLR
+from .apgd import APGD, APGDDLR, APGDT
 from .base import Attack, AttackConfigError
 from .cw import CWL2
 from .deepfool import DeepFool
@@ -15,7 +15,7 @@ from .square import Square
 from .stepll import StepLL
 
 ATTACKS: Registry[type[Attack]] = Registry(
-    "attack", (FGSM, PGD, PGDL2, MIFGSM, StepLL, DeepFool, CWL2, Square, APGD, APGDDLR), AttackConfigError
+    "attack", (FGSM, PGD, PGDL2, MIFGSM, StepLL, DeepFool, CWL2, Square, APGD, APGDDLR, APGDT), AttackConfigError
 )
 
 

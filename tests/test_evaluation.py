@@ -1,0 +1,99 @@
+"""The evaluation cascade: worst case per image, honest records, exact intervals, the CLI report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advlens.evaluation import SUITES, clopper_pearson, evaluate
+
+
+def test_clopper_pearson_matches_the_closed_forms():
+    lo, hi = clopper_pearson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10), abs=1e-6)  # 0.3085
+    lo, hi = clopper_pearson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 10), abs=1e-6)
+    lo, hi = clopper_pearson(50, 100)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2034, abs=2e-3)
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        clopper_pearson(11, 10)
+
+
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_the_cascade_keeps_the_worst_case_and_every_broken_image_is_a_real_adversarial(
+    suite, digits_model, digits_test
+):
+    from dataclasses import replace
+
+    x, y = digits_test.batch(range(48))
+    eps = 0.08
+    short = replace(SUITES[suite], attacks=tuple((n, {**p, "steps": 20}) for n, p in SUITES[suite].attacks))
+    res = evaluate(digits_model, x, y, eps, short, batch_size=16, seed=0)
+    assert res.n == 48 and res.clean_accuracy == 1.0
+    counts = res.broken_counts()
+    assert sum(counts.values()) == 48 - int(res.robust.sum())
+    assert res.robust_accuracy == pytest.approx(1 - sum(counts.values()) / 48)
+    for i, x_adv in res.x_adv.items():  # a broken image's point is misclassified and within the budget
+        assert not res.robust[i] and res.broken_by[i] in counts
+        assert float((x_adv - x[i]).abs().max()) <= eps + 1e-6 and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
+        with torch.no_grad():
+            assert int(digits_model(x_adv[None]).argmax(1)) != int(y[i])
+    assert len(res.x_adv) == 48 - int(res.robust.sum())
+    # The second attack only ran on what the first left: it cannot be credited with more than that.
+    assert counts[SUITES[suite].attacks[0][0]] > 0
+    lo, hi = res.interval
+    assert lo <= res.robust_accuracy <= hi
+
+
+def test_an_evaluation_is_repeatable_and_the_first_n_images_are_used(digits_model, digits_test):
+    x, y = digits_test.batch(range(32))
+    a = evaluate(digits_model, x, y, 0.06, "quick", seed=3)
+    b = evaluate(digits_model, x, y, 0.06, "quick", seed=3)
+    assert torch.equal(a.robust, b.robust) and a.broken_by == b.broken_by
+    assert a.to_dict()["protocol"].endswith("eps 15.3/255 (0.06), n = 32, seed 3")
+
+
+def test_a_robust_model_on_misclassified_images_counts_them_as_not_robust(digits_model, digits_test):
+    x, y = digits_test.batch(range(8))
+    wrong = (y + 1) % 10  # every label wrong: nothing is robust, nothing needs attacking
+    res = evaluate(digits_model, x, wrong, 0.1, "quick")
+    assert (
+        res.clean_accuracy == 0.0
+        and res.robust_accuracy == 0.0
+        and res.broken_counts() == {"apgd_ce": 0, "apgd_dlr": 0}
+    )
+
+
+def test_the_cli_writes_a_report_that_names_its_protocol(tmp_path, capsys):
+    from advlens.cli import main
+
+    out = tmp_path / "report.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "digits_small_cnn",
+                "--dataset",
+                "digits",
+                "--eps",
+                "0.05,8/255",
+                "--n",
+                "24",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "quick (APGD-CE + APGD-DLR) on the first 24 digits test images" in printed and "upper bound" in printed
+    report = json.loads(out.read_text())
+    first, second = report["results"]
+    assert first["eps"] == 0.05 and second["eps_shown"] == "8/255 (0.0314)" and first["n"] == 24
+    assert 0 <= first["robust_accuracy"] <= first["clean_accuracy"] and len(first["images"]) == 24
+    assert main(["evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "8"]) == 2
+    assert main(["evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "0.1", "--suite", "x"]) == 2
