@@ -226,7 +226,7 @@ def runs_table(runs: list[RunRecord]) -> None:
                 "model": r.arch,
                 "progress": round(100 * r.progress, 1),
                 "test acc": f"{acc * 100:.1f}%" if isinstance(acc, float) else "",
-                "robust (held-out)": f"{rob * 100:.1f}%" if isinstance(rob, float) else "",
+                "PGD acc, held-out (upper bound)": f"{rob * 100:.1f}%" if isinstance(rob, float) else "",
                 "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
                 "message": r.message[:120],
             }
@@ -302,7 +302,13 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
     mem_label = "GPU memory (max)" if rec.device.startswith("cuda") else "Memory (RSS)"
     cols[4].metric(mem_label, f"{last['mem_mb']:.0f} MB" if "mem_mb" in last else "—")
     rob = last.get("eval/robust_acc")
-    cols[5].metric("Robust acc (held-out)", f"{rob * 100:.1f}%" if rob is not None else "—")
+    pgd = f"PGD-{rec.config.get('eval_steps', '?')}"
+    cols[5].metric(
+        f"{pgd} acc (held-out)",
+        f"{rob * 100:.1f}%" if rob is not None else "—",
+        help=f"{pgd} with the cross-entropy loss at the training eps on the held-out batch: an upper bound "
+        "on robust accuracy. `python -m advlens evaluate` measures it with an attack suite.",
+    )
     st.progress(
         rec.progress,
         text=f"{rec.objective} on {rec.dataset} · {rec.arch} · device {rec.device}"
@@ -331,7 +337,7 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
         _figure(
             m,
             ["train/acc", "train/acc_adv", "eval/clean_acc", "eval/robust_acc"],
-            "Accuracy (train batches; held-out batch: clean and PGD)",
+            f"Accuracy (train batches; held-out batch: clean and {pgd}, an upper bound on robust accuracy)",
             "%",
             percent=True,
         ),

@@ -111,3 +111,36 @@ def test_the_quick_suite_agrees_with_the_official_autoattack_within_one_image(di
     with torch.no_grad():
         official = int((digits_model(x_adv).argmax(1) == y).sum())
     assert abs(int(ours.robust.sum()) - official) <= 1, (int(ours.robust.sum()), official)
+
+
+class QuantisedInput(torch.nn.Module):
+    """A "defense" that masks gradients: the input is rounded to 4 grey levels before the model,
+    so the input gradient is zero almost everywhere (Athalye et al.'s shattered gradients)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.num_classes, self.input_size = inner.num_classes, inner.input_size
+
+    def forward(self, x):
+        return self.inner(torch.round(x * 3) / 3)
+
+
+def test_the_checklist_clears_a_plain_model_and_flags_a_masked_one(digits_model, digits_test):
+    from advlens.evaluation import run_checklist
+
+    x, y = digits_test.batch(range(48))
+    plain = evaluate(digits_model, x, y, 0.1, "quick", batch_size=48)
+    checks = {c.name: c for c in run_checklist(digits_model, x, y, plain, square_queries=300)}
+    assert len(checks) == 6 and all(c.explanation for c in checks.values())
+    assert checks["gradients are finite and non-zero on most inputs"].verdict == "pass"
+    assert checks["accuracy falls to about 0 at a large budget"].verdict == "pass"
+    assert checks["a transfer attack from an undefended surrogate is not stronger than white-box"].verdict == "skip"
+
+    masked = QuantisedInput(digits_model)
+    result = evaluate(masked, x, y, 0.1, "quick", batch_size=48)
+    assert result.robust_accuracy > plain.robust_accuracy + 0.3  # looks far more robust than it is
+    flagged = {c.name: c for c in run_checklist(masked, x, y, result, surrogate=digits_model, square_queries=300)}
+    assert flagged["gradients are finite and non-zero on most inputs"].verdict == "warn"
+    assert flagged["a transfer attack from an undefended surrogate is not stronger than white-box"].verdict == "warn"
+    assert flagged["black-box (Square) is not stronger than white-box"].verdict == "warn"

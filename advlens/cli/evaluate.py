@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=0, help="the first N images of the split (0: all)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checklist", action="store_true", help="also run the gradient-masking checklist")
+    p.add_argument("--surrogate", help="an undefended model for the checklist's transfer check")
     p.add_argument("--out", help="write the report here (JSON)")
     p.set_defaults(func=run)
 
@@ -35,7 +37,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..budget import BudgetError, format_linf, parse_linf
     from ..data import load_dataset
-    from ..evaluation import evaluate, get_suite
+    from ..evaluation import evaluate, get_suite, run_checklist
     from ..zoo import load_model
     from . import UsageError
 
@@ -51,6 +53,7 @@ def run(args) -> int:
     ds = load_dataset(args.dataset, split=args.split, root=args.root)
     n = len(ds) if args.n == 0 else min(args.n, len(ds))
     x, y = ds.batch(range(n))
+    surrogate = load_model(args.surrogate) if args.surrogate else None
     report = {"dataset": args.dataset, "split": args.split, "n": n, "suite": suite.name, "results": []}
     print(f"{suite.title} on the first {n} {args.dataset} {args.split} images ({suite.note})")
     for name in args.model:
@@ -65,7 +68,13 @@ def run(args) -> int:
                 f"{res.robust_accuracy * 100:6.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]   broken by "
                 + ", ".join(f"{k} {v}" for k, v in res.broken_counts().items())
             )
-            report["results"].append({"model": getattr(model, "zoo_name", name), **res.to_dict()})
+            entry = {"model": getattr(model, "zoo_name", name), **res.to_dict()}
+            if args.checklist:
+                checks = run_checklist(model, x, y, res, surrogate=surrogate, seed=args.seed)
+                for c in checks:
+                    print(f"    [{c.verdict:>4s}] {c.name}: {c.measured}")
+                entry["checklist"] = [c.to_dict() for c in checks]
+            report["results"].append(entry)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.out}")

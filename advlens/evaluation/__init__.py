@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from .cascade import Evaluation, evaluate
+from .checklist import Check, run_checklist
 from .intervals import clopper_pearson
 from .suites import SUITES, Suite, get_suite
 
-__all__ = ["SUITES", "Evaluation", "Suite", "clopper_pearson", "evaluate", "get_suite"]
+__all__ = ["SUITES", "Check", "Evaluation", "Suite", "clopper_pearson", "evaluate", "get_suite", "run_checklist"]
