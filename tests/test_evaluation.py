@@ -50,8 +50,11 @@ def test_the_cascade_keeps_the_worst_case_and_every_broken_image_is_a_real_adver
 
 def test_an_evaluation_is_repeatable_and_the_first_n_images_are_used(digits_model, digits_test):
     x, y = digits_test.batch(range(32))
-    a = evaluate(digits_model, x, y, 0.06, "quick", seed=3)
-    b = evaluate(digits_model, x, y, 0.06, "quick", seed=3)
+    from dataclasses import replace
+
+    short = replace(SUITES["quick"], attacks=tuple((n, {**p, "steps": 25}) for n, p in SUITES["quick"].attacks))
+    a = evaluate(digits_model, x, y, 0.06, short, seed=3)
+    b = evaluate(digits_model, x, y, 0.06, short, seed=3)
     assert torch.equal(a.robust, b.robust) and a.broken_by == b.broken_by
     assert a.to_dict()["protocol"].endswith("eps 15.3/255 (0.06), n = 32, seed 3")
 
@@ -129,18 +132,21 @@ class QuantisedInput(torch.nn.Module):
 def test_the_checklist_clears_a_plain_model_and_flags_a_masked_one(digits_model, digits_test):
     from advlens.evaluation import run_checklist
 
-    x, y = digits_test.batch(range(48))
-    plain = evaluate(digits_model, x, y, 0.1, "quick", batch_size=48)
-    checks = {c.name: c for c in run_checklist(digits_model, x, y, plain, square_queries=300)}
+    x, y = digits_test.batch(range(24))
+    plain = evaluate(digits_model, x, y, 0.1, "quick", batch_size=24)
+    checks = {c.name: c for c in run_checklist(digits_model, x, y, plain, square_queries=100, stronger=(60, 2))}
     assert len(checks) == 6 and all(c.explanation for c in checks.values())
     assert checks["gradients are finite and non-zero on most inputs"].verdict == "pass"
     assert checks["accuracy falls to about 0 at a large budget"].verdict == "pass"
     assert checks["a transfer attack from an undefended surrogate is not stronger than white-box"].verdict == "skip"
 
     masked = QuantisedInput(digits_model)
-    result = evaluate(masked, x, y, 0.1, "quick", batch_size=48)
+    result = evaluate(masked, x, y, 0.1, "quick", batch_size=24)
     assert result.robust_accuracy > plain.robust_accuracy + 0.3  # looks far more robust than it is
-    flagged = {c.name: c for c in run_checklist(masked, x, y, result, surrogate=digits_model, square_queries=300)}
+    flagged = {
+        c.name: c
+        for c in run_checklist(masked, x, y, result, surrogate=digits_model, square_queries=100, stronger=(60, 2))
+    }
     assert flagged["gradients are finite and non-zero on most inputs"].verdict == "warn"
     assert flagged["a transfer attack from an undefended surrogate is not stronger than white-box"].verdict == "warn"
     assert flagged["black-box (Square) is not stronger than white-box"].verdict == "warn"
