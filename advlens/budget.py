@@ -37,6 +37,21 @@ def format_linf(eps: float) -> str:
     return f"{linf_text(eps)} ({_decimal(eps)})"
 
 
+def format_budget(eps: float, norm: str = "Linf") -> str:
+    """A budget in its norm's display form: ``8/255 (0.0314)`` for L-inf, ``0.5`` for L2."""
+    return format_linf(eps) if norm == "Linf" else f"{eps:.4g}"
+
+
+def parse_budget(text: str | float | int, norm: str = "Linf", what: str = "eps") -> float:
+    """A budget of ``norm``: L-inf as :func:`parse_linf`; L2 a non-negative number (any size)."""
+    if norm == "Linf":
+        return parse_linf(text, what)
+    value = parse_number(text, what)
+    if value < 0:
+        raise BudgetError(f"{what} must be >= 0, not {value:g}")
+    return value
+
+
 def parse_number(text: str | float | int, what: str = "the value") -> float:
     """A plain number or a fraction ``a/b`` -> float; :class:`BudgetError` otherwise."""
     if isinstance(text, bool):

@@ -10,6 +10,24 @@ import torch
 from advlens.evaluation import SUITES, clopper_pearson, evaluate
 
 
+def shortened(name: str, steps: int = 20, targets: int = 2, queries: int = 150):
+    """A registered suite with fewer iterations, targets and queries, for CI."""
+    from dataclasses import replace
+
+    def cut(attacks):
+        out = []
+        for attack, params in attacks:
+            p = dict(params)
+            p["steps"] = queries if attack.startswith("square") else steps
+            if "targets" in p:
+                p["targets"] = targets
+            out.append((attack, p))
+        return tuple(out)
+
+    suite = SUITES[name]
+    return replace(suite, linf=cut(suite.linf), l2=cut(suite.l2))
+
+
 def test_clopper_pearson_matches_the_closed_forms():
     lo, hi = clopper_pearson(0, 10)
     assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10), abs=1e-6)  # 0.3085
@@ -22,41 +40,69 @@ def test_clopper_pearson_matches_the_closed_forms():
         clopper_pearson(11, 10)
 
 
-@pytest.mark.parametrize("suite", list(SUITES))
+@pytest.mark.parametrize(
+    "suite,norm,eps", [("quick", "Linf", 0.08), ("standard", "Linf", 0.08), ("standard", "L2", 1.2)]
+)
 def test_the_cascade_keeps_the_worst_case_and_every_broken_image_is_a_real_adversarial(
-    suite, digits_model, digits_test
+    suite, norm, eps, digits_model, digits_test
 ):
-    from dataclasses import replace
-
     x, y = digits_test.batch(range(48))
-    eps = 0.08
-    short = replace(SUITES[suite], attacks=tuple((n, {**p, "steps": 20}) for n, p in SUITES[suite].attacks))
-    res = evaluate(digits_model, x, y, eps, short, batch_size=16, seed=0)
+    short = shortened(suite)
+    res = evaluate(digits_model, x, y, eps, short, norm=norm, batch_size=16, seed=0)
     assert res.n == 48 and res.clean_accuracy == 1.0
     counts = res.broken_counts()
     assert sum(counts.values()) == 48 - int(res.robust.sum())
     assert res.robust_accuracy == pytest.approx(1 - sum(counts.values()) / 48)
     for i, x_adv in res.x_adv.items():  # a broken image's point is misclassified and within the budget
         assert not res.robust[i] and res.broken_by[i] in counts
-        assert float((x_adv - x[i]).abs().max()) <= eps + 1e-6 and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
+        size = (x_adv - x[i]).abs().max() if norm == "Linf" else (x_adv - x[i]).norm()
+        assert float(size) <= eps + 1e-5 and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
         with torch.no_grad():
             assert int(digits_model(x_adv[None]).argmax(1)) != int(y[i])
     assert len(res.x_adv) == 48 - int(res.robust.sum())
     # The second attack only ran on what the first left: it cannot be credited with more than that.
-    assert counts[SUITES[suite].attacks[0][0]] > 0
+    assert counts[short.attacks(norm)[0][0]] > 0
     lo, hi = res.interval
     assert lo <= res.robust_accuracy <= hi
 
 
 def test_an_evaluation_is_repeatable_and_the_first_n_images_are_used(digits_model, digits_test):
     x, y = digits_test.batch(range(32))
-    from dataclasses import replace
-
-    short = replace(SUITES["quick"], attacks=tuple((n, {**p, "steps": 25}) for n, p in SUITES["quick"].attacks))
+    short = shortened("quick", steps=25)
     a = evaluate(digits_model, x, y, 0.06, short, seed=3)
     b = evaluate(digits_model, x, y, 0.06, short, seed=3)
     assert torch.equal(a.robust, b.robust) and a.broken_by == b.broken_by
-    assert a.to_dict()["protocol"].endswith("eps 15.3/255 (0.06), n = 32, seed 3")
+    assert "Linf eps 15.3/255 (0.06), n = 32, seed 3: apgd_ce (steps=25" in a.to_dict()["protocol"]
+
+
+def test_a_stopped_evaluation_resumes_to_the_same_result(digits_model, digits_test, tmp_path):
+    """Stop after the second batch, save, load, continue: the records equal an uninterrupted run."""
+    from advlens.evaluation import persist
+
+    x, y = digits_test.batch(range(40))
+    short = shortened("quick", steps=15)
+    whole = evaluate(digits_model, x, y, 0.07, short, batch_size=8, seed=1)
+    calls = []
+    part = evaluate(
+        digits_model,
+        x,
+        y,
+        0.07,
+        short,
+        batch_size=8,
+        seed=1,
+        should_stop=lambda: len(calls) >= 2,
+        after_batch=calls.append,
+    )
+    assert part.stopped and part.position == 0 and part.next_batch == 2
+    persist.save(part, tmp_path / "state")
+    back = persist.load(tmp_path / "state")
+    assert torch.equal(back.robust, part.robust) and back.broken_by == part.broken_by and back.next_batch == 2
+    back.suite = short  # the registered suite's name was saved; the test runs the shortened one
+    done = evaluate(digits_model, x, y, 0.07, short, batch_size=8, seed=1, resume=back)
+    assert done.finished and not done.stopped
+    assert torch.equal(done.robust, whole.robust) and done.broken_by == whole.broken_by
+    assert torch.allclose(done.linf.nan_to_num(-1), whole.linf.nan_to_num(-1))
 
 
 def test_a_robust_model_on_misclassified_images_counts_them_as_not_robust(digits_model, digits_test):
@@ -86,20 +132,36 @@ def test_the_cli_writes_a_report_that_names_its_protocol(tmp_path, capsys):
                 "0.05,8/255",
                 "--n",
                 "24",
+                "--suite",
+                "quick",
                 "--out",
                 str(out),
+                "--html",
+                str(tmp_path / "r.html"),
+                "--csv",
+                str(tmp_path / "r.csv"),
             ]
         )
         == 0
     )
     printed = capsys.readouterr().out
-    assert "quick (APGD-CE + APGD-DLR) on the first 24 digits test images" in printed and "upper bound" in printed
+    assert (
+        "quick (APGD-CE + APGD-DLR), Linf, on the first 24 digits test images" in printed and "upper bound" in printed
+    )
     report = json.loads(out.read_text())
     first, second = report["results"]
     assert first["eps"] == 0.05 and second["eps_shown"] == "8/255 (0.0314)" and first["n"] == 24
     assert 0 <= first["robust_accuracy"] <= first["clean_accuracy"] and len(first["images"]) == 24
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "plotly" in page and "the first 24 of the digits test split" in page
+    assert "apgd_ce (steps=100, restarts=1) -&gt; apgd_dlr (steps=100)" in page and "torch" in page
+    table = (tmp_path / "r.csv").read_text().splitlines()
+    assert table[0].startswith("model,norm,eps,eps_shown,suite,n,clean_accuracy,robust_accuracy,ci95_low,ci95_high")
+    assert len(table) == 3
     assert main(["evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "8"]) == 2
     assert main(["evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "0.1", "--suite", "x"]) == 2
+    assert main(["evaluate", "--model", "nope", "--dataset", "digits", "--eps", "0.1"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
 
 
 def test_the_quick_suite_agrees_with_the_official_autoattack_within_one_image(digits_model, digits_test):

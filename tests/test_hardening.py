@@ -158,7 +158,7 @@ def test_the_same_config_twice_starts_one_run(monkeypatch):
     from advlens.training.config import TrainConfig
     from advlens.training.store import RunStore
 
-    monkeypatch.setattr(jobs, "spawn_worker", lambda run_id, store=None: 0)  # no worker process
+    monkeypatch.setattr(jobs, "spawn_worker", lambda run_id, command, store=None: 0)  # no worker process
     store = RunStore()
     cfg = dict(objective="standard", epochs=1, max_steps=2)
     first = jobs.submit(TrainConfig.from_dict(cfg), store)

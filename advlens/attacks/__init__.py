@@ -9,24 +9,30 @@
 
 from __future__ import annotations
 
-from .apgd import APGD, APGDDLR, APGDT
+from .apgd import APGD, APGDDLR, APGDDLRL2, APGDL2, APGDT, APGDTL2
 from .base import PIXEL, Attack, AttackConfigError, Param, eval_mode
 from .cw import CWL2
 from .deepfool import DeepFool
+from .fab import FABT, FABTL2
 from .fgsm import FGSM
 from .mifgsm import MIFGSM
 from .minimal_eps import MinimalEps, find_minimal_eps
 from .pgd import PGD, PGDL2
 from .registry import ATTACKS, describe_attack, get_attack
 from .result import AttackResult, attack_in_batches, run_attack
-from .square import Square
+from .square import Square, SquareL2
 from .stepll import StepLL
 from .trajectory import Trajectory
 
 __all__ = [
     "APGD",
     "APGDDLR",
+    "APGDDLRL2",
+    "APGDL2",
     "APGDT",
+    "APGDTL2",
+    "FABT",
+    "FABTL2",
     "ATTACKS",
     "Attack",
     "AttackConfigError",
@@ -41,6 +47,7 @@ __all__ = [
     "PIXEL",
     "Param",
     "Square",
+    "SquareL2",
     "StepLL",
     "Trajectory",
     "attack_in_batches",

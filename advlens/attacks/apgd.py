@@ -1,4 +1,4 @@
-"""APGD, Auto-PGD, L-inf (Croce and Hein 2020, arXiv 2003.01690), with the CE or the DLR loss.
+"""APGD, Auto-PGD, L-inf and L2 (Croce and Hein 2020, arXiv 2003.01690), with the CE or the DLR loss.
 
 A step-size-free PGD. From a random point of the eps-ball, with eta_0 = 2 * eps and alpha = 0.75:
 
@@ -13,16 +13,21 @@ point found so far, for each image where either
 Each image returns the last adversarial iterate found, else its highest-loss point; restarts
 run on the images not broken yet. L is CE (APGD-CE) or the shift- and scale-invariant DLR loss
 (APGD-DLR, see :func:`advlens.attacks.losses.dlr_objective`). N + 1 gradient evaluations per run.
+
+L-inf ascends along sign(grad) and clips to the cube; L2 (the ``*_l2`` classes) starts on the
+eps-sphere, ascends along grad / ||grad||_2 and rescales the perturbation into the ball, as in
+the authors' code. The geometry is the only difference: three methods, overridden by
+:class:`L2Geometry`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .base import Attack, AttackConfigError, Param, linf_eps, restarts, steps, worst_case_over_restarts
+from .base import Attack, AttackConfigError, Param, l2_eps, linf_eps, restarts, steps, worst_case_over_restarts
 from .fgsm import gradient
 from .losses import ce_objective, dlr_objective, is_success
-from .pgd import linf_bounds, project_linf_
+from .pgd import flat_norm, linf_bounds, project_linf_
 from .trajectory import Rows
 
 
@@ -86,18 +91,34 @@ class APGD(Attack):
 
         return worst_case_over_restarts(self, x, y, target, run_one)
 
+    # ----- the geometry of the ball (L2Geometry overrides these three) -----------------------
+    def start(self, x: torch.Tensor, eps: float) -> torch.Tensor:
+        """A random point of the ball: a uniform direction scaled to the cube's surface."""
+        noise = torch.rand_like(x).mul_(2).sub_(1)
+        return (x + eps * noise / noise.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))).clamp_(
+            0.0, 1.0
+        )
+
+    def ascend(self, x_adv: torch.Tensor, grad: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        return x_adv + step * grad.sign()
+
+    def projector(self, x: torch.Tensor, eps: float):
+        """A function that projects a point onto the ball around ``x`` and the [0, 1] box, in place."""
+        lo, hi = linf_bounds(x, torch.full((), eps, device=x.device))
+        return lambda point: project_linf_(point, lo, hi)
+
+    # ----- the loop -----------------------------------------------------------------------------
     def _run(self, x, y, target, restart, total, index, n):
         n_iter, eps, k = self.steps, float(self.eps), len(x)
         entries = self.restarts * (n_iter + 1)
         rows = Rows(x, y, target, entries, restart=restart, index=index, n=n)
         shape = (k,) + (1,) * (x.ndim - 1)
-        lo, hi = linf_bounds(x, torch.full((), eps, device=x.device))
+        project = self.projector(x, eps)
 
         def evaluate(point):
             return gradient(self.model, point, lambda z: self.objective(z, y, target))
 
-        noise = torch.rand_like(x).mul_(2).sub_(1)
-        x_adv = (x + eps * noise / noise.abs().flatten(1).amax(1).clamp_min(1e-12).view(shape)).clamp_(0.0, 1.0)
+        x_adv = self.start(x, eps)
         grad, logits, loss = evaluate(x_adv)
         found = self.succeeded(logits, y, target)
         x_best_adv = x_adv.clone()
@@ -113,8 +134,8 @@ class APGD(Attack):
         for i in range(n_iter):
             with torch.no_grad():
                 a = 0.75 if i > 0 else 1.0
-                z = project_linf_(x_adv + step * grad.sign(), lo, hi)
-                x_new = project_linf_(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_old), lo, hi)
+                z = project(self.ascend(x_adv, grad, step))
+                x_new = project(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_old))
                 x_old, x_adv = x_adv, x_new
             grad, logits, loss = evaluate(x_adv)
             with torch.no_grad():
@@ -198,3 +219,43 @@ class APGDT(APGD):
             if self.stopped:
                 break
         return x_best
+
+
+class L2Geometry:
+    """The L2 ball for APGD: start on the eps-sphere, ascend along the normalised gradient, and
+    rescale the perturbation into the ball before clipping to the box (Croce and Hein's code)."""
+
+    norm = "L2"
+
+    def start(self, x: torch.Tensor, eps: float) -> torch.Tensor:
+        noise = torch.randn_like(x)
+        return (x + eps * noise / flat_norm(noise).clamp_min(1e-12)).clamp_(0.0, 1.0)
+
+    def ascend(self, x_adv: torch.Tensor, grad: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        return x_adv + step * grad / flat_norm(grad).clamp_min(1e-12)
+
+    def projector(self, x: torch.Tensor, eps: float):
+        def project(point: torch.Tensor) -> torch.Tensor:
+            delta = point.sub_(x)
+            delta.mul_((eps / flat_norm(delta).clamp_min(1e-12)).clamp_(max=1.0))
+            return delta.add_(x).clamp_(0.0, 1.0)
+
+        return project
+
+
+class APGDL2(L2Geometry, APGD):
+    name = "apgd_ce_l2"
+    title = "APGD-CE (L2)"
+    PARAMS = (l2_eps(),) + APGD.PARAMS[1:]
+
+
+class APGDDLRL2(L2Geometry, APGDDLR):
+    name = "apgd_dlr_l2"
+    title = "APGD-DLR (L2)"
+    PARAMS = APGDL2.PARAMS
+
+
+class APGDTL2(L2Geometry, APGDT):
+    name = "apgd_t_l2"
+    title = "APGD-T (L2)"
+    PARAMS = (l2_eps(),) + APGDT.PARAMS[1:]

@@ -221,6 +221,18 @@ def linf_eps(default: float = 8 / 255) -> Param:
     return Param("eps", float, default, 0.0, 1.0, PIXEL, "L-inf budget: the largest change of any pixel")
 
 
+def l2_eps(default: float = 0.5) -> Param:
+    return Param(
+        "eps",
+        float,
+        default,
+        0.0,
+        1000.0,
+        "L2",
+        "L2 budget: the Euclidean norm of the whole perturbation (pixels in [0,1])",
+    )
+
+
 def linf_step_size(default: float | None = None, auto: str = "2.5 * eps / steps") -> Param:
     return Param(
         "step_size",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attack, Param, linf_eps, linf_step_size, restarts, steps, worst_case_over_restarts
+from .base import Attack, Param, l2_eps, linf_eps, linf_step_size, restarts, steps, worst_case_over_restarts
 from .losses import ce_objective, is_success
 from .trajectory import Rows
 
@@ -128,15 +128,7 @@ class PGDL2(PGD):
     title = "PGD (L2)"
     norm = "L2"
     PARAMS = (
-        Param(
-            "eps",
-            float,
-            0.5,
-            0.0,
-            1000.0,
-            "L2",
-            "L2 budget: the Euclidean norm of the whole perturbation (pixels in [0,1])",
-        ),
+        l2_eps(),
         steps(10),
         Param(
             "step_size",

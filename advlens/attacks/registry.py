@@ -4,18 +4,39 @@ from __future__ import annotations
 
 from ..params import format_params
 from ..registry import Registry
-from .apgd import APGD, APGDDLR, APGDT
+from .apgd import APGD, APGDDLR, APGDDLRL2, APGDL2, APGDT, APGDTL2
 from .base import Attack, AttackConfigError
 from .cw import CWL2
 from .deepfool import DeepFool
+from .fab import FABT, FABTL2
 from .fgsm import FGSM
 from .mifgsm import MIFGSM
 from .pgd import PGD, PGDL2
-from .square import Square
+from .square import Square, SquareL2
 from .stepll import StepLL
 
 ATTACKS: Registry[type[Attack]] = Registry(
-    "attack", (FGSM, PGD, PGDL2, MIFGSM, StepLL, DeepFool, CWL2, Square, APGD, APGDDLR, APGDT), AttackConfigError
+    "attack",
+    (
+        FGSM,
+        PGD,
+        PGDL2,
+        MIFGSM,
+        StepLL,
+        DeepFool,
+        CWL2,
+        Square,
+        SquareL2,
+        APGD,
+        APGDDLR,
+        APGDT,
+        FABT,
+        APGDL2,
+        APGDDLRL2,
+        APGDTL2,
+        FABTL2,
+    ),
+    AttackConfigError,
 )
 
 

@@ -1,4 +1,4 @@
-"""Square Attack, L-inf (Andriushchenko, Croce, Flammarion and Hein 2020, arXiv 1912.00049).
+"""Square Attack, L-inf and L2 (Andriushchenko, Croce, Flammarion and Hein 2020, arXiv 1912.00049).
 
 A score-based black-box attack: it only reads the model's logits, never a gradient, and runs
 entirely under ``torch.no_grad()``, which makes it the standard check for gradient masking.
@@ -8,8 +8,13 @@ iteration pick, for every image not yet broken, a random square of side
 s_i = round(sqrt(p_i * H * W)) and set the perturbation inside it to a fresh random +-eps per
 channel; keep the change when the loss decreases. The loss is the logit margin
 z_y - max_{i != y} z_i (untargeted) or CE(z, t) (targeted); p_i starts at ``p_init`` and halves
-at fixed fractions of the query budget (the schedule of the paper, scaled to 10,000 queries).
-Each iteration costs one forward pass on the images still unbroken.
+at fixed iterations (the schedule of the paper for 10,000 queries; ``rescale`` stretches it to the
+query budget, which AutoAttack's standard version does not). Each iteration costs one forward
+pass on the images still unbroken.
+
+L2 (:class:`SquareL2`) starts from a grid of "pseudo-Gaussian" square bumps scaled to the
+eps-sphere; each iteration moves the perturbation's mass of a second random square into a new
+bump in the first one, keeping the total norm at eps (the proposal of the paper's section 3.2).
 
 The recorded loss is the negative logit margin (it crosses 0 on success).
 """
@@ -21,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Attack, Param, linf_eps, steps
+from .base import Attack, Param, l2_eps, linf_eps, steps
 from .losses import margin
 from .trajectory import Rows
 
@@ -39,9 +44,10 @@ _SCHEDULE = (
 )
 
 
-def p_selection(p_init: float, it: int, n_iters: int) -> float:
+def p_selection(p_init: float, it: int, n_iters: int, rescale: bool = True) -> float:
     """The fraction of pixels a square covers at iteration ``it`` of ``n_iters``."""
-    it = int(it / n_iters * 10000)
+    if rescale:
+        it = int(it / n_iters * 10000)
     if it <= 10:
         return p_init
     for (lo, _), (hi, div) in zip(_SCHEDULE, _SCHEDULE[1:]):
@@ -65,6 +71,7 @@ class Square(Attack):
         linf_eps(),
         steps(1000, 100_000, "queries (one forward pass each)"),
         Param("p_init", float, 0.8, 0.0001, 1.0, "", "initial fraction of the image a square covers"),
+        Param("rescale", bool, True, help="stretch the square-size schedule to the query budget"),
     )
 
     def _objective(self, logits, y, target):
@@ -72,40 +79,50 @@ class Square(Attack):
             return margin(logits, y)
         return F.cross_entropy(logits, target, reduction="none")
 
+    def fraction(self, it: int) -> float:
+        return p_selection(self.p_init, it, self.steps, self.rescale)
+
+    # ----- the norm-specific parts (SquareL2 overrides these) ---------------------------------
+    def initial(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, _, w = x.shape
+        return (x + float(self.eps) * _signs((n, c, 1, w), x.device)).clamp_(0.0, 1.0)
+
+    def propose(self, xc: torch.Tensor, xb: torch.Tensor, it: int) -> torch.Tensor:
+        """A candidate for each image still unbroken (``xc`` clean, ``xb`` its best point)."""
+        k, c, h, w = xc.shape
+        eps = float(self.eps)
+        deltas = xb - xc
+        side = max(min(round(math.sqrt(self.fraction(it) * h * w)), h - 1, w - 1), 1)
+        top = torch.randint(0, h - side + 1, (k, 1), device=xc.device)
+        left = torch.randint(0, w - side + 1, (k, 1), device=xc.device)
+        rows, cols = torch.arange(h, device=xc.device), torch.arange(w, device=xc.device)
+        in_rows = (rows >= top) & (rows < top + side)
+        in_cols = (cols >= left) & (cols < left + side)
+        window = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (k, 1, h, w)
+        new = eps * _signs((k, c, 1, 1), xc.device)
+        for _ in range(10):  # make sure the square changes the image
+            cand = (xc + torch.where(window, new, deltas)).clamp_(0.0, 1.0)
+            changed = ((cand - xb).abs() * window).flatten(1).amax(1) > 1e-7
+            if bool(changed.all()):
+                break
+            new = torch.where(changed[:, None, None, None], new, eps * _signs((k, c, 1, 1), xc.device))
+        return (xc + torch.where(window, new, deltas)).clamp_(0.0, 1.0)
+
+    # ----- the loop -----------------------------------------------------------------------------
     @torch.no_grad()
     def _perturb(self, x, y, target):
-        n, c, h, w = x.shape
-        eps = float(self.eps)
-        x_best = (x + eps * _signs((n, c, 1, w), x.device)).clamp_(0.0, 1.0)
+        x_best = self.initial(x)
         logits_best = self.model(x_best)
         loss = self._objective(logits_best, y, target)
         marg = margin(logits_best, y, target)
         self.record_step(Rows(x, y, target, self.steps), 0, x_best, logits_best, -marg)
-        rows = torch.arange(h, device=x.device)
-        cols = torch.arange(w, device=x.device)
         for it in range(1, self.steps):
             if self.tick(it, self.steps):
                 break
             idx = (marg >= 0).nonzero()[:, 0]
             if idx.numel() == 0:
                 break
-            k = idx.numel()
-            xc, xb = x[idx], x_best[idx]
-            deltas = xb - xc
-            side = max(min(round(math.sqrt(p_selection(self.p_init, it, self.steps) * h * w)), h - 1, w - 1), 1)
-            top = torch.randint(0, h - side + 1, (k, 1), device=x.device)
-            left = torch.randint(0, w - side + 1, (k, 1), device=x.device)
-            in_rows = (rows >= top) & (rows < top + side)
-            in_cols = (cols >= left) & (cols < left + side)
-            window = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (k, 1, h, w)
-            new = eps * _signs((k, c, 1, 1), x.device)
-            for _ in range(10):  # make sure the square changes the image
-                cand = (xc + torch.where(window, new, deltas)).clamp_(0.0, 1.0)
-                changed = ((cand - xb).abs() * window).flatten(1).amax(1) > 1e-7
-                if bool(changed.all()):
-                    break
-                new = torch.where(changed[:, None, None, None], new, eps * _signs((k, c, 1, 1), x.device))
-            x_new = (xc + torch.where(window, new, deltas)).clamp_(0.0, 1.0)
+            x_new = self.propose(x[idx], x_best[idx], it)
             logits = self.model(x_new)
             loss_new = self._objective(logits, y[idx], None if target is None else target[idx])
             improved = loss_new < loss[idx]
@@ -116,3 +133,72 @@ class Square(Attack):
             logits_best[rows_imp] = logits[improved]
             self.record_step(Rows(x, y, target, self.steps), it, x_best, logits_best, -marg, last=it == self.steps - 1)
         return x_best
+
+
+def _bump_rect(rows: int, cols: int, device) -> torch.Tensor:
+    """Concentric rectangles of weight 1 / (r + 1)^2 around the centre, unit L2 norm."""
+    out = torch.zeros(rows, cols, device=device)
+    r0, c0 = rows // 2, cols // 2
+    for r in range(max(rows // 2 + 1, cols // 2 + 1)):
+        out[max(r0 - r, 0) : min(r0 - r + 2 * r + 1, rows), max(c0 - r, 0) : min(c0 - r + 2 * r + 1, cols)] += (
+            1.0 / (r + 1) ** 2
+        )
+    return out / out.norm().clamp_min(1e-12)
+
+
+def _bump(side: int, device) -> torch.Tensor:
+    """The paper's L2 square: a positive bump over a negative one, unit norm, randomly transposed."""
+    out = torch.zeros(side, side, device=device)
+    if side // 2:
+        out[: side // 2] = _bump_rect(side // 2, side, device)
+    out[side // 2 :] = -_bump_rect(side - side // 2, side, device)
+    out /= out.norm().clamp_min(1e-12)
+    return out.t() if bool(torch.rand(()) > 0.5) else out
+
+
+def _norm(t: torch.Tensor, dims) -> torch.Tensor:
+    return t.square().sum(dim=dims, keepdim=True).sqrt()
+
+
+class SquareL2(Square):
+    name = "square_l2"
+    title = "Square (L2, black-box)"
+    norm = "L2"
+    PARAMS = (l2_eps(),) + Square.PARAMS[1:]
+
+    def _to_sphere(self, xc: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return (xc + float(self.eps) * delta / _norm(delta, (1, 2, 3)).clamp_min(1e-12)).clamp_(0.0, 1.0)
+
+    def initial(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        side = max(h // 5, 1)
+        margin_px = (h - side * 5) // 2 if h >= 5 else 0
+        delta = torch.zeros_like(x)
+        for top in range(margin_px, h - side + 1, side):
+            for left in range(margin_px, w - side + 1, side):
+                delta[:, :, top : top + side, left : left + side] += _bump(side, x.device) * _signs(
+                    (n, c, 1, 1), x.device
+                )
+        return self._to_sphere(x, delta)
+
+    def propose(self, xc: torch.Tensor, xb: torch.Tensor, it: int) -> torch.Tensor:
+        k, c, h, w = xc.shape
+        eps = float(self.eps)
+        delta = xb - xc
+        side = max(round(math.sqrt(self.fraction(it) * h * w)), 3)
+        side = min(side + (side % 2 == 0), h, w)
+        top, left = (int(v) for v in torch.randint(0, h - side + 1, (2,)))
+        top2, left2 = (int(v) for v in torch.randint(0, w - side + 1, (2,)))
+        win = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
+        win2 = (slice(None), slice(None), slice(top2, top2 + side), slice(left2, left2 + side))
+        mask = torch.zeros_like(xc)
+        mask[win] = 1.0
+        mask[win2] = 1.0
+        old = delta[win]
+        spare = (eps**2 - _norm(delta, (1, 2, 3)).square()).clamp_min(0.0) / c  # unused budget, per channel
+        mass = _norm(delta * mask, (2, 3)).square()  # what the two windows hold, per channel
+        new = _bump(side, xc.device) * _signs((k, c, 1, 1), xc.device) + old / _norm(old, (2, 3)).clamp_min(1e-12)
+        new = new / _norm(new, (2, 3)).clamp_min(1e-12) * (spare + mass).sqrt()
+        delta[win2] = 0.0
+        delta[win] = new
+        return self._to_sphere(xc, delta)

@@ -1,86 +1,180 @@
 """``python -m advlens evaluate``: robust accuracy under an attack suite, per model and budget.
 
-    python -m advlens evaluate --model digits_small_cnn --dataset digits --eps 0.1,0.15 --suite quick
+    python -m advlens evaluate --model digits_small_cnn --dataset digits --eps 0.1,0.15 --suite standard
     python -m advlens evaluate --model digits_small_cnn --model run-ab12cd-pgd_at --dataset digits \\
-        --eps 8/255,16/255 --n 200 --out report.json
+        --eps 8/255,16/255 --n 200 --out report.json --html report.html --csv report.csv
+    python -m advlens evaluate ... --detach          # queue it as a job (see `runs`)
+    python -m advlens evaluate --run-id ID           # be the worker of job ID / resume it
+    torchrun --nproc_per_node 2 -m advlens evaluate ... --num-images 1000   # shard the images over the ranks
 
 The images are the first ``--n`` of the split, in order, so runs are comparable. Every line names
-the suite and n; the report (``--out``) holds the protocol and one record per image.
+the suite and n; the report holds the protocol and one record per image. The standard suite runs
+the gradient-masking checklist unless ``--no-checklist``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 
 def register(sub) -> None:
     from ..evaluation import SUITES
+    from ..evaluation.suites import NORMS
 
     p = sub.add_parser("evaluate", help="robust accuracy of models under an attack suite (cascade, worst case)")
-    p.add_argument("--model", action="append", required=True, help="zoo model name or checkpoint (repeatable)")
-    p.add_argument("--dataset", required=True, help="dataset name (see `datasets`)")
+    p.add_argument("--model", action="append", help="zoo model name or checkpoint (repeatable)")
+    p.add_argument("--dataset", help="dataset name (see `datasets`)")
     p.add_argument("--split", default="test", choices=["test", "train"])
     p.add_argument("--root", help="local folder of the dataset files")
-    p.add_argument("--eps", required=True, help="L-inf budgets, comma-separated: 0.1,0.15 or 8/255,16/255")
-    p.add_argument("--suite", default="quick", help=f"one of: {', '.join(SUITES)} (default quick)")
-    p.add_argument("--n", type=int, default=0, help="the first N images of the split (0: all)")
+    p.add_argument("--eps", help="budgets, comma-separated: 0.1,0.15 or 8/255,16/255 (L2: 0.5,1.0)")
+    p.add_argument("--norm", default="Linf", choices=list(NORMS))
+    p.add_argument("--suite", default="standard", help=f"one of: {', '.join(SUITES)} (default standard)")
+    p.add_argument(
+        "--n",
+        "--num-images",
+        dest="n",
+        type=int,
+        default=0,
+        help="the first N images of the split (0: all; "
+        "under torchrun write --num-images, which torchrun does not mistake for one of its options)",
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checklist", action="store_true", help="also run the gradient-masking checklist")
+    p.add_argument(
+        "--checklist",
+        action=__import__("argparse").BooleanOptionalAction,
+        default=None,
+        help="run the gradient-masking checklist (default: with the standard suite)",
+    )
     p.add_argument("--surrogate", help="an undefended model for the checklist's transfer check")
     p.add_argument("--out", help="write the report here (JSON)")
+    p.add_argument("--html", help="write a self-contained HTML report here")
+    p.add_argument("--csv", help="write the summary table here (CSV)")
+    p.add_argument("--detach", action="store_true", help="queue the evaluation as a background job")
+    p.add_argument("--run-id", help="be the worker of this evaluation job (resumes a cancelled or failed one)")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from ..budget import BudgetError, format_linf, parse_linf
-    from ..data import load_dataset
-    from ..evaluation import evaluate, get_suite, run_checklist
-    from ..zoo import load_model
+def build_spec(args):
+    from ..evaluation.spec import EvalSpec
     from . import UsageError
 
+    if not args.model or not args.dataset or not args.eps:
+        raise UsageError("evaluate needs --model, --dataset and --eps (or --run-id)")
+    checklist = args.checklist if args.checklist is not None else args.suite == "standard"
+    return EvalSpec(
+        models=list(args.model),
+        dataset=args.dataset,
+        eps=[t.strip() for t in args.eps.split(",") if t.strip()],
+        suite=args.suite,
+        norm=args.norm,
+        n=args.n,
+        split=args.split,
+        root=args.root,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        checklist=checklist,
+        surrogate=args.surrogate,
+    )
+
+
+def run(args) -> int:
+    from ..evaluation import jobs
+    from ..evaluation.spec import EvalConfigError
+    from . import UsageError
+
+    if args.run_id:
+        from ..training.store import RunStore
+
+        store = RunStore()
+        rec = store.require(args.run_id)
+        if rec.kind != "evaluate":
+            raise UsageError(f"run {rec.id} is a training run; use `python -m advlens train --run-id {rec.id}`")
+        if rec.status == "done":
+            raise UsageError(f"evaluation {rec.id} is already done")
+        if rec.status in ("cancelled", "failed"):
+            store.requeue(rec.id, rec.device)
+        rec = jobs.execute(args.run_id, store)
+        print(f"evaluation {rec.id} {rec.status}{': ' + rec.message if rec.message else ''}")
+        return 0 if rec.status in ("done", "cancelled") else 1
     try:
-        budgets = [parse_linf(t) for t in args.eps.split(",") if t.strip()]
-        suite = get_suite(args.suite)
-    except (BudgetError, ValueError) as exc:
+        spec = jobs.check_spec(build_spec(args))
+    except EvalConfigError as exc:
         raise UsageError(str(exc)) from None
-    if not budgets or any(not 0 <= e <= 1 for e in budgets):
-        raise UsageError("--eps needs budgets in [0, 1], e.g. 0.1,0.15 or 8/255")
-    if args.n < 0 or args.batch_size < 1:
-        raise UsageError("--n must be >= 0 and --batch-size >= 1")
-    ds = load_dataset(args.dataset, split=args.split, root=args.root)
-    n = len(ds) if args.n == 0 else min(args.n, len(ds))
-    x, y = ds.batch(range(n))
-    surrogate = load_model(args.surrogate) if args.surrogate else None
-    report = {"dataset": args.dataset, "split": args.split, "n": n, "suite": suite.name, "results": []}
-    print(f"{suite.title} on the first {n} {args.dataset} {args.split} images ({suite.note})")
-    for name in args.model:
-        model = load_model(name)
-        if tuple(ds.shape) != tuple(model.input_size):
-            raise UsageError(f"{args.dataset} images are {ds.shape}, {name} expects {tuple(model.input_size)}")
-        for eps in budgets:
-            res = evaluate(model, x, y, eps, suite, batch_size=args.batch_size, seed=args.seed, progress=_progress)
-            lo, hi = res.interval
-            print(
-                f"\r{name:<28s} eps {format_linf(eps):<18s} clean {res.clean_accuracy * 100:6.2f}%   robust "
-                f"{res.robust_accuracy * 100:6.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]   broken by "
-                + ", ".join(f"{k} {v}" for k, v in res.broken_counts().items())
-            )
-            entry = {"model": getattr(model, "zoo_name", name), **res.to_dict()}
-            if args.checklist:
-                checks = run_checklist(model, x, y, res, surrogate=surrogate, seed=args.seed)
-                for c in checks:
-                    print(f"    [{c.verdict:>4s}] {c.name}: {c.measured}")
-                entry["checklist"] = [c.to_dict() for c in checks]
-            report["results"].append(entry)
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.out}")
+    if args.detach:
+        rec = jobs.submit(spec)
+        print(f"evaluation {rec.id} {rec.status} (worker pid {rec.pid}); watch it with `python -m advlens runs`")
+        return 0
+    shard, finish = _shard()
+    rank0 = shard is None or shard.rank == 0
+    from ..evaluation.suites import get_suite
+
+    suite = get_suite(spec.suite)
+    if rank0:
+        print(
+            f"{suite.title}, {spec.norm}, on the first {spec.n or 'all'} {spec.dataset} {spec.split} images ({suite.note})"
+        )
+    try:
+        report = jobs.run_spec(
+            spec, progress=_progress if rank0 else None, shard=shard, log=print if rank0 else (lambda s: None)
+        )
+    except EvalConfigError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        finish()
+    if not rank0:
+        return 0
+    for r in report["results"]:
+        lo, hi = r["robust_interval_95"]
+        print(
+            f"\r{r['model']:<28s} eps {r['eps_shown']:<18s} clean {r['clean_accuracy'] * 100:6.2f}%   robust "
+            f"{r['robust_accuracy'] * 100:6.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]   n = {r['n']}   broken by "
+            + ", ".join(f"{k} {v}" for k, v in r["broken_by_attack"].items())
+        )
+        for c in r.get("checklist", []):
+            print(f"    [{c['verdict']:>4s}] {c['name']}: {c['measured']}")
+    _write(report, args)
     return 0
 
 
-def _progress(done: int, total: int) -> None:
+def _write(report: dict, args) -> None:
+    from ..evaluation.report import to_csv, to_html
+
+    for path, text in (
+        (args.out, lambda: json.dumps(report, indent=1)),
+        (args.html, lambda: to_html(report)),
+        (args.csv, lambda: to_csv(report)),
+    ):
+        if path:
+            Path(path).write_text(text())
+            print(f"wrote {path}")
+
+
+def _shard():
+    """Under torchrun (WORLD_SIZE > 1): this rank's shard and a function that ends the group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None, lambda: None
+    import torch
+    import torch.distributed as dist
+
+    from ..evaluation.cascade import Shard
+
+    use_cuda = torch.cuda.is_available() and os.environ.get("ADVLENS_DEVICE", "") != "cpu"
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+
+    def gather(obj):
+        out = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+
+    return Shard(dist.get_rank(), dist.get_world_size(), gather), dist.destroy_process_group
+
+
+def _progress(fraction: float) -> None:
     if sys.stderr.isatty():
-        print(f"\r  {done}/{total}", end="", file=sys.stderr, flush=True)
+        print(f"\r  {fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)

@@ -194,7 +194,12 @@ def run_runs(args) -> int:
             print(f"run {rec.id}: cancel requested ({rec.status})")
             return 0
         if args.resume:
-            rec = jobs.resume(args.resume, store)
+            if store.require(args.resume).kind == "evaluate":
+                from ..evaluation import jobs as eval_jobs
+
+                rec = eval_jobs.resume(args.resume, store)
+            else:
+                rec = jobs.resume(args.resume, store)
             print(f"run {rec.id}: {rec.status} (worker pid {rec.pid})")
             return 0
     except ValueError as exc:
@@ -204,18 +209,20 @@ def run_runs(args) -> int:
         print(json.dumps({k: v for k, v in rec.__dict__.items() if k != "config"}, indent=2, default=str))
         print(read_log_tail(rec.log_path, 20))
         return 0
-    runs = store.list_runs()
+    runs = store.list_runs(kind=None)
     if not runs:
         print("no runs yet; start one with `python -m advlens train ...` or on the Training page")
         return 0
     print(
-        f"{'id':<8s} {'status':<10s} {'objective':<10s} {'dataset':<14s} {'arch':<16s} {'progress':>9s} "
+        f"{'id':<8s} {'kind':<8s} {'status':<10s} {'objective':<10s} {'dataset':<14s} {'arch':<16s} {'progress':>9s} "
         f"{'created':<16s} message"
     )
     for r in runs:
         prog = f"{r.step}/{r.total_steps}" if r.total_steps else ""
+        if r.kind == "evaluate" and r.total_steps:
+            prog = f"{r.progress * 100:.0f}%"
         print(
-            f"{r.id:<8s} {r.status:<10s} {r.objective:<10s} {r.dataset:<14s} {r.arch:<16s} {prog:>9s} "
+            f"{r.id:<8s} {r.kind:<8s} {r.status:<10s} {r.objective:<10s} {r.dataset:<14s} {r.arch:<16s} {prog:>9s} "
             f"{_fmt_age(r.created_at):<16s} {r.message[:60]}"
         )
     return 0

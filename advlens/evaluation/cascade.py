@@ -2,11 +2,23 @@
 
 Design. The images are the first n of a split, in its order, so evaluations are comparable. The
 clean predictions come first: a misclassified image is not robust and is not attacked. Then each
-attack of the suite runs, batch by batch, on the images still robust; an image whose adversarial
-point is misclassified is marked broken by that attack, with its perturbation's L-inf and L2 norms
-and the point itself (so a page can open it). Each attack's batches are seeded from the
-evaluation's seed and the attack's position, so a run is repeatable. The result holds the
-protocol (suite, settings, eps, n, seed, versions), so every figure it produces names its attack.
+attack of the suite runs, batch by batch, on the images still robust when it starts (its
+*stage*); an image whose adversarial point is misclassified is marked broken by that attack, with
+its perturbation's L-inf and L2 norms and the point itself (so a page can open it).
+
+Batch ``b`` of attack ``p`` is seeded with ``seed * 1000 + p * 100 + b``, so a run is repeatable
+and a batch does the same thing wherever it runs. That gives the two other ways to run:
+
+- *resume*: :class:`Evaluation` records the attack and the batch it is at; ``evaluate(...,
+  resume=state)`` continues after the last finished batch (``after_batch`` is called after each
+  one, for a job to save it);
+- *shards* (:class:`Shard`, e.g. ``torchrun``): every rank forms the same batches of a stage and
+  runs those whose number is its rank modulo the world size; at the end of each attack the ranks
+  exchange what they broke, so every rank starts the next stage with the same robust set and the
+  merged result equals the single-process one.
+
+The result holds the protocol (suite, norm, settings, eps, n, seed), so every figure it produces
+names its attack.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..attacks import ATTACKS
-from ..budget import format_linf
+from ..budget import format_budget
 from ..data import to_float
 from ..models.modes import eval_mode, model_device
 from .intervals import clopper_pearson
@@ -27,11 +39,24 @@ from .suites import Suite, get_suite
 ProgressFn = Callable[[int, int], object]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a sharded evaluation; ``gather(obj)`` returns every rank's ``obj``."""
+
+    rank: int
+    world: int
+    gather: Callable[[object], list]
+
+    def mine(self, batch: int) -> bool:
+        return batch % self.world == self.rank
+
+
 @dataclass
 class Evaluation:
     """One model at one budget under one suite, per image and in summary."""
 
     suite: Suite
+    norm: str
     eps: float
     seed: int
     clean_correct: torch.Tensor  # (n,) bool
@@ -42,6 +67,17 @@ class Evaluation:
     x_adv: dict[int, torch.Tensor] = field(default_factory=dict)  # image index -> its adversarial point
     seconds: dict[str, float] = field(default_factory=dict)  # per attack
     stopped: bool = False
+    position: int = 0  # the attack running (len(attacks) when finished)
+    next_batch: int = 0  # the first batch of that attack not done yet
+    stage: torch.Tensor | None = None  # the images that attack runs on (robust when it started)
+
+    @property
+    def attacks(self) -> tuple[tuple[str, dict], ...]:
+        return self.suite.attacks(self.norm)
+
+    @property
+    def finished(self) -> bool:
+        return self.position >= len(self.attacks)
 
     @property
     def n(self) -> int:
@@ -61,22 +97,22 @@ class Evaluation:
         return clopper_pearson(int(self.robust.sum()), self.n)
 
     def broken_counts(self) -> dict[str, int]:
-        return {name: self.broken_by.count(name) for name, _ in self.suite.attacks}
+        return {name: self.broken_by.count(name) for name, _ in self.attacks}
 
     def protocol(self) -> str:
-        return (
-            f"{self.suite.title}: {self.suite.describe()}, eps {format_linf(self.eps)}, n = {self.n}, seed {self.seed}"
-        )
+        return self.suite.protocol(self.norm, self.eps, self.n, self.seed)
 
     def to_dict(self) -> dict:
         lo, hi = self.interval
         return {
             "suite": self.suite.name,
+            "suite_title": self.suite.title,
+            "norm": self.norm,
             "protocol": self.protocol(),
             "note": self.suite.note,
-            "attacks": [{"name": n, "params": p} for n, p in self.suite.attacks],
+            "attacks": [{"name": n, "params": p} for n, p in self.attacks],
             "eps": self.eps,
-            "eps_shown": format_linf(self.eps),
+            "eps_shown": format_budget(self.eps, self.norm),
             "n": self.n,
             "seed": self.seed,
             "clean_accuracy": self.clean_accuracy,
@@ -85,6 +121,7 @@ class Evaluation:
             "broken_by_attack": self.broken_counts(),
             "seconds_by_attack": {k: round(v, 3) for k, v in self.seconds.items()},
             "stopped": self.stopped,
+            "finished": self.finished,
             "images": [
                 {
                     "index": i,
@@ -99,6 +136,22 @@ class Evaluation:
         }
 
 
+def clean_predictions(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    device = model_device(model)
+    with torch.no_grad(), eval_mode(model):
+        return torch.cat(
+            [model(x[s : s + batch_size].to(device)).argmax(1).cpu() for s in range(0, len(x), batch_size)]
+        )
+
+
+def start(model, x, y, eps: float, suite: Suite, norm: str, seed: int, batch_size: int) -> Evaluation:
+    """The evaluation before any attack: the clean predictions and the first stage."""
+    n = len(x)
+    correct = clean_predictions(model, x, batch_size) == y
+    nan = torch.full((n,), float("nan"))
+    return Evaluation(suite, norm, float(eps), seed, correct, correct.clone(), [""] * n, nan, nan.clone())
+
+
 def evaluate(
     model,
     x: torch.Tensor,
@@ -106,55 +159,86 @@ def evaluate(
     eps: float,
     suite: str | Suite = "quick",
     *,
+    norm: str = "Linf",
     batch_size: int = 128,
     seed: int = 0,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Evaluation | None = None,
+    after_batch: Callable[[Evaluation], object] | None = None,
+    shard: Shard | None = None,
 ) -> Evaluation:
-    """Evaluate ``model`` on images ``x`` (uint8 or float in [0, 1]) with labels ``y`` at L-inf ``eps``."""
+    """Evaluate ``model`` on images ``x`` (uint8 or float in [0, 1]) with labels ``y`` at ``eps``
+    in ``norm`` (L-inf or L2). ``progress(done, total)`` counts image-attacks; ``should_stop()``
+    is polled after each batch (the result then has ``stopped`` and can be resumed)."""
     suite = get_suite(suite) if isinstance(suite, str) else suite
     if batch_size < 1:
         raise ValueError("the batch size must be at least 1")
+    suite.attacks(norm)  # an unknown norm is an error before any work
     device = model_device(model)
     x = to_float(x)
     y = torch.as_tensor(y).long()
-    n = len(x)
-    with torch.no_grad(), eval_mode(model):
-        preds = torch.cat([model(x[s : s + batch_size].to(device)).argmax(1).cpu() for s in range(0, n, batch_size)])
-    correct = preds == y
-    robust = correct.clone()
-    broken_by = [""] * n
-    linf = torch.full((n,), float("nan"))
-    l2 = torch.full((n,), float("nan"))
-    result = Evaluation(suite, float(eps), seed, correct, robust, broken_by, linf, l2)
-    total = len(suite.attacks) * max(1, int(correct.sum()))
-    done = 0
-    for position, (name, params) in enumerate(suite.attacks):
+    result = resume if resume is not None else start(model, x, y, eps, suite, norm, seed, batch_size)
+    result.stopped = False
+    attacks = result.attacks
+    while not result.finished:
+        name, params = attacks[result.position]
+        if result.stage is None:
+            result.stage = result.robust.nonzero()[:, 0]
+        stage = result.stage
+        batches = (len(stage) + batch_size - 1) // batch_size
         t0 = time.perf_counter()
-        index = robust.nonzero()[:, 0]
-        for s in range(0, len(index), batch_size):
-            rows = index[s : s + batch_size]
-            torch.manual_seed(seed * 1000 + position * 100 + s // batch_size)
-            attack = ATTACKS[name](model, eps=float(eps), **params)
-            xb, yb = x[rows].to(device), y[rows].to(device)
-            x_adv = attack(xb, yb)
-            with torch.no_grad(), eval_mode(model):
-                fooled = (model(x_adv).argmax(1) != yb).cpu()
-            delta = (x_adv.cpu() - x[rows]).flatten(1)
-            for j in fooled.nonzero()[:, 0].tolist():
-                i = int(rows[j])
-                robust[i] = False
-                broken_by[i] = name
-                linf[i] = delta[j].abs().max()
-                l2[i] = delta[j].norm()
-                result.x_adv[i] = x_adv[j].cpu()
-            done += len(rows)
+        mine: dict[int, tuple] = {}  # what this process broke in this stage (for the other shards)
+        while result.next_batch < batches:
+            b = result.next_batch
+            if shard is None or shard.mine(b):
+                rows = stage[b * batch_size : (b + 1) * batch_size]
+                torch.manual_seed(seed * 1000 + result.position * 100 + b)
+                attack = ATTACKS[name](model, eps=float(eps), **params)
+                x_adv = attack(x[rows].to(device), y[rows].to(device))
+                with torch.no_grad(), eval_mode(model):
+                    fooled = (model(x_adv).argmax(1) != y[rows].to(device)).cpu()
+                delta = (x_adv.cpu() - x[rows]).flatten(1)
+                for j in fooled.nonzero()[:, 0].tolist():
+                    i = int(rows[j])
+                    mine[i] = (float(delta[j].abs().max()), float(delta[j].norm()), x_adv[j].cpu())
+                    _mark(result, i, name, *mine[i])
+            result.next_batch = b + 1
+            result.seconds[name] = result.seconds.get(name, 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
             if progress is not None:
-                progress(done, total)
-            if should_stop is not None and should_stop():
-                result.stopped = True
-                result.seconds[name] = time.perf_counter() - t0
-                return result
-        result.seconds[name] = time.perf_counter() - t0
-        done = (position + 1) * max(1, int(correct.sum()))
+                progress(*_progress(result, batch_size))
+            if shard is None:
+                if after_batch is not None:
+                    after_batch(result)
+                if should_stop is not None and should_stop():
+                    result.stopped = True
+                    return result
+        if shard is not None:
+            parts = shard.gather((mine, result.seconds.get(name, 0.0)))
+            for broken, _ in parts:
+                for i, record in broken.items():
+                    _mark(result, i, name, *record)
+            result.seconds[name] = max(seconds for _, seconds in parts)
+        result.position += 1
+        result.next_batch = 0
+        result.stage = None
+        if shard is None and after_batch is not None:
+            after_batch(result)
     return result
+
+
+def _mark(result: Evaluation, i: int, name: str, linf: float, l2: float, point: torch.Tensor) -> None:
+    result.robust[i] = False
+    result.broken_by[i] = name
+    result.linf[i] = linf
+    result.l2[i] = l2
+    result.x_adv[i] = point
+
+
+def _progress(result: Evaluation, batch_size: int) -> tuple[int, int]:
+    """(image-attacks done, an estimate of the total): later stages are assumed as large as now."""
+    per_stage = int(result.clean_correct.sum())
+    done = result.position * per_stage + min(len(result.stage), result.next_batch * batch_size)
+    remaining = (len(result.attacks) - result.position - 1) * int(result.robust.sum())
+    return done, max(done, result.position * per_stage + len(result.stage) + remaining)

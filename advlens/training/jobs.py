@@ -32,26 +32,19 @@ trainer continues from ``checkpoints/latest.json``.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from ..paths import PROJECT_ROOT, home
+from ..workers import cancel, install_sigterm, spawn_worker, wait, wait_for_turn
 from . import distributed
 from .config import ConfigError, TrainConfig, validate
-from .store import ACTIVE, FINISHED, RunRecord, RunStore, process_start, run_dir
+from .store import ACTIVE, RunRecord, RunStore, run_dir
 
-CLAIM_POLL_S = 1.0
+__all__ = ["cancel", "create", "execute", "resume", "run_existing", "run_in_foreground", "submit", "wait"]
 
 
-def max_runs_per_device() -> int:
-    try:
-        return max(1, int(os.environ.get("ADVLENS_MAX_RUNS_PER_DEVICE", "1")))
-    except ValueError:
-        return 1
+def worker_command(run_id: str) -> list[str]:
+    return [sys.executable, "-m", "advlens", "train", "--run-id", run_id]
 
 
 def prepare_config(cfg: TrainConfig) -> tuple[TrainConfig, str]:
@@ -67,44 +60,6 @@ def create(cfg: TrainConfig, store: RunStore | None = None, world_size: int = 1)
     store = store or RunStore()
     cfg, device = prepare_config(cfg)
     return store.create_run(cfg.to_dict(), device, world_size=world_size)
-
-
-def worker_command(run_id: str) -> list[str]:
-    return [sys.executable, "-m", "advlens", "train", "--run-id", run_id]
-
-
-def spawn_worker(run_id: str, store: RunStore | None = None) -> int:
-    """Launch the detached worker process of ``run_id``; returns its pid."""
-    store = store or RunStore()
-    folder = run_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["ADVLENS_HOME"] = str(home())
-    env["PYTHONUNBUFFERED"] = "1"
-    pythonpath = env.get("PYTHONPATH", "")
-    if str(PROJECT_ROOT) not in pythonpath.split(os.pathsep):
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), pythonpath) if p)
-    out = open(folder / "worker.out", "ab")
-    try:
-        proc = subprocess.Popen(
-            worker_command(run_id),
-            cwd=str(PROJECT_ROOT),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError as exc:
-        store.finish(run_id, "failed", f"could not start the worker process: {exc}")
-        raise
-    finally:
-        out.close()
-    store.attach_worker(run_id, proc.pid)
-    # Collect the exit status when the worker ends, so it does not linger as a zombie of this process.
-    threading.Thread(target=proc.wait, name=f"advlens-worker-{run_id}", daemon=True).start()
-    return proc.pid
 
 
 class DuplicateRun(ConfigError):
@@ -132,7 +87,7 @@ def submit(cfg: TrainConfig, store: RunStore | None = None, allow_duplicate: boo
     if twin is not None:
         raise DuplicateRun(twin)
     rec = store.create_run(cfg.to_dict(), device)
-    spawn_worker(rec.id, store)
+    spawn_worker(rec.id, worker_command(rec.id), store)
     return store.require(rec.id)
 
 
@@ -147,70 +102,11 @@ def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
     cfg = TrainConfig.from_dict(rec.config)
     validate(cfg)
     store.requeue(run_id, cfg.resolved_device())
-    spawn_worker(run_id, store)
+    spawn_worker(run_id, worker_command(run_id), store)
     return store.require(run_id)
-
-
-def cancel(run_id: str, store: RunStore | None = None) -> RunRecord:
-    """Ask a run to stop: set the flag, and SIGTERM its worker if it lives on this host."""
-    store = store or RunStore()
-    rec = store.request_cancel(run_id)
-    if rec.status == "running" and rec.pid and rec.host == _host():
-        if rec.pid_start is None or process_start(rec.pid) == rec.pid_start:
-            try:
-                os.kill(rec.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-    return store.require(run_id)
-
-
-def _host() -> str:
-    from .store import hostname
-
-    return hostname()
-
-
-def wait(run_id: str, timeout: float = 600.0, store: RunStore | None = None, poll: float = 0.5) -> RunRecord:
-    """Block until the run reaches a final status (or ``timeout``); reaps dead workers meanwhile."""
-    store = store or RunStore()
-    deadline = time.time() + timeout
-    while True:
-        store.reap_dead()
-        rec = store.require(run_id)
-        if rec.status in FINISHED or time.time() > deadline:
-            return rec
-        time.sleep(poll)
 
 
 # ------------------------------------------------------------------------------ the worker
-def _install_sigterm(stop) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum, frame):
-        stop.set("cancelled by SIGTERM")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def wait_for_turn(run_id: str, store: RunStore, log, stop) -> str:
-    """Poll :meth:`RunStore.claim` until the run may start. Returns "started", or the status that
-    keeps it from starting (cancelled, or running under another worker)."""
-    announced = False
-    while True:
-        status = store.claim(run_id, max_runs_per_device())
-        if status != "wait":
-            return status
-        if stop:
-            store.request_cancel(run_id)
-            return "cancelled"
-        if not announced:
-            ahead = store.position_in_queue(run_id)
-            log(f"queued: {ahead} run(s) ahead on {store.require(run_id).device}; waiting for the device")
-            announced = True
-        time.sleep(CLAIM_POLL_S)
-
-
 def execute(
     run_id: str,
     store: RunStore | None = None,
@@ -224,7 +120,7 @@ def execute(
     store = store or RunStore()
     dist_ctx = dist_ctx or distributed.DistContext()
     stop = StopRequested()
-    _install_sigterm(stop)
+    install_sigterm(stop)
     log = RunLogger(run_dir(run_id) / "train.log" if dist_ctx.is_main else None, echo=echo and dist_ctx.is_main)
     status = ""
     if dist_ctx.is_main:

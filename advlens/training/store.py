@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts INTEGER NOT NULL DEFAULT 0,
     final_path TEXT,
     metrics TEXT NOT NULL DEFAULT '{}',
-    config TEXT NOT NULL
+    config TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'train'
 );
 CREATE INDEX IF NOT EXISTS runs_device_status ON runs (device, status);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -105,7 +106,9 @@ _RUN_COLUMNS = (
     "final_path",
     "metrics",
     "config",
+    "kind",
 )
+KINDS = ("train", "evaluate")  # a training run, or an evaluation of models by an attack suite
 
 
 def db_path() -> Path:
@@ -178,6 +181,7 @@ class RunRecord:
     final_path: str | None
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    kind: str = "train"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -228,6 +232,9 @@ class RunStore:
             if key not in RunStore._initialised or not self.path.exists():
                 con.execute("PRAGMA journal_mode = WAL")
                 con.executescript(_SCHEMA)
+                columns = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+                if "kind" not in columns:  # a store written before evaluations were runs
+                    con.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train'")
                 RunStore._initialised.add(key)
             con.execute("PRAGMA synchronous = NORMAL")
             if write:
@@ -250,8 +257,13 @@ class RunStore:
             if self.get(run_id) is None and not run_dir(run_id).exists():
                 return run_id
 
-    def create_run(self, config: dict, device: str, run_id: str | None = None, world_size: int = 1) -> RunRecord:
-        """Insert a queued run and make its folder with ``config.json``."""
+    def create_run(
+        self, config: dict, device: str, run_id: str | None = None, world_size: int = 1, kind: str = "train"
+    ) -> RunRecord:
+        """Insert a queued run and make its folder with ``config.json``. An evaluation's row shows
+        its suite as the objective and its models as the architecture."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown run kind {kind!r}")
         run_id = run_id or self.new_run_id()
         folder = run_dir(run_id)
         (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -262,13 +274,13 @@ class RunStore:
         with self.connect(write=True) as con:
             con.execute(
                 "INSERT INTO runs (id, name, objective, dataset, arch, device, status, created_at, queued_at,"
-                " updated_at, world_size, epochs, config) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                " updated_at, world_size, epochs, config, kind) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     config.get("name", ""),
-                    config["objective"],
+                    config["objective"] if kind == "train" else config["suite"],
                     config["dataset"],
-                    config["arch"],
+                    config["arch"] if kind == "train" else ", ".join(config["models"]),
                     device,
                     now,
                     now,
@@ -276,6 +288,7 @@ class RunStore:
                     world_size,
                     int(config.get("epochs", 0)),
                     json.dumps(config, sort_keys=True),
+                    kind,
                 ),
             )
         return self.get(run_id)
@@ -292,13 +305,21 @@ class RunStore:
             raise KeyError(f"no run {run_id!r} in {self.path}")
         return rec
 
-    def list_runs(self, status: str | tuple[str, ...] | None = None, limit: int = 500) -> list[RunRecord]:
+    def list_runs(
+        self, status: str | tuple[str, ...] | None = None, limit: int = 500, kind: str | None = "train"
+    ) -> list[RunRecord]:
+        """Runs of one ``kind`` (None: every kind), newest first."""
         sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-        args: tuple = ()
+        where, args = [], ()
         if status is not None:
             statuses = (status,) if isinstance(status, str) else tuple(status)
-            sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
             args = statuses
+        if kind is not None:
+            where.append("kind = ?")
+            args += (kind,)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC LIMIT ?"
         with self.connect() as con:
             rows = con.execute(sql, args + (limit,)).fetchall()

@@ -1,0 +1,116 @@
+"""Evaluations as jobs: queued through the run store, cancelled and resumed at batch granularity,
+persisted; a bad spec is refused before anything is created; torchrun shards equal one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from advlens.evaluation import EvalConfigError, EvalSpec
+from advlens.evaluation import jobs as eval_jobs
+from advlens.training.store import RunStore, db_path
+from advlens.workers import cancel, wait
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_workers():
+    yield
+    if not db_path().exists():
+        return
+    for rec in RunStore().list_runs(status=("queued", "running"), kind=None):
+        if rec.pid and rec.pid != os.getpid():
+            try:
+                os.kill(rec.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def spec(**kw) -> EvalSpec:
+    base = dict(models=["digits_small_cnn"], dataset="digits", eps=[0.08], suite="quick", n=16, checklist=False)
+    return EvalSpec(**{**base, **kw})
+
+
+def test_a_bad_spec_is_refused_before_a_run_exists():
+    for bad, match in (
+        (spec(models=[]), "at least one model"),
+        (spec(models=["nope"]), "unknown model 'nope'"),
+        (spec(eps=["8"]), "above 1"),
+        (spec(suite="strong"), "unknown suite"),
+        (spec(norm="L1"), "unknown norm"),
+        (spec(n=-1), "n must be"),
+        (spec(dataset="imagenet_samples"), "expects"),
+        (spec(eps=[0.1, 0.1]), "twice"),
+    ):
+        with pytest.raises(EvalConfigError, match=match):
+            eval_jobs.submit(bad)
+    assert not db_path().exists() or not RunStore().list_runs(kind=None)
+    with pytest.raises(EvalConfigError, match="unknown evaluation setting"):
+        EvalSpec.from_dict({**spec().to_dict(), "steps": 3})
+
+
+def test_an_evaluation_job_runs_in_its_own_process_and_persists_its_report():
+    rec = eval_jobs.submit(spec(eps=[0.05, 0.1]))
+    assert rec.kind == "evaluate" and rec.objective == "quick" and rec.arch == "digits_small_cnn"
+    assert rec.pid and rec.pid != os.getpid()
+    rec = wait(rec.id, timeout=300)
+    assert rec.status == "done", rec.message
+    report = eval_jobs.load_report(rec.id)
+    first, second = report["results"]
+    assert first["n"] == 16 and first["eps"] == 0.05 and second["eps"] == 0.1
+    assert second["robust_accuracy"] <= first["robust_accuracy"]  # a larger budget breaks at least as much
+    assert rec.metrics["digits_small_cnn@25.5/255 (0.1)"]["robust_accuracy"] == second["robust_accuracy"]
+    assert rec.progress == 1.0 and report["versions"]["torch"]
+    gallery = eval_jobs.load_gallery(rec.id, 1)
+    assert sorted(gallery) == second["gallery"] and len(gallery) == 16 - round(second["robust_accuracy"] * 16)
+    # evaluations are runs of their own kind: the training lists and the zoo do not see them
+    assert [r.id for r in RunStore().list_runs(kind="evaluate")] == [rec.id] and not RunStore().list_runs()
+
+
+def test_a_cancelled_evaluation_resumes_from_its_last_batch_and_ends_as_an_uninterrupted_one():
+    s = spec(n=96, batch_size=8, eps=[0.07])
+    rec = eval_jobs.submit(s)
+    store = RunStore()
+    deadline = time.time() + 240
+    while store.require(rec.id).step < 50 and time.time() < deadline:  # 5% done: a few batches in
+        time.sleep(0.3)
+    cancel(rec.id)
+    stopped = wait(rec.id, timeout=120)
+    assert stopped.status == "cancelled" and "resume" in stopped.message
+    state = json.loads((stopped.folder / "state" / "0.json").read_text())
+    assert state["position"] > 0 or state["next_batch"] > 0  # it saved where it was
+    resumed = wait(eval_jobs.resume(rec.id).id, timeout=300)
+    assert resumed.status == "done", resumed.message
+    assert "resuming digits_small_cnn" in resumed.log_path.read_text()
+    ours = eval_jobs.load_report(rec.id)["results"][0]
+    whole = eval_jobs.run_spec(s)["results"][0]  # the same spec in this process, never stopped
+    mismatched = sum(a["robust"] != b["robust"] for a, b in zip(ours["images"], whole["images"]))
+    assert mismatched <= 1, mismatched  # batch-seeded: the same points (one image of float slack)
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+    reason="torchrun is not installed beside this python",
+)
+def test_torchrun_shards_the_images_and_the_merged_result_equals_one_process(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["-m", "advlens", "evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "0.07"]
+    args += ["--suite", "quick", "--num-images", "40", "--batch-size", "8", "--no-checklist"]
+    runs = {
+        "sharded": [torchrun, "--nproc_per_node", "2", "--standalone", *args, "--out", str(tmp_path / "sharded.json")],
+        "single": [sys.executable, *args, "--out", str(tmp_path / "single.json")],
+    }
+    for name, cmd in runs.items():
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, name + out.stdout[-2000:] + out.stderr[-2000:]
+    sharded = json.loads((tmp_path / "sharded.json").read_text())["results"][0]
+    single = json.loads((tmp_path / "single.json").read_text())["results"][0]
+    assert sharded["images"] == single["images"] and sharded["broken_by_attack"] == single["broken_by_attack"]
+    assert 0 < single["robust_accuracy"] < 1  # an interesting case: some broken, some not
