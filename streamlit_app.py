@@ -11,5 +11,6 @@ st.navigation(
         st.Page("dashboard/features.py", title="Features", icon=":material/layers:", url_path="features"),
         st.Page("dashboard/training.py", title="Training", icon=":material/model_training:", url_path="training"),
         st.Page("dashboard/compare.py", title="Compare models", icon=":material/compare:", url_path="compare"),
+        st.Page("dashboard/evaluate.py", title="Evaluate", icon=":material/verified:", url_path="evaluate"),
     ]
 ).run()

@@ -33,6 +33,13 @@ class ZooEntry:
     input_size: tuple[int, int, int] | None = None
     problem: str = ""  # why the checkpoint cannot be used ("" when it can): shown, never loaded
 
+    @property
+    def evaluation(self) -> str | None:
+        """The best-known robustness evaluation of this model, with its protocol (None if never evaluated)."""
+        from .evaluation.known import describe_best
+
+        return describe_best(self.name)
+
 
 def _meta_of(weights: Path) -> dict:
     """The checked metadata beside ``weights``; :class:`CheckpointError` says what is wrong with it."""
@@ -100,7 +107,7 @@ def _run_entries() -> list[ZooEntry]:
         eps = training_budget(meta.get("recipe"))
         if eps is not None:
             bits.append(f"eps {format_linf(eps)}")
-        for key, what in (("test_accuracy", "test"), ("heldout_robust_accuracy", "held-out robust")):
+        for key, what in (("test_accuracy", "test"), ("heldout_robust_accuracy", "held-out PGD (upper bound)")):
             if isinstance(rec.metrics.get(key), float):
                 bits.append(f"{what} {rec.metrics[key] * 100:.1f}%")
         name = rec.config.get("name") or ""

@@ -57,6 +57,7 @@ def render() -> None:
                     else ""
                 ),
                 "description": e.description,
+                "robustness (best-known evaluation)": e.evaluation or "not evaluated (see Evaluate)",
             }
             for e in models
         ],

@@ -40,6 +40,7 @@ def _one_component_scan():
 def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLENS_HOME", str(tmp_path / "advlens_home"))
     monkeypatch.setenv("ADVLENS_DATA_DIR", str(tmp_path / "advlens_data"))
+    monkeypatch.setenv("ADVLENS_AUTO_EVALUATE", "0")  # test_evaluation_jobs turns it on where it is tested
     monkeypatch.chdir(ROOT)
     yield
 

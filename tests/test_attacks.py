@@ -40,8 +40,16 @@ FAST = {
     "apgd_ce": {"eps": 0.1, "steps": 8},
     "apgd_dlr": {"eps": 0.1, "steps": 8},
     "apgd_t": {"eps": 0.1, "steps": 8, "targets": 3},
+    "fab_t": {"eps": 0.15, "steps": 8, "targets": 3},
+    "square_l2": {"eps": 2.0, "steps": 200},
+    "apgd_ce_l2": {"eps": 1.5, "steps": 8},
+    "apgd_dlr_l2": {"eps": 1.5, "steps": 8},
+    "apgd_t_l2": {"eps": 1.5, "steps": 8, "targets": 3},
+    "fab_t_l2": {"eps": 1.5, "steps": 8, "targets": 3},
 }
-LINF = [n for n, cls in ATTACKS.items() if cls.norm == "Linf"]
+MINIMAL = ("fab_t", "fab_t_l2")  # minimal-norm search within the budget: the budget is a bound, not a target
+LINF = [n for n, cls in ATTACKS.items() if cls.norm == "Linf" and n not in MINIMAL]
+L2 = [n for n, cls in ATTACKS.items() if cls.norm == "L2" and "eps" in cls.defaults() and n not in MINIMAL]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +87,22 @@ def test_linf_bound_and_box_hold_exactly(name, digits_model, batch):
     assert float((x_adv - x).abs().max()) <= eps + 1e-6
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
     assert float((x_adv - x).abs().max()) > 0.5 * eps  # the budget is actually used
+
+
+@pytest.mark.parametrize("name", L2 + list(MINIMAL))
+def test_budgeted_l2_and_minimal_norm_attacks_stay_in_the_ball(name, digits_model, batch):
+    torch.manual_seed(0)
+    x, y = batch
+    eps = FAST[name]["eps"]
+    x_adv = ATTACKS[name](digits_model, **FAST[name])(x, y)
+    delta = (x_adv - x).flatten(1)
+    size = delta.norm(dim=1) if ATTACKS[name].norm == "L2" else delta.abs().amax(1)
+    assert float(size.max()) <= eps + 1e-5 and float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    with torch.no_grad():
+        fooled = digits_model(x_adv).argmax(1) != y
+    assert bool(fooled.any())  # each of them breaks something at this budget
+    if name in MINIMAL:  # an image FAB cannot break within eps comes back unchanged
+        assert float(delta[~fooled].abs().sum()) == 0.0
 
 
 def test_pgd_l2_bound_holds(digits_model, batch):
@@ -465,3 +489,61 @@ def test_apgd_t_tries_the_top_wrong_classes_and_counts_any_misclassification(dig
         wrong9 = digits_model(nine).argmax(1) != y
     assert int(wrong9.sum()) >= int(wrong1.sum()) and bool(wrong1[wrong1].all())
     assert bool((wrong9 | ~wrong1).all())  # an image broken with one target stays broken with nine
+
+
+def _official_projection_distance(kind, t, w, b):
+    fab = pytest.importorskip("pyautoattack.fab_projections", reason="pyautoattack is not installed")
+    d = getattr(fab, f"projection_{kind}")(t.clone(), w.clone(), b.clone())
+    return d.abs().amax(1) if kind == "linf" else d.norm(dim=1)
+
+
+@pytest.mark.parametrize("kind", ["linf", "l2"])
+def test_fab_projections_match_the_official_ones(kind):
+    """The smallest step onto a hyperplane inside the box: our bisection against AutoAttack's sort-based
+    projection, on random points and planes (some out of reach, where both take the box corner)."""
+    from advlens.attacks.boundary import project_l2, project_linf
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(64, 200, generator=g)
+    w = torch.randn(64, 200, generator=g)
+    b = (w * t).sum(1) + torch.randn(64, generator=g) * 3
+    d = (project_linf if kind == "linf" else project_l2)(t, w, b)
+    ours = d.abs().amax(1) if kind == "linf" else d.norm(dim=1)
+    theirs = _official_projection_distance(kind, t, w, b)
+    box = t + d
+    assert float(box.min()) >= -1e-6 and float(box.max()) <= 1 + 1e-6
+    reached = ((w * box).sum(1) - b).abs() < 1e-3 * w.norm(dim=1)
+    assert bool(reached.float().mean() > 0.5)  # most planes are within reach, and those are hit
+    assert torch.allclose(ours[reached], theirs[reached], rtol=1e-4, atol=1e-5)
+
+
+def test_fab_t_agrees_with_the_official_fab_t(digits_model, digits_test):
+    """Same images, eps, iterations and targets; FAB-T's first run per target has no random start,
+    so the two are the same search: at most one image apart."""
+    fab_pt = pytest.importorskip("pyautoattack.fab_pt", reason="pyautoattack is not installed")
+    x, y = digits_test.batch(range(48))
+    ours = ATTACKS["fab_t"](digits_model, eps=0.1, steps=20, targets=3)(x, y)
+    official = fab_pt.FABAttack_PT(
+        digits_model, norm="Linf", n_restarts=1, n_iter=20, eps=0.1, targeted=True, n_target_classes=3, seed=0
+    ).perturb(x, y)
+    with torch.no_grad():
+        a = int((digits_model(ours).argmax(1) == y).sum())
+        b = int((digits_model(official).argmax(1) == y).sum())
+    assert abs(a - b) <= 1 and a < 44, (a, b)
+
+
+def test_apgd_l2_and_square_l2_agree_with_the_official_ones(digits_model, digits_test):
+    autopgd = pytest.importorskip("pyautoattack.autopgd_base", reason="pyautoattack is not installed")
+    from pyautoattack.square import SquareAttack
+
+    x, y = digits_test.batch(range(64))
+    torch.manual_seed(0)
+    ours = ATTACKS["apgd_ce_l2"](digits_model, eps=1.5, steps=30)(x, y)
+    theirs = autopgd.APGDAttack(digits_model, norm="L2", eps=1.5, n_iter=30, n_restarts=1, seed=0).perturb(x, y)
+    torch.manual_seed(0)
+    ours_sq = ATTACKS["square_l2"](digits_model, eps=1.5, steps=300, rescale=False)(x, y)
+    theirs_sq = SquareAttack(digits_model, norm="L2", eps=1.5, n_queries=300, seed=0, resc_schedule=False).perturb(x, y)
+    with torch.no_grad():
+        acc = [int((digits_model(v).argmax(1) == y).sum()) for v in (ours, theirs, ours_sq, theirs_sq)]
+    assert abs(acc[0] - acc[1]) <= 2 and acc[0] < 60, acc  # the same algorithm, different random draws
+    assert abs(acc[2] - acc[3]) <= 5 and acc[2] < 62, acc  # black-box and random: a looser band

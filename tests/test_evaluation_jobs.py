@@ -114,3 +114,48 @@ def test_torchrun_shards_the_images_and_the_merged_result_equals_one_process(tmp
     single = json.loads((tmp_path / "single.json").read_text())["results"][0]
     assert sharded["images"] == single["images"] and sharded["broken_by_attack"] == single["broken_by_attack"]
     assert 0 < single["robust_accuracy"] < 1  # an interesting case: some broken, some not
+
+
+def test_the_best_known_evaluation_prefers_the_standard_suite_and_a_finished_run_queues_a_quick_one(monkeypatch):
+    from advlens.evaluation.known import describe_best
+    from advlens.training import jobs as train_jobs
+    from advlens.zoo import get_entry
+
+    store = RunStore()
+    assert describe_best("digits_small_cnn") is None
+    for suite, n in (("quick", 16), ("standard", 8)):
+        rec = store.create_run(eval_jobs.check_spec(spec(suite=suite, n=n)).to_dict(), "cpu", kind="evaluate")
+        if suite == "standard":  # the CI-sized standard suite: fewer steps, targets and queries
+            from tests.test_evaluation import shortened
+
+            monkeypatch.setattr(eval_jobs, "evaluate", _with_suite(eval_jobs.evaluate, shortened("standard", 5, 1, 20)))
+        assert eval_jobs.execute(rec.id, store, echo=False).status == "done"
+    text = describe_best("digits_small_cnn")
+    assert "standard (AutoAttack" in text and "n = 8" in text and "upper bound" not in text
+    assert get_entry("digits_small_cnn").evaluation == text
+    # a finished training run queues the quick suite on its model (spawning is stubbed here)
+    launched = []
+    monkeypatch.setenv("ADVLENS_AUTO_EVALUATE", "1")
+    monkeypatch.setattr(eval_jobs, "spawn_worker", lambda run_id, command, store=None: launched.append(command) or 0)
+    trained = store.create_run({"objective": "standard", "dataset": "digits", "arch": "small_cnn"}, "cpu")
+    digits = _digits()
+    monkeypatch.setattr("advlens.zoo.load_model", lambda name, device=None: digits)
+    monkeypatch.setattr(eval_jobs, "check_spec", lambda s: s.validated())  # the run has no checkpoint here
+    queued = train_jobs.queue_quick_evaluation(trained, store, log=lambda s: None)
+    assert queued.config["suite"] == "quick" and queued.config["models"] == [trained.zoo_name]
+    assert queued.config["eps"] == [32 / 255] and launched
+
+
+def _digits():
+    from advlens.zoo import load_model
+
+    return load_model("digits_small_cnn", "cpu")
+
+
+def _with_suite(fn, suite):
+    def call(*args, **kw):
+        args = list(args)
+        args[4] = suite
+        return fn(*args, **kw)
+
+    return call

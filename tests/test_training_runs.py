@@ -105,7 +105,7 @@ def test_finished_run_is_in_the_zoo_and_loads():
     assert rec.status == "done"
     entry = next(e for e in list_models() if e.source == "run")
     assert entry.name == f"run-{rec.id}-standard" and entry.arch == "small_cnn" and entry.dataset == "digits"
-    assert "held-out robust" in entry.description
+    assert "held-out PGD (upper bound)" in entry.description
     model = load_model(entry.name, device="cpu")
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     assert model.checkpoint_meta["recipe"]["objective"] == "standard"

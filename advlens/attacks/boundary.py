@@ -27,7 +27,7 @@ L2_SPAN = 40 * math.log(2.0)  # the L2 multiplier is searched in [c / |w|^2, 2^4
 def _oriented(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
     c = b - (w * t).sum(1)
     sign = torch.where(c >= 0, 1.0, -1.0).to(t.dtype)
-    return w * sign[:, None], c.abs(), sign
+    return w * sign[:, None], c.abs()
 
 
 def _bisect(reach, need: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def _bisect(reach, need: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> to
 
 
 def project_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    ws, need, sign = _oriented(t, w, b)
+    ws, need = _oriented(t, w, b)
     room = torch.where(ws > 0, 1.0 - t, t).masked_fill_(ws == 0, 0.0)
     size = ws.abs()
 
@@ -49,11 +49,11 @@ def project_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Ten
         return (size * torch.minimum(room, r[:, None])).sum(1)
 
     r = _bisect(reach, need, torch.zeros_like(need), torch.ones_like(need))
-    return ws.sign() * torch.minimum(room, r[:, None]) * sign[:, None]
+    return ws.sign() * torch.minimum(room, r[:, None])
 
 
 def project_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    ws, need, sign = _oriented(t, w, b)
+    ws, need = _oriented(t, w, b)
     lo_box, hi_box = -t, 1.0 - t
 
     def step(log_l):
@@ -64,4 +64,4 @@ def project_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
     start = (need / (ws * ws).sum(1).clamp_min(1e-30)).clamp_min(1e-30).log()
     log_l = _bisect(reach, need, start, start + L2_SPAN)
-    return step(log_l) * sign[:, None]
+    return step(log_l)

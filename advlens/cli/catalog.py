@@ -23,6 +23,8 @@ def run_models(args) -> int:
         acc = e.metrics.get("test_accuracy")
         extra = f"  test acc {acc * 100:.1f}%" if isinstance(acc, (int, float)) else ""
         print(f"{e.name:<28s} {e.arch:<20s} {e.dataset:<10s} [{e.source}] {e.description}{extra}")
+        if e.evaluation:
+            print(f"{'':<28s} best-known evaluation: {e.evaluation}")
     return 0
 
 

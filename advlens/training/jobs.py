@@ -138,6 +138,8 @@ def execute(
     try:
         cfg = TrainConfig.from_dict(store.require(run_id).config)
         Trainer(cfg, run_id, store, dist_ctx, stop=stop, interrupt_at=interrupt_at, echo=echo).fit()
+        if dist_ctx.is_main and store.require(run_id).status == "done":
+            queue_quick_evaluation(store.require(run_id), store, log)
     except BaseException as exc:  # record every failure, even KeyboardInterrupt, then re-raise the latter
         if dist_ctx.is_main:
             if isinstance(exc, ConfigError):
@@ -152,6 +154,40 @@ def execute(
         if isinstance(exc, KeyboardInterrupt):
             raise
     return store.require(run_id)
+
+
+AUTO_EVALUATE_N = 500  # test images for the quick evaluation queued after a run finishes
+
+
+def queue_quick_evaluation(rec: RunRecord, store: RunStore, log=print):
+    """Queue the ``quick`` suite on a finished run's model, at its training budget (or the budget
+    suggested for its images), on the first AUTO_EVALUATE_N test images. ADVLENS_AUTO_EVALUATE=0
+    turns it off. A failure to queue is logged, never raised: the run itself is done."""
+    if os.environ.get("ADVLENS_AUTO_EVALUATE", "1") == "0":
+        return None
+    from ..evaluation import EvalSpec
+    from ..evaluation import jobs as eval_jobs
+    from ..zoo import load_model, suggested_linf_eps
+
+    try:
+        eps = suggested_linf_eps(load_model(rec.zoo_name, "cpu"))
+        spec = EvalSpec(
+            models=[rec.zoo_name],
+            dataset=rec.dataset,
+            root=rec.config.get("data_root"),
+            eps=[eps],
+            suite="quick",
+            n=AUTO_EVALUATE_N,
+            checklist=False,
+            device=rec.device,
+            name=f"after training run {rec.id}",
+        )
+        ev = eval_jobs.submit(spec, store)
+    except Exception as exc:
+        log(f"the quick evaluation could not be queued: {exc}")
+        return None
+    log(f"queued evaluation {ev.id}: the quick suite at eps {eps:.4g} on {AUTO_EVALUATE_N} test images")
+    return ev
 
 
 def run_in_foreground(cfg: TrainConfig, store: RunStore | None = None, echo: bool = True) -> RunRecord:

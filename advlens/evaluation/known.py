@@ -1,0 +1,61 @@
+"""The best-known evaluation of a model: what the zoo and the Compare page show beside its name.
+
+Among the finished evaluation runs that include the model, the most trustworthy wins: the
+strongest suite (standard over quick), then the largest n, then the newest. Its figures are shown
+with their protocol, so a quick (upper-bound) figure is never mistaken for a standard one.
+Reads the run store and the reports only; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+from ..safe_json import loads_limited
+from ..training.store import RunStore, db_path, run_dir
+from .suites import SUITES
+
+
+def evaluations_of(model_name: str) -> list[tuple[str, dict, list[dict]]]:
+    """(run id, report, the model's records) for every finished evaluation of ``model_name``."""
+    if not db_path().is_file():
+        return []
+    out = []
+    for rec in RunStore().list_runs(kind="evaluate", status="done"):
+        if model_name not in rec.config.get("models", []):
+            continue
+        path = run_dir(rec.id) / "report.json"
+        try:
+            report = loads_limited(path.read_text(), "report.json", 256 * 1024**2)
+        except (OSError, ValueError):
+            continue
+        records = [r for r in report.get("results", []) if r.get("model") == model_name]
+        if records:
+            out.append((rec.id, report, records))
+    return out
+
+
+def best_known(model_name: str) -> tuple[str, dict, list[dict]] | None:
+    found = evaluations_of(model_name)
+    if not found:
+        return None
+
+    def rank(item):
+        _, report, _ = item
+        suite = SUITES.get(report.get("suite"))
+        return (suite.strength if suite else 0, report.get("n", 0), report.get("created", ""))
+
+    return max(found, key=rank)
+
+
+def describe_best(model_name: str) -> str | None:
+    """``robust 69.7% at eps 25.5/255 (0.1) [64.7, 74.4] · standard suite, Linf, n = 360 (evaluation ab12cd)``."""
+    best = best_known(model_name)
+    if best is None:
+        return None
+    run_id, report, records = best
+    figures = ", ".join(
+        f"{r['robust_accuracy'] * 100:.1f}% at eps {r['eps_shown']} "
+        f"[{r['robust_interval_95'][0] * 100:.1f}, {r['robust_interval_95'][1] * 100:.1f}]"
+        for r in sorted(records, key=lambda r: r["eps"])
+    )
+    suite = SUITES.get(report["suite"])
+    bound = "" if report["suite"] == "standard" else " (an upper bound)"
+    return f"robust {figures} · {suite.title if suite else report['suite']}{bound}, {report['norm']}, n = {report['n']} (evaluation {run_id})"
