@@ -24,6 +24,12 @@ FAST_ARGS = {
     "apgd_ce": ["--eps", "64/255", "--steps", "10"],
     "apgd_dlr": ["--eps", "64/255", "--steps", "10"],
     "apgd_t": ["--eps", "64/255", "--steps", "10", "--set", "targets=2"],
+    "fab_t": ["--eps", "64/255", "--steps", "20", "--set", "targets=2"],
+    "square_l2": ["--eps", "3", "--steps", "300"],
+    "apgd_ce_l2": ["--eps", "3", "--steps", "10"],
+    "apgd_dlr_l2": ["--eps", "3", "--steps", "10"],
+    "apgd_t_l2": ["--eps", "3", "--steps", "10", "--set", "targets=2"],
+    "fab_t_l2": ["--eps", "3", "--steps", "20", "--set", "targets=2"],
 }
 
 
