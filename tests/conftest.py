@@ -52,6 +52,28 @@ def digits_model():
     return load_model("digits_small_cnn", device="cpu")
 
 
+@pytest.fixture(autouse=True)
+def _shared_model_stays_read_only(request):
+    """The session's ``digits_model`` stands for a model cached for all app sessions: a test that
+    used it fails if it left gradients, hooks or training mode behind on it."""
+    yield
+    if "digits_model" not in request.fixturenames:
+        return
+    model = request.getfixturevalue("digits_model")
+    grads = [n for n, p in model.named_parameters() if p.grad is not None]
+    hooks = [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks]
+    assert not grads and not hooks and not model.training, (grads[:3], hooks[:3], model.training)
+
+
+@pytest.fixture(scope="session")
+def digits_reference():
+    """A private copy of the digits model for reference implementations (pyautoattack calls
+    ``backward()`` and leaves gradients on the parameters), so they never touch ``digits_model``."""
+    from advlens.zoo import load_model
+
+    return load_model("digits_small_cnn", device="cpu")
+
+
 @pytest.fixture(scope="session")
 def lite0():
     from advlens.zoo import load_model

@@ -517,14 +517,14 @@ def test_fab_projections_match_the_official_ones(kind):
     assert torch.allclose(ours[reached], theirs[reached], rtol=1e-4, atol=1e-5)
 
 
-def test_fab_t_agrees_with_the_official_fab_t(digits_model, digits_test):
+def test_fab_t_agrees_with_the_official_fab_t(digits_model, digits_reference, digits_test):
     """Same images, eps, iterations and targets; FAB-T's first run per target has no random start,
     so the two are the same search: at most one image apart."""
     fab_pt = pytest.importorskip("pyautoattack.fab_pt", reason="pyautoattack is not installed")
     x, y = digits_test.batch(range(48))
     ours = ATTACKS["fab_t"](digits_model, eps=0.1, steps=20, targets=3)(x, y)
     official = fab_pt.FABAttack_PT(
-        digits_model, norm="Linf", n_restarts=1, n_iter=20, eps=0.1, targeted=True, n_target_classes=3, seed=0
+        digits_reference, norm="Linf", n_restarts=1, n_iter=20, eps=0.1, targeted=True, n_target_classes=3, seed=0
     ).perturb(x, y)
     with torch.no_grad():
         a = int((digits_model(ours).argmax(1) == y).sum())
@@ -532,17 +532,19 @@ def test_fab_t_agrees_with_the_official_fab_t(digits_model, digits_test):
     assert abs(a - b) <= 1 and a < 44, (a, b)
 
 
-def test_apgd_l2_and_square_l2_agree_with_the_official_ones(digits_model, digits_test):
+def test_apgd_l2_and_square_l2_agree_with_the_official_ones(digits_model, digits_reference, digits_test):
     autopgd = pytest.importorskip("pyautoattack.autopgd_base", reason="pyautoattack is not installed")
     from pyautoattack.square import SquareAttack
 
     x, y = digits_test.batch(range(64))
     torch.manual_seed(0)
     ours = ATTACKS["apgd_ce_l2"](digits_model, eps=1.5, steps=30)(x, y)
-    theirs = autopgd.APGDAttack(digits_model, norm="L2", eps=1.5, n_iter=30, n_restarts=1, seed=0).perturb(x, y)
+    theirs = autopgd.APGDAttack(digits_reference, norm="L2", eps=1.5, n_iter=30, n_restarts=1, seed=0).perturb(x, y)
     torch.manual_seed(0)
     ours_sq = ATTACKS["square_l2"](digits_model, eps=1.5, steps=300, rescale=False)(x, y)
-    theirs_sq = SquareAttack(digits_model, norm="L2", eps=1.5, n_queries=300, seed=0, resc_schedule=False).perturb(x, y)
+    theirs_sq = SquareAttack(digits_reference, norm="L2", eps=1.5, n_queries=300, seed=0, resc_schedule=False).perturb(
+        x, y
+    )
     with torch.no_grad():
         acc = [int((digits_model(v).argmax(1) == y).sum()) for v in (ours, theirs, ours_sq, theirs_sq)]
     assert abs(acc[0] - acc[1]) <= 2 and acc[0] < 60, acc  # the same algorithm, different random draws
