@@ -1,12 +1,19 @@
 """The catalogue of ready-to-use models.
 
 Entries come from: pretrained architectures (EfficientNet-Lite0), checkpoints shipped in
-``assets/models``, checkpoints the user imported (``$ADVLENS_HOME/models``), and finished training
-runs (read from the run store; what the zoo says of a run comes from its checkpoint's recipe).
+``assets/models``, checkpoints the user imported (``$ADVLENS_HOME/models``), finished training
+runs (read from the run store; what the zoo says of a run comes from its checkpoint's recipe), and
+saved defenses (``$ADVLENS_HOME/models/<name>.defense.json``: a base model's name and a chain of
+input transforms, never a copy of the weights).
+
+Any entry followed by a chain of input transforms is a model too: ``digits_small_cnn+jpeg75`` is
+``digits_small_cnn`` behind JPEG at quality 75 (:mod:`advlens.models.defended`). Such a name works
+wherever a zoo name does (:func:`get_entry`, :func:`load_model`), without being listed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +23,14 @@ import torch
 from .budget import format_linf
 from .device import get_device
 from .models import CheckpointError, Classifier, build_model, load_checkpoint, load_checkpoint_upload, save_checkpoint
+from .models.defended import DefendedClassifier
 from .models.schema import MAX_METADATA_BYTES, parse_metadata_text
 from .paths import ASSET_MODELS_DIR, user_models_dir
+from .safe_json import loads_limited
 from .training.store import RunStore, db_path
+from .transforms import TransformError, chain_name, split_name
+
+DEFENSE_SUFFIX = ".defense.json"
 
 
 @dataclass
@@ -140,15 +152,83 @@ def list_models(include_unreadable: bool = False) -> list[ZooEntry]:
         entries += _run_entries()
     except Exception:  # a broken run store must not hide the rest of the zoo
         pass
+    entries += _defense_entries(entries)
     return entries if include_unreadable else [e for e in entries if not e.problem]
 
 
 def get_entry(name: str) -> ZooEntry:
-    for e in list_models():
+    """The zoo entry called ``name``: a listed model, or a base model followed by input transforms."""
+    entries = list_models()
+    for e in entries:
         if e.name == name:
             return e
-    known = ", ".join(e.name for e in list_models())
+    if "+" in name and not is_checkpoint_path(name):
+        return _defended_entry(name, entries)
+    known = ", ".join(e.name for e in entries)
     raise KeyError(f"unknown model {name!r}; available: {known}")
+
+
+# ----- defended models: a base model's name plus a chain of input transforms -------------------
+def _defended_entry(name: str, entries: list[ZooEntry], source: str = "defended", description: str = "") -> ZooEntry:
+    try:
+        base_name, chain = split_name(name)
+    except TransformError as exc:
+        raise KeyError(f"{name!r}: {exc}") from None
+    base = next((e for e in entries if e.name == base_name), None)
+    if base is None:
+        raise KeyError(f"unknown base model {base_name!r} in {name!r}; available: {', '.join(e.name for e in entries)}")
+    try:
+        for t in chain if base.input_size is not None else ():
+            t.check_input(base.input_size)
+    except TransformError as exc:
+        raise KeyError(f"{name!r}: {exc}") from None
+    canonical = chain_name(base_name, chain)
+    desc = description or f"{base_name} behind {' then '.join(t.title.lower() + f' ({t.token})' for t in chain)}"
+    return ZooEntry(canonical, base.arch, base.dataset, source, desc, base.path, {}, base.input_size)
+
+
+def _defense_entries(entries: list[ZooEntry]) -> list[ZooEntry]:
+    """Saved defenses: ``<name>.defense.json`` files that name a base model and a chain."""
+    out = []
+    folder = user_models_dir()
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*" + DEFENSE_SUFFIX)):
+        stem = path.name[: -len(DEFENSE_SUFFIX)]
+        try:
+            recipe = loads_limited(path.read_text(), path.name, 64 * 1024)
+            if not isinstance(recipe, dict) or not isinstance(recipe.get("model"), str):
+                raise KeyError("the recipe must be a JSON object with a 'model' name such as digits_small_cnn+jpeg75")
+            entry = _defended_entry(recipe["model"], entries, "saved defense", str(recipe.get("description") or ""))
+        except (KeyError, ValueError, OSError) as exc:
+            out.append(ZooEntry(stem, "?", "?", "saved defense", "unreadable defense", path, problem=str(exc)))
+            continue
+        entry.name, entry.metrics = stem, {"defends": entry.name}
+        out.append(entry)
+    return out
+
+
+def save_defense(name: str, model: str, description: str = "") -> ZooEntry:
+    """Save ``model`` (``base+chain``) as the zoo entry ``name``: a small recipe, not the weights."""
+    stem = _safe_name(name)
+    if "+" not in model:
+        raise KeyError(f"{model!r} has no input transforms: write the base model followed by +jpeg75, for example")
+    entry = get_entry(model)
+    path = user_models_dir() / f"{stem}{DEFENSE_SUFFIX}"
+    if any(e.name == stem for e in list_models() if e.path != path):
+        raise KeyError(f"a model called {stem!r} exists already; choose another name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": entry.name, "description": description or entry.description}, indent=1))
+    return get_entry(stem)
+
+
+def defense_of(name: str) -> str | None:
+    """The ``base+chain`` a model name stands for: itself when it has a chain, a saved defense's
+    recipe, or None for an undefended model."""
+    if "+" in name and not is_checkpoint_path(name):
+        return name
+    entry = next((e for e in list_models() if e.name == name), None)
+    return entry.metrics.get("defends") if entry is not None and entry.source == "saved defense" else None
 
 
 def is_checkpoint_path(name: str) -> bool:
@@ -159,6 +239,10 @@ def is_checkpoint_path(name: str) -> bool:
 def load_model(name: str, device: torch.device | str | None = None) -> Classifier:
     """Load a zoo model by name (or a checkpoint by path), in eval mode, on ``device``."""
     device = torch.device(device) if device is not None else get_device()
+    defended = defense_of(name)
+    if defended is not None:
+        base_name, chain = split_name(get_entry(defended).name)
+        return DefendedClassifier(load_model(base_name, device), chain, name=name).eval()
     if is_checkpoint_path(name):
         model, _ = load_checkpoint(name)
         return model.to(device).eval()

@@ -23,7 +23,9 @@ from advlens.attacks import ATTACKS, AttackConfigError, find_minimal_eps, get_at
 from advlens.attacks.display import perturbation_rgb, picture, step_pictures
 from advlens.budget import format_linf
 from advlens.data import encode_png
+from advlens.models.defended import is_defended, is_random, needs_bpda, transformed_inputs
 from advlens.params import ParamError
+from advlens.smoothing import ABSTAIN, Stopped, certify
 from advlens.zoo import suggested_linf_eps
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
 from dashboard.params import budget_input, param_inputs, state_value
@@ -272,6 +274,94 @@ def show_images(res) -> None:
     )
 
 
+def show_defense(model, res) -> None:
+    """For a defended model: what its base network sees, the clean and the adversarial image after
+    the transforms (one random draw of a random defense)."""
+    if not is_defended(model):
+        return
+    tx, tx_adv = transformed_inputs(model, res.x[:1], res.x_adv[:1])
+    chain = " then ".join(t.token for t in model.chain)
+    draw = " (one random draw: each forward pass draws again)" if is_random(model) else ""
+    st.markdown(f"**After the defense** ({chain}){draw}: what the classifier sees")
+    c1, c2, c3 = st.columns(3)
+    c1.image(picture(tx[0]), caption="clean image after the transforms", width="stretch")
+    c2.image(picture(tx_adv[0]), caption="adversarial image after the transforms", width="stretch")
+    c3.caption(
+        "Plain gradient attacks see a zero gradient through a non-differentiable transform and a single draw of "
+        "a random one, so the defense looks strong. BPDA differentiates a stand-in for the transform; EOT "
+        "averages the gradient over random draws (Athalye et al. 2018)."
+    )
+
+
+def adaptive_hint(model, cls, params: dict) -> None:
+    """Say when a defended model is being attacked without the options that can break it."""
+    if not is_defended(model):
+        return
+    takes = {p.name for p in cls.params()}
+    missing = []
+    if needs_bpda(model) and not params.get("bpda"):
+        missing.append("**bpda**")
+    if is_random(model) and int(params.get("eot", 1)) < 2:
+        missing.append("**eot** (e.g. 10)")
+    if not missing:
+        return
+    if {"bpda", "eot"} & takes:
+        st.info(
+            f"{model.zoo_name} is defended by input transforms: turn on {' and '.join(missing)} to attack it adaptively."
+        )
+    else:
+        st.info(f"{model.zoo_name} is defended by input transforms: PGD and APGD offer BPDA and EOT to break it.")
+
+
+def certify_section(model, example, digest_: str) -> None:
+    """Randomized smoothing (Cohen et al. 2019): the certified L2 radius of this image."""
+    st.subheader("Certified radius (randomized smoothing)")
+    st.caption(
+        "g(x) = the class the model predicts most often on x plus Gaussian noise. If it wins with probability at "
+        "least p_A, no L2 perturbation smaller than sigma * Phi^-1(p_A) can change g(x). n0 samples choose the "
+        "class, n estimate p_A (a lower bound at confidence 1 - alpha); a model trained with Gaussian "
+        "augmentation at the same sigma (objective gaussian_aug) gets the largest radii."
+    )
+    cols = st.columns(5)
+    sigma = cols[0].number_input("sigma", 0.01, 2.0, 0.25, 0.05, key="atk_cert_sigma")
+    n = int(cols[1].number_input("n", 100, 200_000, 10_000, 1000, key="atk_cert_n"))
+    n0 = int(cols[2].number_input("n0", 10, 10_000, 100, 10, key="atk_cert_n0"))
+    alpha = cols[3].number_input("alpha", 0.0001, 0.1, 0.001, 0.001, format="%.4f", key="atk_cert_alpha")
+    key = ("certify", model.zoo_name if hasattr(model, "zoo_name") else "", digest_, sigma, n, n0, alpha)
+    if cols[4].button("Certify this image", key="atk_cert_run"):
+
+        def work(progress, should_stop):
+            try:
+                return certify(
+                    model, example.x[0], float(sigma), n0, n, float(alpha), progress=progress, should_stop=should_stop
+                )
+            except Stopped:
+                return None
+
+        try:
+            cert, interrupt, widgets = with_progress(f"Certifying ({n0 + n:,} forward passes)", work)
+        except ValueError as exc:
+            st.error(f"Certification settings rejected: {exc}")
+            return
+        memo_put(key, cert, MEMO_SIZE)
+        if interrupt is not None:
+            raise interrupt
+        clear(widgets)
+    cert = memo_get(key)
+    if cert is None:
+        return
+    names = model.class_names
+    c1, c2, c3 = st.columns(3)
+    if cert.prediction == ABSTAIN:
+        c1.metric("Smoothed prediction", "abstain", help="the top class did not win clearly enough to certify")
+        c2.metric("Certified L2 radius", "none")
+    else:
+        c1.metric("Smoothed prediction", names[cert.prediction])
+        c2.metric("Certified L2 radius", f"{cert.radius:.3f}", help="no L2 perturbation below this changes g(x)")
+    c3.metric("p_A lower bound", f"{cert.p_lower:.4f}", f"{cert.count:,}/{cert.n:,} samples", delta_color="off")
+    st.caption(f"{cert.seconds:.2f} s for {n0 + n:,} forward passes; sigma {sigma}, alpha {alpha}.")
+
+
 def show_metrics(res) -> None:
     m = st.columns([2, 1, 1, 1])  # the budget form "32/255 (0.1255)" needs the room
     linf = float(res.linf[0])
@@ -494,6 +584,7 @@ def render() -> None:
         return
     if not target_ok:
         return
+    adaptive_hint(model, cls, params)
     dg = digest(example)
     key = (model_name, dg, example.label, name, tuple(sorted(params.items())), target, seed, keep_images)
     stop_requested = st.session_state.pop(STOP_KEY, False)
@@ -520,7 +611,9 @@ def render() -> None:
             st.info("Press **Run attack** to attack this image." if not stop_requested else "Stopped.")
         else:
             show_result(res, cls, key, model_name, example, name, params, target, seed)
+            show_defense(model, res)
     min_eps_section(model, example, target, dg)
+    certify_section(model, example, dg)
 
 
 def show_result(res, cls, key, model_name, example, name, params, target, seed) -> None:

@@ -17,15 +17,17 @@ import pandas as pd
 import streamlit as st
 
 from advlens.attribution.display import enlarge, image_rgb
-from advlens.data import DataError
+from advlens.data import DataError, to_float
 from advlens.data.catalog import DATASETS
 from advlens.evaluation import NORMS, SUITES, EvalConfigError, EvalSpec
 from advlens.evaluation import jobs as eval_jobs
 from advlens.evaluation.report import cascade_rows, curves_figure, rows, to_csv, to_html
+from advlens.smoothing import ABSTAIN, certified_accuracy, certify_batch
 from advlens.training.store import RunStore
 from advlens.workers import cancel
 from advlens.zoo import list_models
-from dashboard.widgets import cached_dataset, page_setup
+from dashboard.charts import line_chart
+from dashboard.widgets import cached_dataset, get_model, page_setup
 
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "skip": "➖ skip"}
 GALLERY_SHOWN = 12
@@ -48,6 +50,12 @@ def new_evaluation_form(store: RunStore) -> None:
             "Suite", list(SUITES), format_func=lambda s: SUITES[s].title, key="ev_suite", help=SUITES["standard"].note
         )
         norm = cols[3].radio("Norm", NORMS, horizontal=True, key="ev_norm")
+        defended = st.text_input(
+            "Defended models (optional, comma-separated: a model followed by input transforms)",
+            key="ev_defended",
+            placeholder="digits_small_cnn+jpeg75, digits_small_cnn+bits3+median3",
+            help="Any model behind a chain of input transforms; see the transforms in the Attack Lab's model picker.",
+        )
         budgets = st.text_input(
             "Budgets (comma-separated; L-inf as 8/255 or 0.0314, L2 as plain numbers)", "0.05, 0.1, 0.15", key="ev_eps"
         )
@@ -57,11 +65,21 @@ def new_evaluation_form(store: RunStore) -> None:
             "Undefended surrogate (checklist transfer check)", ["(none)", *by_name], key="ev_surrogate"
         )
         checklist = cols[2].checkbox("Gradient-masking checklist", value=True, key="ev_checklist")
+        cols = st.columns(2)
+        adaptive = cols[0].toggle(
+            "Adaptive attacks on defended models (BPDA, EOT)",
+            value=True,
+            key="ev_adaptive",
+            help="Off: attack defended models as if they were bare, to watch a defense 'work' and the checklist flag it.",
+        )
+        repeats = cols[1].number_input(
+            "Runs of each random defense (for the spread)", 1, 10, 1, key="ev_repeats", help="seeds seed, seed+1, ..."
+        )
         submitted = st.form_submit_button("Start evaluation", type="primary")
     if not submitted:
         return
     spec = EvalSpec(
-        models=models,
+        models=models + [m.strip() for m in defended.split(",") if m.strip()],
         dataset=dataset,
         eps=[t.strip() for t in budgets.split(",") if t.strip()],
         suite=suite,
@@ -70,6 +88,8 @@ def new_evaluation_form(store: RunStore) -> None:
         root=root or None,
         checklist=checklist,
         surrogate=None if surrogate == "(none)" else surrogate,
+        adaptive=adaptive,
+        repeats=int(repeats),
     )
     try:
         rec = eval_jobs.submit(spec, store)
@@ -161,6 +181,12 @@ def show_evaluation(run_id: str, report: dict) -> None:
         warnings = sum(c["verdict"] == "warn" for c in r.get("checklist", []))
         with st.expander(title + (f" · ⚠️ {warnings} checklist warning(s)" if warnings else ""), expanded=k == 0):
             st.caption(r["protocol"])
+            if r.get("spread"):
+                sp = r["spread"]
+                st.markdown(
+                    f"A random defense: over {len(sp['runs'])} runs, robust **{sp['mean'] * 100:.1f}% ± "
+                    f"{sp['sd'] * 100:.1f}** (range {sp['min'] * 100:.1f} to {sp['max'] * 100:.1f}%)."
+                )
             left, right = st.columns([2, 3])
             left.markdown("**Cascade**: what each attack added")
             left.dataframe(pd.DataFrame(cascade_rows(r)), hide_index=True)
@@ -222,6 +248,72 @@ def results_section(store: RunStore) -> None:
         show_evaluation(rep["id"], rep)
 
 
+def certified_section() -> None:
+    """Randomized smoothing: certified accuracy against the L2 radius on the first K images."""
+    st.caption(
+        "Certified accuracy at radius r: the share of images that the smoothed classifier (Cohen et al. 2019) "
+        "classifies correctly with a certified L2 radius of at least r. A proof, not an attack: no L2 "
+        "perturbation smaller than r changes those predictions (with probability 1 - alpha per image)."
+    )
+    entries = [e for e in list_models() if e.input_size is not None]
+    with st.form("cert_form"):
+        cols = st.columns(3)
+        name = cols[0].selectbox("Base model", [e.name for e in entries], key="cert_model")
+        dataset = cols[1].selectbox("Dataset", [d for d in DATASETS if d != "imagenet_samples"], key="cert_dataset")
+        root = cols[2].text_input("Local folder with the dataset's files", key="cert_root").strip()
+        cols = st.columns(5)
+        sigma = cols[0].number_input("sigma", 0.01, 2.0, 0.25, 0.05, key="cert_sigma")
+        images = int(cols[1].number_input("images (first K)", 1, 1000, 20, key="cert_images"))
+        n = int(cols[2].number_input("n", 100, 200_000, 1000, 500, key="cert_n"))
+        n0 = int(cols[3].number_input("n0", 10, 10_000, 100, 10, key="cert_n0"))
+        alpha = cols[4].number_input("alpha", 0.0001, 0.1, 0.001, 0.001, format="%.4f", key="cert_alpha")
+        go = st.form_submit_button("Certify")
+    if go:
+        try:
+            ds = cached_dataset(dataset, "test", root or None)
+            x, y = ds.batch(range(min(images, len(ds))))
+            model = get_model(name)
+            if tuple(x.shape[1:]) != tuple(model.input_size):
+                raise ValueError(f"{dataset} images are {tuple(x.shape[1:])}; {name} expects {tuple(model.input_size)}")
+            bar = st.progress(0.0, text="certifying")
+
+            def progress(done, total):
+                bar.progress(done / total, text=f"certifying: {done:,} of {total:,} forward passes")
+
+            certs = certify_batch(model, to_float(x), float(sigma), n0, n, float(alpha), progress=progress)
+        except (DataError, ValueError, KeyError) as exc:
+            st.error(str(exc))
+            return
+        bar.empty()
+        st.session_state["cert_result"] = (name, dataset, float(sigma), n, n0, float(alpha), certs, y.tolist())
+    found = st.session_state.get("cert_result")
+    if found is None:
+        return
+    name, dataset, sigma, n, n0, alpha, certs, labels = found
+    top = max([c.radius for c in certs] + [sigma])
+    radii = [round(top * i / 20, 4) for i in range(21)]
+    acc = certified_accuracy(certs, labels, radii)
+    st.plotly_chart(
+        line_chart(
+            radii,
+            {f"{name}, sigma {sigma}": [a * 100 for a in acc]},
+            f"Certified accuracy, {dataset} (n = {len(certs)} images, {n:,} samples each, alpha {alpha})",
+            "L2 radius",
+            "certified accuracy %",
+        ),
+        key="cert_chart",
+    )
+    abstained = sum(c.prediction == ABSTAIN for c in certs)
+    st.caption(
+        f"Abstained on {abstained} of {len(certs)} images; "
+        + ", ".join(
+            f"r {r:g}: {a * 100:.1f}%"
+            for r, a in zip((0.25, 0.5, 0.75), certified_accuracy(certs, labels, (0.25, 0.5, 0.75)))
+        )
+        + f"; {sum(c.seconds for c in certs):.1f} s in all."
+    )
+
+
 def render() -> None:
     page_setup("Evaluate robustness")
     st.caption(
@@ -235,6 +327,8 @@ def render() -> None:
     runs = store.list_runs(kind="evaluate")
     st.fragment(run_every=2 if any(r.active for r in runs) else None)(jobs_table)(store)
     results_section(store)
+    st.subheader("Certified robustness (randomized smoothing)")
+    certified_section()
 
 
 if __name__ == "__main__":

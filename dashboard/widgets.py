@@ -29,7 +29,8 @@ from advlens.data import (
 )
 from advlens.device import describe_device, force_cpu, get_device
 from advlens.models import CheckpointError, Classifier
-from advlens.zoo import ZooEntry, import_checkpoint, list_models, load_model
+from advlens.transforms import TransformError, list_transforms, split_name
+from advlens.zoo import ZooEntry, get_entry, import_checkpoint, list_models, load_model, save_defense
 
 CURRENT_KEY = "advlens_current_example"
 MEMO_KEY = "advlens_memo"
@@ -90,48 +91,88 @@ def _stamp(entry: ZooEntry) -> float:
 
 
 def get_model(name: str) -> Classifier:
-    entry = next(e for e in list_models() if e.name == name)
-    return cached_model(name, str(get_device()), _stamp(entry))
+    """The shared copy of a zoo model (or of a defended ``base+chain`` model) for this process."""
+    entry = get_entry(name)
+    return cached_model(entry.name, str(get_device()), _stamp(entry))
 
 
 def model_picker(
     key: str = "model", label: str = "Model", entries: list[ZooEntry] | None = None
 ) -> tuple[str, Classifier] | tuple[None, None]:
-    """A selectbox over the zoo, synced with ``st.query_params[key]``. Shows the active model in
-    the sidebar."""
+    """A selectbox over the zoo and an optional chain of input transforms (``jpeg75+bits3``), synced
+    with ``st.query_params[key]`` (``digits_small_cnn+jpeg75``). Shows the active model in the sidebar."""
     entries = entries if entries is not None else list_models()
     names = [e.name for e in entries]
     if not names:
         st.error("No models are available. Import a checkpoint on the Home page.")
         return None, None
+    chain_key = f"{key}_defense"
     wanted = st.query_params.get(key)
     if key not in st.session_state:
-        found = resolve_model_name(wanted, names) if wanted else None
+        found, chain = resolve_model_name(wanted, names) if wanted else (None, "")
         st.session_state[key] = found or names[min(1, len(names) - 1)]
+        st.session_state[chain_key] = chain
         if wanted and found is None:
             st.warning(f"Model {wanted!r} was not found; showing **{st.session_state[key]}** instead.")
     if st.session_state[key] not in names:
         st.session_state[key] = names[0]
     describe = {e.name: f"{e.name}  ({e.arch}, {e.dataset})" for e in entries}
-    name = st.selectbox(label, names, key=key, format_func=lambda n: describe[n])
+    base = st.selectbox(label, names, key=key, format_func=lambda n: describe[n])
+    chain = st.text_input(
+        "Input-transform defense (optional)",
+        key=chain_key,
+        placeholder="e.g. jpeg75 or bits3+median3",
+        help="Put the model behind input transforms, joined by '+': "
+        + "; ".join(f"`{c().token}` {c.title.lower()}" for c in list_transforms())
+        + ". The attacks then need BPDA (non-differentiable transforms) and EOT (random ones) to break it.",
+    ).strip()
+    name = f"{base}+{chain}" if chain else base
+    try:
+        entry = get_entry(name)
+    except KeyError as exc:
+        st.error(f"Defense not understood: {exc.args[0]}")
+        return None, None
+    name = entry.name
     if st.query_params.get(key) != name:
         st.query_params[key] = name
     try:
         model = get_model(name)
-    except (CheckpointError, OSError, RuntimeError) as exc:
+    except (CheckpointError, OSError, RuntimeError, TransformError) as exc:
         st.error(f"Could not load {name}: {exc}")
         return None, None
+    if chain:
+        save_defense_control(key, name)
     st.sidebar.caption(f"Model: **{name}** · {model.spec.arch} · input {'x'.join(map(str, model.input_size))}")
     return name, model
 
 
-def resolve_model_name(wanted: str, names: list[str]) -> str | None:
-    """A zoo name from a link: the name itself, or a training run's id (``a0b5e4`` ->
-    ``run-a0b5e4-pgd_at``); None when nothing matches."""
-    if wanted in names:
-        return wanted
-    runs = [n for n in names if n.startswith(f"run-{wanted}-")]
-    return runs[0] if len(runs) == 1 else None
+def save_defense_control(key: str, name: str) -> None:
+    """Save the current ``base+chain`` as a named zoo entry (a small recipe, not the weights)."""
+    with st.popover("Save this defense"):
+        title = st.text_input("Name", key=f"{key}_save_name", placeholder="my_jpeg_defense")
+        if st.button("Save", key=f"{key}_save") and title.strip():
+            try:
+                saved = save_defense(title, name)
+            except KeyError as exc:
+                st.error(exc.args[0])
+                return
+            st.success(f"Saved as **{saved.name}**: it is in every model picker now.")
+
+
+def resolve_model_name(wanted: str, names: list[str]) -> tuple[str | None, str]:
+    """(zoo name, chain of input transforms) from a link: the name itself, a training run's id
+    (``a0b5e4`` -> ``run-a0b5e4-pgd_at``), either followed by ``+jpeg75...``; (None, "") when
+    nothing matches."""
+    base, _, chain = wanted.partition("+")
+    if chain:
+        try:
+            split_name(wanted)
+        except TransformError:
+            return None, ""
+    if base in names:
+        return base, chain
+    runs = [n for n in names if n.startswith(f"run-{base}-")]
+    return (runs[0], chain) if len(runs) == 1 else (None, "")
 
 
 @st.cache_resource(show_spinner="Loading dataset...", max_entries=6)

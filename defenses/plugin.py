@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 def register() -> None:
-    """Register the defended architectures and the training objectives with advlens."""
-    from . import denoise_block, objectives  # noqa: F401  (importing a module registers what it defines)
+    """Register the defended architectures, the training objectives and the input transforms with advlens."""
+    from . import denoise_block, objectives, transforms  # noqa: F401  (importing a module registers what it defines)

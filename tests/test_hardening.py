@@ -178,8 +178,10 @@ def test_enter_does_not_submit_the_training_form():
 def test_an_unknown_model_in_the_link_is_named_and_a_run_id_is_accepted():
     from dashboard.widgets import resolve_model_name
 
-    assert resolve_model_name("a0b5e4", ["digits_small_cnn", "run-a0b5e4-pgd_at"]) == "run-a0b5e4-pgd_at"
-    assert resolve_model_name("nope", ["digits_small_cnn"]) is None
+    assert resolve_model_name("a0b5e4", ["digits_small_cnn", "run-a0b5e4-pgd_at"]) == ("run-a0b5e4-pgd_at", "")
+    assert resolve_model_name("a0b5e4+jpeg75", ["run-a0b5e4-pgd_at"]) == ("run-a0b5e4-pgd_at", "jpeg75")
+    assert resolve_model_name("nope", ["digits_small_cnn"]) == (None, "")
+    assert resolve_model_name("digits_small_cnn+nope7", ["digits_small_cnn"]) == (None, "")
     lab = AppTest.from_file(str(ROOT / "dashboard/attack_lab.py"), default_timeout=240)
     lab.query_params["model"] = "no_such_model"
     lab.query_params["attack"] = "fgsm"

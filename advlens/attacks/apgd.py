@@ -12,7 +12,8 @@ point found so far, for each image where either
   2. the step was not halved at the last checkpoint and the best loss has not improved since.
 Each image returns the last adversarial iterate found, else its highest-loss point; restarts
 run on the images not broken yet. L is CE (APGD-CE) or the shift- and scale-invariant DLR loss
-(APGD-DLR, see :func:`advlens.attacks.losses.dlr_objective`). N + 1 gradient evaluations per run.
+(APGD-DLR, see :func:`advlens.attacks.losses.dlr_objective`). N + 1 gradient evaluations per run
+(times ``eot`` with EOT; ``bpda`` and ``eot`` are the adaptive options of :mod:`.adaptive`).
 
 L-inf ascends along sign(grad) and clips to the cube; L2 (the ``*_l2`` classes) starts on the
 eps-sphere, ascends along grad / ||grad||_2 and rescales the perturbation into the ball, as in
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from .adaptive import adaptive_params
 from .base import Attack, AttackConfigError, Param, l2_eps, linf_eps, restarts, steps, worst_case_over_restarts
-from .fgsm import gradient
 from .losses import ce_objective, dlr_objective, is_success
 from .pgd import flat_norm, linf_bounds, project_linf_
 from .trajectory import Rows
@@ -51,20 +52,16 @@ class APGD(Attack):
     norm = "Linf"
     iterative = True
     loss = "ce"
-    PARAMS = (
-        linf_eps(),
-        steps(100),
-        restarts(1),
-        Param(
-            "rho",
-            float,
-            0.75,
-            0.0,
-            1.0,
-            "",
-            "halve the step when the loss rose in fewer than this fraction of the steps since the last checkpoint",
-        ),
+    RHO = Param(
+        "rho",
+        float,
+        0.75,
+        0.0,
+        1.0,
+        "",
+        "halve the step when the loss rose in fewer than this fraction of the steps since the last checkpoint",
     )
+    PARAMS = (linf_eps(), steps(100), restarts(1), RHO, *adaptive_params())
 
     def succeeded(self, logits, y, target):
         """Per image: is this point adversarial (the target reached; any wrong class when untargeted)."""
@@ -116,7 +113,7 @@ class APGD(Attack):
         project = self.projector(x, eps)
 
         def evaluate(point):
-            return gradient(self.model, point, lambda z: self.objective(z, y, target))
+            return self.loss_gradient(point, lambda z: self.objective(z, y, target))
 
         x_adv = self.start(x, eps)
         grad, logits, loss = evaluate(x_adv)
@@ -187,7 +184,8 @@ class APGDT(APGD):
         linf_eps(),
         steps(100),
         Param("targets", int, 9, 1, 999, "", "target classes, the highest-ranked wrong ones first"),
-        APGD.PARAMS[-1],  # rho
+        APGD.RHO,
+        *adaptive_params(),
     )
 
     def check_config(self) -> None:

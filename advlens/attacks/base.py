@@ -188,6 +188,14 @@ class Attack:
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def loss_gradient(self, x_adv: torch.Tensor, objective) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input gradient, logits, per-sample objective) at ``x_adv``: through the BPDA view of a
+        defended model when ``bpda`` is on, averaged over ``eot`` draws (see :mod:`.adaptive`)."""
+        from .adaptive import gradient_model, loss_gradient
+
+        model = gradient_model(self.model, bool(getattr(self, "bpda", False)))
+        return loss_gradient(model, x_adv, objective, int(getattr(self, "eot", 1)))
+
     def tick(self, step: int, total: int) -> bool:
         """Report progress; return True when the caller asked to stop (and remember it)."""
         if self.progress is not None:

@@ -8,19 +8,8 @@ One step of size eps along the sign of the input gradient of the cross-entropy:
 
 from __future__ import annotations
 
-import torch
-
 from .base import Attack, linf_eps
 from .losses import ce_objective
-
-
-def gradient(model, x: torch.Tensor, objective) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(grad of objective(logits).sum() w.r.t. x, logits, per-sample objective); x is not modified."""
-    x = x.detach().requires_grad_(True)
-    logits = model(x)
-    values = objective(logits)
-    (grad,) = torch.autograd.grad(values.sum(), x)
-    return grad, logits.detach(), values.detach()
 
 
 class FGSM(Attack):
@@ -31,5 +20,5 @@ class FGSM(Attack):
     PARAMS = (linf_eps(),)
 
     def _perturb(self, x, y, target):
-        grad, _, _ = gradient(self.model, x, lambda z: ce_objective(z, y, target))
+        grad, _, _ = self.loss_gradient(x, lambda z: ce_objective(z, y, target))
         return (x + self.eps * grad.sign()).clamp_(0.0, 1.0)

@@ -12,13 +12,15 @@ reruns from new random points on the images not broken yet, and keeps the worst 
 an adversarial point when one was found, else the point of highest loss.
 
 The loop is in place and sync-free when nothing is recorded: one forward and one backward pass
-per step, the projection a single clamp against precomputed bounds.
+per step, the projection a single clamp against precomputed bounds. Against input-transform
+defenses, ``bpda`` and ``eot`` make it adaptive (:mod:`advlens.attacks.adaptive`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .adaptive import adaptive_params
 from .base import Attack, Param, l2_eps, linf_eps, linf_step_size, restarts, steps, worst_case_over_restarts
 from .losses import ce_objective, is_success
 from .trajectory import Rows
@@ -50,6 +52,7 @@ class PGD(Attack):
         linf_step_size(),
         restarts(1),
         Param("random_start", bool, True, help="start from a uniform random point of the eps-ball"),
+        *adaptive_params(),
     )
 
     #: Per-sample budgets (N,) that override ``eps``; the minimal-eps search sets it.
@@ -102,12 +105,12 @@ class PGD(Attack):
         done = restart * self.steps
         entries = self.restarts * (self.steps + 1)
         rows = Rows(x, y, target, entries, restart=restart, index=index, n=n)
+
+        def objective(logits):
+            return ce_objective(logits, y, target)
+
         for t in range(self.steps):
-            x_adv.requires_grad_(True)
-            logits = model(x_adv)
-            loss = ce_objective(logits, y, target)
-            (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-            x_adv.requires_grad_(False)
+            grad, logits, loss = self.loss_gradient(x_adv, objective)
             self.record_step(rows, t, x_adv, logits, loss)
             with torch.no_grad():
                 self.step_(x_adv, grad, alpha)
@@ -142,6 +145,7 @@ class PGDL2(PGD):
         ),
         restarts(1),
         Param("random_start", bool, True, help="start from a uniform random point of the eps-ball"),
+        *adaptive_params(),
     )
 
     def start(self, x, eps):

@@ -18,7 +18,14 @@ from pathlib import Path
 from ..budget import format_linf
 from ..params import ParamError
 
-SHORTCUTS = (("eps", "eps"), ("steps", "steps"), ("step_size", "step_size"), ("restarts", "restarts"))
+SHORTCUTS = (
+    ("eps", "eps"),
+    ("steps", "steps"),
+    ("step_size", "step_size"),
+    ("restarts", "restarts"),
+    ("bpda", "bpda"),
+    ("eot", "eot"),
+)
 
 
 def register(sub) -> None:
@@ -44,6 +51,13 @@ def register(sub) -> None:
     p.add_argument("--step-size", dest="step_size", help="step size, written like --eps")
     p.add_argument("--restarts", type=int, help="random restarts (pgd, pgd_l2, apgd_*)")
     p.add_argument("--target", help="target class (index or name); default untargeted")
+    p.add_argument(
+        "--bpda",
+        action="store_const",
+        const="1",
+        help="BPDA through a defended model's non-differentiable transforms (pgd, pgd_l2, apgd_*)",
+    )
+    p.add_argument("--eot", type=int, help="EOT: average each gradient over N random draws (pgd, pgd_l2, apgd_*)")
     p.add_argument(
         "--set",
         dest="sets",

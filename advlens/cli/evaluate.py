@@ -9,7 +9,8 @@
 
 The images are the first ``--n`` of the split, in order, so runs are comparable. Every line names
 the suite and n; the report holds the protocol and one record per image. The standard suite runs
-the gradient-masking checklist unless ``--no-checklist``.
+the gradient-masking checklist unless ``--no-checklist``. A defended model (``M+jpeg75``) is
+attacked with BPDA and EOT by itself (``--plain`` turns them off, to watch a defense "work").
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ def register(sub) -> None:
         help="run the gradient-masking checklist (default: with the standard suite)",
     )
     p.add_argument("--surrogate", help="an undefended model for the checklist's transfer check")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="attack defended models (base+transforms) without BPDA and EOT, to see a defense 'work'",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run each random defended model this many times (seeds seed, seed+1, ...)",
+    )
     p.add_argument("--out", help="write the report here (JSON)")
     p.add_argument("--html", help="write a self-contained HTML report here")
     p.add_argument("--csv", help="write the summary table here (CSV)")
@@ -78,6 +90,8 @@ def build_spec(args):
         batch_size=args.batch_size,
         checklist=checklist,
         surrogate=args.surrogate,
+        adaptive=not args.plain,
+        repeats=args.repeats,
     )
 
 
@@ -117,6 +131,8 @@ def run(args) -> int:
         print(
             f"{suite.title}, {spec.norm}, on the first {spec.n or 'all'} {spec.dataset} {spec.split} images ({suite.note})"
         )
+        if not spec.adaptive:
+            print("plain attacks: defended models are attacked without BPDA or EOT (not a robustness figure)")
     try:
         report = jobs.run_spec(
             spec, progress=_progress if rank0 else None, shard=shard, log=print if rank0 else (lambda s: None)
@@ -134,6 +150,14 @@ def run(args) -> int:
             f"{r['robust_accuracy'] * 100:6.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]   n = {r['n']}   broken by "
             + ", ".join(f"{k} {v}" for k, v in r["broken_by_attack"].items())
         )
+        if r.get("adaptations"):
+            print(f"    {r['adaptations']}")
+        if r.get("spread"):
+            sp = r["spread"]
+            print(
+                f"    over {len(sp['runs'])} runs: robust {sp['mean'] * 100:.2f}% +- {sp['sd'] * 100:.2f} "
+                f"(range {sp['min'] * 100:.2f} to {sp['max'] * 100:.2f}%)"
+            )
         for c in r.get("checklist", []):
             print(f"    [{c['verdict']:>4s}] {c['name']}: {c['measured']}")
     _write(report, args)

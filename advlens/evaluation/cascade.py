@@ -19,6 +19,12 @@ and a batch does the same thing wherever it runs. That gives the two other ways 
 
 The result holds the protocol (suite, norm, settings, eps, n, seed), so every figure it produces
 names its attack.
+
+A defended model (:mod:`advlens.models.defended`) is attacked adaptively unless ``adaptive`` is
+off: the gradient attacks get BPDA through non-differentiable transforms and EOT over 20 draws
+through random ones (FAB-T, which has no such options, attacks the BPDA view), and a random model
+asked for the standard suite gets AutoAttack's ``rand`` version, as Croce and Hein recommend.
+The protocol says which adaptations ran.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..attacks import ATTACKS
+from ..attacks.adaptive import EOT_DRAWS, adaptive_settings
 from ..budget import format_budget
 from ..data import to_float
+from ..models.defended import bpda_view, is_defended, is_random, needs_bpda
 from ..models.modes import eval_mode, model_device
 from .intervals import clopper_pearson
 from .suites import Suite, get_suite
@@ -70,6 +78,7 @@ class Evaluation:
     position: int = 0  # the attack running (len(attacks) when finished)
     next_batch: int = 0  # the first batch of that attack not done yet
     stage: torch.Tensor | None = None  # the images that attack runs on (robust when it started)
+    adaptations: str = ""  # the adaptive attacks used on a defended model ("" for none)
 
     @property
     def attacks(self) -> tuple[tuple[str, dict], ...]:
@@ -100,7 +109,8 @@ class Evaluation:
         return {name: self.broken_by.count(name) for name, _ in self.attacks}
 
     def protocol(self) -> str:
-        return self.suite.protocol(self.norm, self.eps, self.n, self.seed)
+        text = self.suite.protocol(self.norm, self.eps, self.n, self.seed)
+        return f"{text}; {self.adaptations}" if self.adaptations else text
 
     def to_dict(self) -> dict:
         lo, hi = self.interval
@@ -111,6 +121,7 @@ class Evaluation:
             "protocol": self.protocol(),
             "note": self.suite.note,
             "attacks": [{"name": n, "params": p} for n, p in self.attacks],
+            "adaptations": self.adaptations,
             "eps": self.eps,
             "eps_shown": format_budget(self.eps, self.norm),
             "n": self.n,
@@ -144,12 +155,45 @@ def clean_predictions(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
         )
 
 
-def start(model, x, y, eps: float, suite: Suite, norm: str, seed: int, batch_size: int) -> Evaluation:
+def start(
+    model, x, y, eps: float, suite: Suite, norm: str, seed: int, batch_size: int, adaptations: str = ""
+) -> Evaluation:
     """The evaluation before any attack: the clean predictions and the first stage."""
     n = len(x)
+    torch.manual_seed(seed)  # a random defense's clean predictions repeat too
     correct = clean_predictions(model, x, batch_size) == y
     nan = torch.full((n,), float("nan"))
-    return Evaluation(suite, norm, float(eps), seed, correct, correct.clone(), [""] * n, nan, nan.clone())
+    return Evaluation(
+        suite, norm, float(eps), seed, correct, correct.clone(), [""] * n, nan, nan.clone(), adaptations=adaptations
+    )
+
+
+def adapted_suite(model, suite: Suite, adaptive: bool) -> tuple[Suite, str]:
+    """The suite to run on ``model`` and the adaptations, in words ("" for an undefended model or a
+    plain evaluation; "plain" attacks on a defended model say so, since their figure is not to be trusted)."""
+    if not is_defended(model):
+        return suite, ""
+    if not adaptive:
+        return suite, "plain attacks on a defended model (no BPDA, no EOT): not a robustness figure"
+    if is_random(model) and suite.name == "standard":
+        suite = get_suite("rand")
+    parts = []
+    if needs_bpda(model):
+        bpda = [f"{t.token} by {t.approximation}" for t in model.chain if not t.differentiable]
+        parts.append("BPDA through " + ", ".join(bpda))
+    if is_random(model):
+        parts.append(f"EOT over {EOT_DRAWS} draws")
+    return suite, "adaptive: " + "; ".join(parts) if parts else ""
+
+
+def build_attack(model, name: str, eps: float, params: dict, adaptive: bool):
+    """Attack ``name`` on ``model`` with the suite's settings, made adaptive on a defended model."""
+    cls = ATTACKS[name]
+    extra = adaptive_settings(model, cls) if adaptive else {}
+    target = model
+    if adaptive and cls.uses_gradients and "bpda" not in {p.name for p in cls.params()}:
+        target = bpda_view(model) if needs_bpda(model) else model  # FAB-T: through the BPDA view
+    return cls(target, eps=float(eps), **{**params, **extra})
 
 
 def evaluate(
@@ -167,18 +211,21 @@ def evaluate(
     resume: Evaluation | None = None,
     after_batch: Callable[[Evaluation], object] | None = None,
     shard: Shard | None = None,
+    adaptive: bool = True,
 ) -> Evaluation:
     """Evaluate ``model`` on images ``x`` (uint8 or float in [0, 1]) with labels ``y`` at ``eps``
     in ``norm`` (L-inf or L2). ``progress(done, total)`` counts image-attacks; ``should_stop()``
-    is polled after each batch (the result then has ``stopped`` and can be resumed)."""
+    is polled after each batch (the result then has ``stopped`` and can be resumed). ``adaptive``
+    (on a defended model): BPDA and EOT, as the module docstring says."""
     suite = get_suite(suite) if isinstance(suite, str) else suite
+    suite, adaptations = adapted_suite(model, suite, adaptive)
     if batch_size < 1:
         raise ValueError("the batch size must be at least 1")
     suite.attacks(norm)  # an unknown norm is an error before any work
     device = model_device(model)
     x = to_float(x)
     y = torch.as_tensor(y).long()
-    result = resume if resume is not None else start(model, x, y, eps, suite, norm, seed, batch_size)
+    result = resume if resume is not None else start(model, x, y, eps, suite, norm, seed, batch_size, adaptations)
     result.stopped = False
     attacks = result.attacks
     while not result.finished:
@@ -194,7 +241,7 @@ def evaluate(
             if shard is None or shard.mine(b):
                 rows = stage[b * batch_size : (b + 1) * batch_size]
                 torch.manual_seed(seed * 1000 + result.position * 100 + b)
-                attack = ATTACKS[name](model, eps=float(eps), **params)
+                attack = build_attack(model, name, eps, params, adaptive)
                 x_adv = attack(x[rows].to(device), y[rows].to(device))
                 with torch.no_grad(), eval_mode(model):
                     fooled = (model(x_adv).argmax(1) != y[rows].to(device)).cpu()

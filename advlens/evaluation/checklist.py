@@ -12,6 +12,10 @@ accuracy is likely too high) or ``skip`` (it cannot be run here, with the reason
 4. random noise of the same size does much less than the attack (the attack does something);
 5. gradients are finite and non-zero on most inputs (shattered or vanishing gradients);
 6. a transfer attack from an undefended surrogate is not stronger than white-box.
+
+On a defended model the checks use the same attacks as the evaluation: adaptive (BPDA, EOT) when it
+was, plain when it was not, so the list flags a transform defense under plain attacks (zero
+gradients, Square and noise stronger than white-box) and clears it under BPDA and EOT.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import torch.nn.functional as F
 from ..attacks import ATTACKS
 from ..budget import format_budget
 from ..data import to_float
+from ..models.defended import bpda_view, is_random
 from ..models.modes import eval_mode, model_device
-from .cascade import Evaluation
+from .cascade import Evaluation, build_attack
 
 LARGE_EPS = 0.5  # half the pixel range: any image can be turned into a mid-grey one
 LARGE_L2 = 0.5  # per pixel, scaled by sqrt(dimension): the L2 ball that holds the L-inf one above
@@ -49,10 +54,11 @@ def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x.to(device)).argmax(1).cpu() == y).float().mean()) if len(x) else 0.0
 
 
-def _attacked(model, x, y, name: str, seed: int, **params) -> torch.Tensor:
+def _attacked(model, x, y, name: str, seed: int, adaptive: bool = False, **params) -> torch.Tensor:
     torch.manual_seed(seed)
     device = model_device(model)
-    return ATTACKS[name](model, **params)(x.to(device), y.to(device)).cpu()
+    eps = params.pop("eps")
+    return build_attack(model, name, eps, params, adaptive)(x.to(device), y.to(device)).cpu()
 
 
 def run_checklist(
@@ -67,8 +73,12 @@ def run_checklist(
 ) -> list[Check]:
     """The six checks for ``result`` (an evaluation of ``model`` on ``x``, ``y``). ``surrogate`` is an
     undefended model with the same inputs and classes, for the transfer check; ``stronger`` is the
-    (steps, restarts) of check 3's longer APGD-CE run."""
+    (steps, restarts) of check 3's longer APGD-CE run (100 x 2 on a random defense, whose every
+    step already costs 20 draws). The attacks are adaptive when the evaluation's were."""
     x, y = to_float(x), torch.as_tensor(y).long()
+    adaptive = result.adaptations.startswith("adaptive")
+    if adaptive and is_random(model):
+        stronger = (100, 2)
     keep = result.clean_correct  # the images the evaluation attacked
     xs, ys = x[keep], y[keep]
     eps, robust = result.eps, result.robust_accuracy
@@ -87,7 +97,7 @@ def run_checklist(
     def share(acc_on_correct: float) -> float:  # accuracy on the correct images -> on all n
         return acc_on_correct * len(xs) / result.n
 
-    big = share(_accuracy(model, _attacked(model, xs, ys, "apgd_ce" + suffix, seed, eps=large, steps=50), ys))
+    big = share(_accuracy(model, _attacked(model, xs, ys, "apgd_ce" + suffix, seed, adaptive, eps=large, steps=50), ys))
     checks.append(
         Check(
             _NAMES[0],
@@ -108,7 +118,9 @@ def run_checklist(
     strong = share(
         _accuracy(
             model,
-            _attacked(model, xs, ys, "apgd_ce" + suffix, seed + 1, eps=eps, steps=stronger[0], restarts=stronger[1]),
+            _attacked(
+                model, xs, ys, "apgd_ce" + suffix, seed + 1, adaptive, eps=eps, steps=stronger[0], restarts=stronger[1]
+            ),
             ys,
         )
     )
@@ -135,7 +147,7 @@ def run_checklist(
             "An attack that does no better than random noise of its size is not using the gradients.",
         )
     )
-    grads = _input_gradients(model, xs, ys)
+    grads = _input_gradients(bpda_view(model) if adaptive else model, xs, ys)
     norms = grads.flatten(1).norm(dim=1)
     usable = float((torch.isfinite(norms) & (norms > 0)).float().mean())
     checks.append(

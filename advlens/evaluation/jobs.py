@@ -36,6 +36,7 @@ import torch
 
 from ..data import load_dataset
 from ..models.checkpoint import atomic_write_bytes
+from ..models.defended import is_random
 from ..safe_json import loads_limited
 from ..training.store import RunRecord, RunStore, run_dir
 from ..workers import install_sigterm, spawn_worker, wait_for_turn
@@ -199,6 +200,7 @@ def run_spec(
             resume=resume,
             after_batch=saver if stem is not None else None,
             shard=shard,
+            adaptive=spec.adaptive,
         )
         if ev.stopped:
             saver(ev, force=True)
@@ -209,6 +211,8 @@ def run_spec(
             checks = run_checklist(model, x, y, ev, surrogate=surrogate, seed=spec.seed)
         record = part_record(getattr(model, "zoo_name", name), ev, checks)
         record["model"] = name
+        if is_random(model) and spec.repeats > 1:
+            record["spread"] = repeated(model, x, y, eps, spec, ev, should_stop, log)
         report["results"].append(record)
         log(
             f"part {k + 1}/{len(parts)}: {name} at eps {record['eps_shown']}: robust "
@@ -221,6 +225,31 @@ def run_spec(
             for suffix in (".json", ".safetensors"):
                 stem.with_suffix(suffix).unlink(missing_ok=True)
     return report
+
+
+def repeated(model, x, y, eps: float, spec: EvalSpec, first: Evaluation, should_stop, log) -> dict:
+    """A random defense's robust accuracy varies from run to run: run the part ``spec.repeats - 1``
+    more times (seeds seed+1, ...) and give the spread of all runs (mean, standard deviation, range)."""
+    values = [first.robust_accuracy]
+    for r in range(1, spec.repeats):
+        if should_stop is not None and should_stop():
+            break
+        ev = evaluate(
+            model,
+            x,
+            y,
+            eps,
+            spec.suite,
+            norm=spec.norm,
+            batch_size=spec.batch_size,
+            seed=spec.seed + r,
+            adaptive=spec.adaptive,
+        )
+        values.append(ev.robust_accuracy)
+        log(f"  repeat {r + 1}/{spec.repeats}: robust {ev.robust_accuracy * 100:.2f}%")
+    t = torch.tensor(values, dtype=torch.float64)
+    sd = float(t.std()) if len(values) > 1 else 0.0
+    return {"runs": values, "mean": float(t.mean()), "sd": sd, "min": min(values), "max": max(values)}
 
 
 def gallery_stem(folder: Path, part: int) -> Path:

@@ -49,6 +49,7 @@ def save(evaluation: Evaluation, stem: Path, keep: int | None = None) -> None:
         "seconds": ev.seconds,
         "stopped": ev.stopped,
         "broken_by": ev.broken_by,
+        "adaptations": ev.adaptations,
     }
     stem = Path(stem)
     atomic_write_bytes(stem.with_suffix(".safetensors"), save_tensors(tensors))
@@ -84,4 +85,5 @@ def load(stem: Path) -> Evaluation:
         int(meta["position"]),
         int(meta["next_batch"]),
         t.get("stage"),
+        str(meta.get("adaptations", "")),
     )

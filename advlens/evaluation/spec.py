@@ -10,6 +10,7 @@ from .suites import NORMS, SUITES
 MAX_MODELS = 8
 MAX_BUDGETS = 12
 MAX_N = 100_000
+MAX_REPEATS = 10
 
 
 class EvalConfigError(ValueError):
@@ -32,6 +33,8 @@ class EvalSpec:
     surrogate: str | None = None  # an undefended model for the checklist's transfer check
     device: str = "auto"
     name: str = ""
+    adaptive: bool = True  # BPDA and EOT on defended models (False: plain attacks, to see a defense "work")
+    repeats: int = 1  # runs with seeds seed, seed+1, ... of each random defended model, for their spread
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,14 +81,20 @@ class EvalSpec:
             raise EvalConfigError(str(exc)) from None
         if len(set(self.eps)) != len(self.eps):
             raise EvalConfigError("a budget is listed twice")
-        for key, lo, hi in (("n", 0, MAX_N), ("seed", 0, 2**31 - 1), ("batch_size", 1, 4096)):
+        for key, lo, hi in (
+            ("n", 0, MAX_N),
+            ("seed", 0, 2**31 - 1),
+            ("batch_size", 1, 4096),
+            ("repeats", 1, MAX_REPEATS),
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise EvalConfigError(f"{key} must be a whole number in [{lo}, {hi}], not {value!r}")
         if self.split not in ("test", "train"):
             raise EvalConfigError("split must be test or train")
-        if not isinstance(self.checklist, bool):
-            raise EvalConfigError("checklist must be true or false")
+        for key in ("checklist", "adaptive"):
+            if not isinstance(getattr(self, key), bool):
+                raise EvalConfigError(f"{key} must be true or false")
         for key in ("dataset", "device", "name"):
             if not isinstance(getattr(self, key), str):
                 raise EvalConfigError(f"{key} must be text")

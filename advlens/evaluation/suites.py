@@ -11,6 +11,13 @@ of them (the worst case per image). Each suite has an L-inf and an L2 form.
 - ``quick``: APGD-CE then APGD-DLR, 100 iterations each: the two white-box losses, for live use
   and for the check after training. Without the targeted and black-box attacks it can miss
   what they find, so a quick figure is an upper bound on robust accuracy.
+- ``rand``: AutoAttack's version for randomized defenses: APGD-CE and APGD-DLR, 100 iterations
+  each, every gradient averaged over 20 random draws (EOT). A randomized defended model asked for
+  the standard suite gets this one (:func:`advlens.evaluation.cascade.evaluate`).
+
+On a defended model (a base model behind input transforms) every gradient attack is adaptive
+unless the evaluation is asked to be plain: BPDA through non-differentiable transforms, EOT over
+20 draws for random ones (:mod:`advlens.attacks.adaptive`).
 """
 
 from __future__ import annotations
@@ -62,6 +69,13 @@ def _quick(norm_suffix: str) -> tuple[tuple[str, dict], ...]:
     return ((f"apgd_ce{norm_suffix}", {"steps": 100, "restarts": 1}), (f"apgd_dlr{norm_suffix}", {"steps": 100}))
 
 
+def _rand(norm_suffix: str) -> tuple[tuple[str, dict], ...]:
+    return (
+        (f"apgd_ce{norm_suffix}", {"steps": 100, "restarts": 1, "eot": 20}),
+        (f"apgd_dlr{norm_suffix}", {"steps": 100, "eot": 20}),
+    )
+
+
 SUITES: Registry[Suite] = Registry(
     "suite",
     (
@@ -80,6 +94,14 @@ SUITES: Registry[Suite] = Registry(
             _quick("_l2"),
             "not AutoAttack's standard version: an upper bound on robust accuracy",
             strength=1,
+        ),
+        Suite(
+            "rand",
+            "rand (AutoAttack for randomized defenses: APGD-CE + APGD-DLR, EOT over 20 draws)",
+            _rand(""),
+            _rand("_l2"),
+            "AutoAttack's rand version (Croce and Hein 2020), for randomized defenses",
+            strength=2,
         ),
     ),
     ValueError,

@@ -28,7 +28,9 @@ _locks_guard = threading.Lock()
 
 
 def model_lock(model: nn.Module) -> threading.RLock:
-    """The re-entrant lock that engine calls on ``model`` hold (one per model object)."""
+    """The re-entrant lock that engine calls on ``model`` hold: one per model object, except that
+    models sharing another's modules (a defended model, its BPDA view) name it as ``lock_key``."""
+    model = getattr(model, "lock_key", model)
     with _locks_guard:
         lock = _locks.get(model)
         if lock is None:

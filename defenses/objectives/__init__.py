@@ -2,7 +2,19 @@
 :mod:`advlens.training.objectives` (which imports it lazily). A new defense is one more module here,
 imported below."""
 
-from . import alp, attention, clp, deep_defense, fast_at, feature_denoise, fgsm_at, pgd_at, standard, trades
+from . import (
+    alp,
+    attention,
+    clp,
+    deep_defense,
+    fast_at,
+    feature_denoise,
+    fgsm_at,
+    gaussian_aug,
+    pgd_at,
+    standard,
+    trades,
+)
 
 __all__ = [
     "alp",
@@ -12,6 +24,7 @@ __all__ = [
     "fast_at",
     "feature_denoise",
     "fgsm_at",
+    "gaussian_aug",
     "pgd_at",
     "standard",
     "trades",
