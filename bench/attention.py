@@ -46,7 +46,7 @@ def example(model):
 
 def floor_passes(model, x, y, eps):
     """10 attack steps and 2 CAM passes, bare: forward + backward to the input, nothing else."""
-    yt = torch.tensor([y])
+    yt = torch.tensor([y], device=x.device)
     x_adv = x.clone()
     for _ in range(STEPS):
         x_adv.requires_grad_(True)
@@ -69,26 +69,27 @@ def full_view(model, x, y, eps):
     )
 
 
-def bench_model(name: str, repeats: int) -> dict:
+def bench_model(name: str, repeats: int, device: str = "cpu") -> dict:
     from advlens.zoo import load_model
+    from bench.attacks import timed
 
-    model = load_model(name, device="cpu")
+    model = load_model(name, device=device)
     x, y, eps, title = example(model)
+    x = x.to(device)
     torch.manual_seed(0)
     for _ in range(2):  # warm-up: allocator, captum imports, first-call overheads
         floor_passes(model, x, y, eps)
         full_view(model, x, y, eps)
     floors, fulls = [], []
+    kept = {}
     for _ in range(repeats):
-        t = time.perf_counter()
-        floor_passes(model, x, y, eps)
-        floors.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        view = full_view(model, x, y, eps)
-        fulls.append(time.perf_counter() - t)
+        floors.append(timed(lambda: floor_passes(model, x, y, eps)))
+        fulls.append(timed(lambda: kept.update(view=full_view(model, x, y, eps))))
+    view = kept["view"]
     f, v = statistics.median(floors), statistics.median(fulls)
     return {
         "model": name,
+        "device": device,
         "image": title,
         "input": "x".join(map(str, model.input_size)),
         "eps": eps,

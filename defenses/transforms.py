@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | ``jpeg75`` | JPEG at quality 75 (OpenCV), Das et al. 2017; Guo et al. 2018 used 75 | no | no | the identity |
 | ``bits3`` | bit-depth reduction to 3 bits, Xu et al. 2018 (feature squeezing) | no | no | the identity |
-| ``median3`` | 3x3 median filter (OpenCV), Xu et al. 2018 | no | no | the same median in torch |
+| ``median3`` | 3x3 median filter (OpenCV), Xu et al. 2018 | no | no | (identity + the median in torch) / 2 |
 | ``rrp0.1`` | random resize-and-pad (OpenCV), Xie et al. 2018: shrink by up to 10%, pad back at a random offset | no | yes | the same resize and pad in torch |
 | ``noise0.25`` | Gaussian noise of std 0.25 (randomized smoothing's noise) | yes | yes | |
 | ``mean3``, ``bilateral5``, ``nlmeans``, ``nldot`` | the feature-denoising operators of :mod:`defenses.denoise`, on the input | yes | no | |
@@ -83,7 +83,7 @@ class Median(InputTransform):
     title = "Median filter"
     paper = "Xu et al. 2018 (feature squeezing), arXiv 1704.01155"
     setting = Param("size", int, 3, 3, 5, help="window side (3 or 5)", choices=(3, 5))
-    approximation = "the same median filter in torch"
+    approximation = "the average of the identity and the median in torch"
 
     def apply(self, x, draw):
         arrs = _images(x)
@@ -92,7 +92,9 @@ class Median(InputTransform):
         return _tensor(out, x)
 
     def approximate(self, x, draw):
-        return denoise.median_filter(x, int(self.value))
+        """(x + median(x)) / 2. The median's own gradient reaches one pixel of each window, too sparse
+        for sign steps (PGD-40 left 34% standing on the digits at eps 0.1, against 21% with this)."""
+        return 0.5 * (x + denoise.median_filter(x, int(self.value)))
 
 
 @register_transform

@@ -66,7 +66,11 @@ def test_a_coin_flip_abstains_in_both_procedures():
 
 
 def test_settings_are_checked_and_a_stop_keeps_the_finished_images():
-    for kwargs, says in (({"sigma": 0}, "sigma"), ({"sigma": 0.25, "n": 0}, "n must"), ({"sigma": 0.25, "alpha": 0.7}, "alpha")):
+    for kwargs, says in (
+        ({"sigma": 0}, "sigma"),
+        ({"sigma": 0.25, "n": 0}, "n must"),
+        ({"sigma": 0.25, "alpha": 0.7}, "alpha"),
+    ):
         with pytest.raises(ValueError, match=says):
             certify(Constant(), torch.zeros(1, 4, 4), **kwargs)
     calls = []

@@ -68,11 +68,15 @@ def test_jpeg_and_median_are_opencv_and_bits_keep_2_to_the_b_levels():
 
 
 def test_bpda_stand_ins_match_the_transforms():
+    from defenses.denoise import median_filter
+
     x = torch.rand(4, 3, 32, 32)
-    for token in ("median3", "rrp0.2"):
-        (t,) = parse_chain(token)
-        draw = t.sample(x)
-        assert (t.apply(x, draw) - t.approximate(x, draw)).abs().max() < 1e-4, token
+    (rrp,) = parse_chain("rrp0.2")
+    draw = rrp.sample(x)
+    assert (rrp.apply(x, draw) - rrp.approximate(x, draw)).abs().max() < 1e-4
+    (med,) = parse_chain("median3")
+    assert (med.apply(x, None) - median_filter(x, 3)).abs().max() < 1e-6  # OpenCV's median is the torch one
+    assert torch.allclose(med.approximate(x, None), 0.5 * (x + median_filter(x, 3)))
 
 
 @pytest.mark.parametrize("token", TOKENS)
@@ -153,6 +157,8 @@ def test_saved_defenses_are_small_recipes_in_the_zoo():
     assert recipe["model"] == "digits_small_cnn+bits3+median3"
     model = load_model("squeezed", "cpu")
     assert [t.token for t in model.chain] == ["bits3", "median3"] and model.zoo_name == "squeezed"
+    stacked = load_model("squeezed+jpeg75", "cpu")  # a saved defense is a base like any other: one flat chain
+    assert [t.token for t in stacked.chain] == ["bits3", "median3", "jpeg75"] and stacked.base.spec.arch == "small_cnn"
     with pytest.raises(KeyError, match="exists already"):
         save_defense("digits_small_cnn", "digits_small_cnn+jpeg75")
     (user_models_dir() / "broken.defense.json").write_text('{"model": "gone+jpeg75"}')
@@ -243,7 +249,9 @@ def test_cli_evaluate_and_attack_take_defended_names(capsys):
     assert main([*attack, "--eps", "0.3", "--bpda", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["params"]["bpda"] is True and report["result"]["success"]
-    assert main(["attack", "--model", "digits_small_cnn+jpeg", "--dataset", "digits", "--index", "0", "--eot", "0"]) == 2
+    assert (
+        main(["attack", "--model", "digits_small_cnn+jpeg", "--dataset", "digits", "--index", "0", "--eot", "0"]) == 2
+    )
     assert "eot" in capsys.readouterr().err
 
 

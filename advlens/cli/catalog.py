@@ -1,4 +1,5 @@
-"""``python -m advlens models`` and ``python -m advlens datasets``: what is available."""
+"""``python -m advlens models``, ``datasets``, ``transforms``, ``device``, ``import`` and ``defend``:
+what is available, and adding to it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ def register(sub) -> None:
     p.set_defaults(func=run_datasets)
     p = sub.add_parser("device", help="print the device advlens will use")
     p.set_defaults(func=run_device)
+    p = sub.add_parser("transforms", help="list the input transforms of defended models (M+jpeg75)")
+    p.set_defaults(func=run_transforms)
+    p = sub.add_parser("defend", help="save a model behind input transforms as a named zoo entry")
+    p.add_argument("model", help="a model followed by its transforms, e.g. digits_small_cnn+bits3+median3")
+    p.add_argument("--name", required=True, help="the name in the zoo")
+    p.add_argument("--description", default="")
+    p.set_defaults(func=run_defend)
     register_import(sub)
 
 
@@ -33,6 +41,23 @@ def run_datasets(args) -> int:
 
     for d in DATASETS.values():
         print(f"{d.name:<18s} {'offline' if d.offline else 'needs files':<12s} {d.description}")
+    return 0
+
+
+def run_transforms(args) -> int:
+    from ..transforms import list_transforms
+
+    print("Write a defended model as a zoo name followed by transforms: digits_small_cnn+bits3+median3")
+    for cls in list_transforms():
+        print(f"  {cls().describe()}  [{cls.paper}]")
+    return 0
+
+
+def run_defend(args) -> int:
+    from ..zoo import save_defense
+
+    entry = save_defense(args.name, args.model, args.description)
+    print(f"saved {entry.name}: {entry.description}")
     return 0
 
 

@@ -26,6 +26,8 @@ from .base import Classifier
 
 class DefendedClassifier(Classifier):
     def __init__(self, base: Classifier, chain: list[InputTransform], bpda: bool = False, name: str = ""):
+        if isinstance(base, DefendedClassifier):  # a defended base: one flat chain in front of the bare model
+            base, chain = base.base, [*base.chain, *chain]
         super().__init__(base.net, base.spec)
         self.chain = tuple(chain)
         self.bpda = bool(bpda)
