@@ -272,3 +272,23 @@ def test_attack_lab_shows_the_defense_and_bpda_from_the_link():
     assert at.query_params["bpda"] in ("1", ["1"])
     at.text_input(key="model_defense").set_value("jpeg75+nope").run()
     assert not at.exception and any("Defense not understood" in e.value for e in at.error)
+
+
+def test_repeated_evaluations_of_a_random_defense_report_their_spread(digits_test):
+    from advlens.evaluation import EvalSpec
+    from advlens.evaluation.jobs import run_spec
+
+    spec = EvalSpec(  # plain attacks keep it cheap; the adaptive suite of a random defense is tested above
+        models=["digits_small_cnn+noise0.3"],
+        dataset="digits",
+        eps=[0.05],
+        suite="quick",
+        n=4,
+        repeats=2,
+        checklist=False,
+        adaptive=False,
+    )
+    (record,) = run_spec(spec.validated())["results"]
+    assert record["suite"] == "quick" and "plain attacks" in record["protocol"]
+    spread = record["spread"]
+    assert len(spread["runs"]) == 2 and spread["min"] <= spread["mean"] <= spread["max"] and spread["sd"] >= 0
