@@ -162,34 +162,23 @@ def synthetic_folder(target: Path, per_class: dict) -> Path:
 def step_fast_at(cfg) -> dict:
     from advlens.data import load_dataset, to_float
     from advlens.evaluation import evaluate
-    from advlens.training.config import TrainConfig
     from advlens.training.evaluate import robust_predictions
     from advlens.training.jobs import run_in_foreground
     from advlens.zoo import load_model
+    from bench.train_cifar_fast_at import fast_at_config
 
     root = cifar_root(cfg)
     eps = 8 / 255
-    train_cfg = TrainConfig(
-        objective="fast_at",
-        objective_params={"alpha_ratio": 1.25},
-        dataset="folder",
-        data_root=str(root),
-        arch="preact_resnet18",
+    train_cfg = fast_at_config(
+        root,
         epochs=1 if cfg.smoke else 15,
-        batch_size=32 if cfg.smoke else 512,
-        optimizer="sgd",
-        lr=0.2 if not cfg.smoke else 0.05,
-        momentum=0.9,
-        weight_decay=5e-4,
-        schedule="cyclic",
-        eps=eps,
-        crop_padding=4,
-        flip=True,
+        batch_size=32 if cfg.smoke else 128,  # the published recipe
+        lr=0.05 if cfg.smoke else 0.2,
         val_size=16 if cfg.smoke else 1000,
         eval_size=16 if cfg.smoke else 256,
         eval_steps=2 if cfg.smoke else 10,
         device=cfg.device,
-        amp=True,
+        amp=True,  # bf16 autocast on CUDA
         channels_last=True,
         log_every=50,
         name="gpu suite: CIFAR-10 Fast-AT" + (" (smoke)" if cfg.smoke else ""),

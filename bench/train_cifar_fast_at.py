@@ -46,6 +46,30 @@ def ensure_unpacked(archive: Path = ARCHIVE, target: Path = UNPACKED) -> Path:
     return target
 
 
+def fast_at_config(root: Path, **settings):
+    """The Fast-AT recipe (Wong et al. 2020) on the image folder ``root``; ``settings`` override it."""
+    from advlens.training.config import TrainConfig
+
+    recipe = dict(
+        objective="fast_at",
+        objective_params={"alpha_ratio": 1.25},  # FGSM step 1.25 eps = 10/255 from a uniform random start
+        dataset="folder",
+        data_root=str(root),
+        arch="preact_resnet18",
+        epochs=15,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.2,  # the peak of the cyclic schedule 0 -> 0.2 -> 0
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cyclic",
+        eps=8 / 255,
+        crop_padding=4,
+        flip=True,
+    )
+    return TrainConfig(**{**recipe, **settings})
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="CIFAR-10 Fast-AT benchmark (PreAct-ResNet-18, eps 8/255)")
     ap.add_argument("--epochs", type=int, default=15)
@@ -75,26 +99,14 @@ def main(argv=None) -> dict:
     if args.home:
         os.environ["ADVLENS_HOME"] = args.home
     from advlens.data import load_dataset
-    from advlens.training.config import TrainConfig
 
     root = ensure_unpacked()
     eps = 8 / 255
-    cfg = TrainConfig(
-        objective="fast_at",
-        objective_params={"alpha_ratio": 1.25},
-        dataset="folder",
-        data_root=str(root),
-        arch="preact_resnet18",
+    cfg = fast_at_config(
+        root,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        optimizer="sgd",
         lr=args.lr,
-        momentum=0.9,
-        weight_decay=5e-4,
-        schedule="cyclic",
-        eps=eps,
-        crop_padding=4,
-        flip=True,
         val_size=min(1000, args.limit_train // 10) if args.limit_train else 1000,
         eval_size=256 if not args.short else 64,
         eval_steps=10,

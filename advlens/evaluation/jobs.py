@@ -186,21 +186,18 @@ def run_spec(
             if progress is not None:
                 progress((k + done / max(total, 1)) / len(parts))
 
-        ev = evaluate(
+        ev = evaluate_part(
+            spec,
             model,
             x,
             y,
             eps,
-            spec.suite,
-            norm=spec.norm,
-            batch_size=spec.batch_size,
-            seed=spec.seed,
+            spec.seed,
             progress=part_progress,
             should_stop=should_stop,
             resume=resume,
             after_batch=saver if stem is not None else None,
             shard=shard,
-            adaptive=spec.adaptive,
         )
         if ev.stopped:
             saver(ev, force=True)
@@ -227,6 +224,22 @@ def run_spec(
     return report
 
 
+def evaluate_part(spec: EvalSpec, model, x, y, eps: float, seed: int, **kwargs) -> Evaluation:
+    """One (model, budget) part of ``spec`` with ``seed``: its suite, norm, batch size and adaptivity."""
+    return evaluate(
+        model,
+        x,
+        y,
+        eps,
+        spec.suite,
+        norm=spec.norm,
+        batch_size=spec.batch_size,
+        seed=seed,
+        adaptive=spec.adaptive,
+        **kwargs,
+    )
+
+
 def repeated(model, x, y, eps: float, spec: EvalSpec, first: Evaluation, should_stop, log) -> dict:
     """A random defense's robust accuracy varies from run to run: run the part ``spec.repeats - 1``
     more times (seeds seed+1, ...) and give the spread of all runs (mean, standard deviation, range)."""
@@ -234,17 +247,7 @@ def repeated(model, x, y, eps: float, spec: EvalSpec, first: Evaluation, should_
     for r in range(1, spec.repeats):
         if should_stop is not None and should_stop():
             break
-        ev = evaluate(
-            model,
-            x,
-            y,
-            eps,
-            spec.suite,
-            norm=spec.norm,
-            batch_size=spec.batch_size,
-            seed=spec.seed + r,
-            adaptive=spec.adaptive,
-        )
+        ev = evaluate_part(spec, model, x, y, eps, spec.seed + r)
         values.append(ev.robust_accuracy)
         log(f"  repeat {r + 1}/{spec.repeats}: robust {ev.robust_accuracy * 100:.2f}%")
     t = torch.tensor(values, dtype=torch.float64)
