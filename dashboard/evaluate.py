@@ -256,10 +256,13 @@ def certified_section() -> None:
         "perturbation smaller than r changes those predictions (with probability 1 - alpha per image)."
     )
     entries = [e for e in list_models() if e.input_size is not None]
+    datasets = [d for d in DATASETS if d != "imagenet_samples"]
+    small = next((i for i, e in enumerate(entries) if e.dataset in datasets), 0)  # a model with a dataset here
     with st.form("cert_form"):
         cols = st.columns(3)
-        name = cols[0].selectbox("Base model", [e.name for e in entries], key="cert_model")
-        dataset = cols[1].selectbox("Dataset", [d for d in DATASETS if d != "imagenet_samples"], key="cert_dataset")
+        name = cols[0].selectbox("Base model", [e.name for e in entries], index=small, key="cert_model")
+        default = entries[small].dataset if entries and entries[small].dataset in datasets else datasets[0]
+        dataset = cols[1].selectbox("Dataset", datasets, index=datasets.index(default), key="cert_dataset")
         root = cols[2].text_input("Local folder with the dataset's files", key="cert_root").strip()
         cols = st.columns(5)
         sigma = cols[0].number_input("sigma", 0.01, 2.0, 0.25, 0.05, key="cert_sigma")
