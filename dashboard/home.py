@@ -20,6 +20,15 @@ map (Grad-CAM) and the feature maps, for the clean and the adversarial image sid
 - **Attention**: clean and adversarial Grad-CAM on one colour scale, their difference, and
   attention-shift metrics.
 - **Features**: feature maps at any layer, how the perturbation grows with depth, and denoising.
+- **Training**: train defenses (PGD-AT, TRADES, Fast-AT, feature denoising, Gaussian augmentation, ...)
+  from the browser, with live curves; finished runs join the model zoo.
+- **Compare models**: attack a standard and a defended model on the same image, side by side.
+- **Evaluate**: robust accuracy under AutoAttack's suites as background jobs, the gradient-masking
+  checklist, and certified accuracy by randomized smoothing.
+
+Any model can be put behind input transforms (JPEG, bit depth, median, random resize-and-pad, ...):
+write `+jpeg75` after its name, or use the "Input-transform defense" box of any model picker. Such
+defenses look strong under plain attacks and fall to BPDA and EOT.
 
 Everything runs offline: the models and sample data ship with the installed packages.
 """
