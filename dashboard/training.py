@@ -48,7 +48,9 @@ def objective_header(cls: type[Objective]) -> None:
 def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
     """The models a run can start from ("" = a fresh initialisation) and the preselected one: for a
     fine-tuning objective, the first clean model of the dataset (the shipped one, then standard runs)."""
-    entries = [e for e in list_models() if e.path is not None and e.arch in TRAINABLE_ARCHS]
+    entries = [  # weights to start from: a saved defense is a recipe over another model, not weights of its own
+        e for e in list_models() if e.path is not None and e.arch in TRAINABLE_ARCHS and e.source != "saved defense"
+    ]
     names = [""] + [e.name for e in entries]
     if fine_tunes:
         clean = [

@@ -128,7 +128,6 @@ def test_gaussian_augmentation_trains_a_noise_robust_base_classifier(digits_mode
     with torch.no_grad():
         trained = float((model(noisy).argmax(1) == y).float().mean())
         standard = float((digits_model(noisy).argmax(1) == y).float().mean())
-    print("noise accuracy", trained, standard)
     assert trained >= 0.65 and trained >= standard + 0.1, (trained, standard)
 
 

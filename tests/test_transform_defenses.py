@@ -165,6 +165,11 @@ def test_saved_defenses_are_small_recipes_in_the_zoo():
     listed = {e.name: e for e in list_models(include_unreadable=True)}
     assert "gone" in listed["broken"].problem and "broken" not in {e.name for e in list_models()}
     assert get_entry("squeezed").metrics["defends"] == "digits_small_cnn+bits3+median3"
+    from advlens.training.config import ConfigError
+    from advlens.training.init_from import resolve_init_path
+
+    with pytest.raises(ConfigError, match="start from its base model"):  # a recipe has no weights to fine-tune
+        resolve_init_path("squeezed")
 
 
 # ----- adaptive attacks -----------------------------------------------------------------------------

@@ -37,6 +37,10 @@ def resolve_init_path(ref: str) -> Path:
             f"init_from: {ref} is the pretrained ImageNet model, not a checkpoint to fine-tune "
             "small_cnn or preact_resnet18 from."
         )
+    if entry.source in ("defended", "saved defense"):
+        raise ConfigError(
+            f"init_from: {ref} is a model behind input transforms, not weights; start from its base model instead."
+        )
     return entry.path
 
 
