@@ -219,6 +219,21 @@ def with_progress(title: str, work, slow_hint: str = ""):
     return result, state["interrupt"], (bar, warn_box, stop_box)
 
 
+def run_and_memo(key, title: str, work, rejected: str) -> bool:
+    """Run ``work`` under :func:`with_progress` and memoise its result under ``key``; False (with the
+    message) when the engine rejected the settings. Another click's interruption is re-raised."""
+    try:
+        result, interrupt, widgets = with_progress(title, work)
+    except ValueError as exc:  # AttackConfigError and the smoothing checks
+        st.error(f"{rejected}: {exc}")
+        return False
+    memo_put(key, result, MEMO_SIZE)
+    if interrupt is not None:
+        raise interrupt
+    clear(widgets)
+    return True
+
+
 def clear(widgets) -> None:
     for w in widgets:
         w.empty()
@@ -338,15 +353,8 @@ def certify_section(model, example, digest_: str) -> None:
             except Stopped:
                 return None
 
-        try:
-            cert, interrupt, widgets = with_progress(f"Certifying ({n0 + n:,} forward passes)", work)
-        except ValueError as exc:
-            st.error(f"Certification settings rejected: {exc}")
+        if not run_and_memo(key, f"Certifying ({n0 + n:,} forward passes)", work, "Certification settings rejected"):
             return
-        memo_put(key, cert, MEMO_SIZE)
-        if interrupt is not None:
-            raise interrupt
-        clear(widgets)
     cert = memo_get(key)
     if cert is None:
         return
@@ -496,15 +504,8 @@ def min_eps_section(model, example, target, digest_: str) -> None:
                 should_stop=should_stop,
             )
 
-        try:
-            found, interrupt, widgets = with_progress("Minimal eps search", work)
-        except AttackConfigError as exc:
-            st.error(f"Search settings rejected: {exc}")
+        if not run_and_memo(key, "Minimal eps search", work, "Search settings rejected"):
             return
-        memo_put(key, found, MEMO_SIZE)
-        if interrupt is not None:
-            raise interrupt
-        clear(widgets)
     found = memo_get(key)
     if found is None:
         return
