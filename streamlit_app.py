@@ -6,6 +6,7 @@ st.set_page_config(page_title="advlens", page_icon=":material/biotech:", layout=
 st.navigation(
     [
         st.Page("dashboard/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("dashboard/lessons.py", title="Lessons", icon=":material/school:", url_path="lessons"),
         st.Page("dashboard/attack_lab.py", title="Attack Lab", icon=":material/bolt:", url_path="attack"),
         st.Page("dashboard/attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
         st.Page("dashboard/features.py", title="Features", icon=":material/layers:", url_path="features"),

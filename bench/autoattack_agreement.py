@@ -30,12 +30,13 @@ from bench.report import provenance  # noqa: E402
 PAIRS = {"standard": None, "quick": ["apgd-ce", "apgd-dlr"]}
 
 
-def official(model, x, y, eps, attacks, seed=0):
+def official(model, x, y, eps, attacks, seed=0, verbose=False):
     from pyautoattack import AutoAttack
 
     version = "standard" if attacks is None else "custom"
     aa = AutoAttack(model, attacks=attacks, version=version, eps=eps, device="cpu", seed=seed)
-    aa.logger.log = lambda *a, **k: None  # quiet
+    if not verbose:
+        aa.logger.log = lambda *a, **k: None  # quiet
     t0 = time.perf_counter()
     x_adv = aa.run_standard_evaluation(x, y, batch_size=500)
     if isinstance(x_adv, tuple):
@@ -60,19 +61,44 @@ def main(argv=None) -> dict:
     ap.add_argument("--eps", default="0.1")
     ap.add_argument("--suites", default="standard", help="comma-separated: standard, quick")
     ap.add_argument("--out", help="also write the JSON report here")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--verbose", action="store_true", help="print progress (ours) and the official code's log")
+    ap.add_argument(
+        "--half-weights",
+        action="store_true",
+        help="round the weights through float16 first: the weights a shipped model is stored with",
+    )
+    ap.add_argument(
+        "--save-ours",
+        help="write our standard-suite records here, tied to the weights' digest "
+        "(python -m advlens build-model NAME --evaluation FILE reuses them)",
+    )
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     model = load_model(args.model, "cpu")
+    if args.half_weights:
+        from advlens.training.ship import half_round_trip
+
+        model = half_round_trip(model)
     ds = load_dataset(args.dataset, split="test", root=args.root)
     x, y = ds.batch(range(min(args.n, len(ds))))
-    rows = []
+    rows, ours_records = [], []
+    last = [0.0]
+
+    def progress(done, total):
+        if time.perf_counter() - last[0] > 60:
+            last[0] = time.perf_counter()
+            print(f"ours: {done}/{total} image-attacks", flush=True)
+
     for eps in (parse_linf(e) for e in args.eps.split(",")):
         for suite in args.suites.split(","):
             attacks = PAIRS[suite]
             t0 = time.perf_counter()
-            ours = evaluate(model, x, y, eps, suite, batch_size=500)
+            ours = evaluate(model, x, y, eps, suite, batch_size=500, progress=progress if args.verbose else None)
             ours_s = time.perf_counter() - t0
-            theirs, theirs_s = official(model, x, y, eps, attacks)
+            if suite == "standard":
+                ours_records.append(ours.to_dict())
+            theirs, theirs_s = official(model, x, y, eps, attacks, verbose=args.verbose)
             rows.append(
                 {
                     "eps": eps,
@@ -92,6 +118,11 @@ def main(argv=None) -> dict:
     report = {"model": args.model, "dataset": args.dataset, "rows": rows, **provenance("autoattack_agreement.py", argv)}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
+    if args.save_ours:
+        from advlens.training.ship import weights_digest
+
+        saved = {"model": args.model, "weights_digest": weights_digest(model), "records": ours_records}
+        Path(args.save_ours).write_text(json.dumps(saved))
     return report
 
 

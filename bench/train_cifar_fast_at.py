@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tarfile
 from pathlib import Path
 
 import torch
@@ -36,14 +35,14 @@ UNPACKED = Path("/tmp/cifar10-jpeg")
 
 
 def ensure_unpacked(archive: Path = ARCHIVE, target: Path = UNPACKED) -> Path:
-    """Unpack the JPEG copy once (``tar xzf ... -C /tmp``); returns the image-folder root."""
-    if (target / "train").is_dir() and (target / "test").is_dir():
-        return target
-    if not archive.is_file():
-        raise SystemExit(f"{archive} not found; unpack CIFAR-10 as an image folder to {target} yourself.")
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(target.parent, filter="data")
-    return target
+    """Unpack the JPEG copy once into ``/tmp``; returns the image-folder root."""
+    from advlens.data.base import DataError
+    from advlens.data.folder import unpack_folder_archive
+
+    try:
+        return unpack_folder_archive(archive, target)
+    except DataError as exc:
+        raise SystemExit(f"{exc} Unpack CIFAR-10 as an image folder to {target} yourself.") from None
 
 
 def fast_at_config(root: Path, **settings):

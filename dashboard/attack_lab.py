@@ -3,7 +3,8 @@
 Pick a model, an image and an attack; the page shows the clean image, the amplified perturbation
 and the adversarial image, both top-5s, the norms and whether the attack succeeded. Iterative
 attacks come with a step scrubber over their trajectory (loss, confidences, norms and the image
-at each step). A minimal-eps finder bisects the smallest L-inf budget that flips the image.
+at each step). A minimal-eps finder bisects the smallest L-inf budget that flips the image; a table
+compares every attack on the image, and a sweep shows the prediction against eps.
 
 Every setting lives in the URL (``st.query_params``), so a link reproduces the experiment. All
 computation goes through the engine (:mod:`advlens.attacks`); this page only lays it out.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
+from functools import partial
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -24,11 +25,13 @@ from advlens.attacks.display import perturbation_rgb, picture, step_pictures
 from advlens.budget import format_linf
 from advlens.data import encode_png
 from advlens.models.defended import is_defended, is_random, needs_bpda, transformed_inputs
-from advlens.params import ParamError
 from advlens.smoothing import ABSTAIN, Stopped, certify
 from advlens.zoo import suggested_linf_eps
+from dashboard.attack_views import compare_section, sweep_section
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
-from dashboard.params import budget_input, param_inputs, state_value
+from dashboard.params import budget_input, param_inputs, seed_from_url, state_value, url_text
+from dashboard.progress import MEMO_SIZE, STOP_KEY, clear, eta_text, result_on_click, with_progress  # noqa: F401
+from dashboard.url_state import synced
 from dashboard.widgets import (
     CurrentExample,
     image_picker,
@@ -39,8 +42,6 @@ from dashboard.widgets import (
     set_current_example,
 )
 
-MEMO_SIZE = 6
-STOP_KEY = "atk_stop_requested"
 URL_READ_KEY = "atk_url_read"
 MAX_FRAMES = 60
 PARAM_KEYS = sorted({p.name for cls in ATTACKS.values() for p in cls.params()})
@@ -49,10 +50,6 @@ MIN_EPS_DEFAULTS = {"max_eps": 64 / 255, "tol": 0.25 / 255, "steps": 20}
 
 
 # ----- session memo and the stop request ---------------------------------------------------------
-def request_stop() -> None:
-    st.session_state[STOP_KEY] = True
-
-
 def digest(example) -> str:
     return hashlib.sha1(example.x.numpy().tobytes()).hexdigest()[:16]
 
@@ -75,22 +72,11 @@ def suggested_defaults(model, cls) -> dict:
     return out
 
 
-def url_text(prm, value) -> str:
-    """A parameter value as the link writes it (budgets as 8/255, booleans as 1/0)."""
-    return ("1" if value else "0") if prm.kind is bool else prm.text(value)
-
-
 def param_controls(cls, model, from_url: bool) -> tuple[dict, list[str]]:
     """One widget per parameter; returns ({name: engine value}, every problem found)."""
     prefix = f"atk_{cls.name}"
-    for prm in cls.params():
-        key = f"{prefix}_{prm.name}"
-        if key in st.session_state or not (from_url and prm.name in st.query_params):
-            continue
-        try:
-            st.session_state[key] = state_value(prm, prm.parse(st.query_params[prm.name]))
-        except ParamError:
-            st.warning(f"Ignored {prm.name}={st.query_params[prm.name]!r} from the link (not a valid value).")
+    if from_url:
+        seed_from_url(cls.params(), prefix)
     return param_inputs(cls.params(), prefix, suggested_defaults(model, cls))
 
 
@@ -159,84 +145,6 @@ def sync_url(name: str, cls, values: dict, target: int | None, seed: int, auto: 
 
 
 # ----- running with progress and stop ----------------------------------------------------------------
-SLOW_S = 60  # an attack projected to take longer than this gets a warning with the way out
-
-
-def eta_text(step: int, total: int, elapsed: float) -> str:
-    """``step 5/500 · 3 s so far · about 4 min left`` (from the time the steps so far took)."""
-    if step <= 0:
-        return f"step 0/{total}"
-    left = elapsed / step * max(0, total - step)
-    return f"step {step}/{total} · {_duration(elapsed)} so far · about {_duration(left)} left"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def with_progress(title: str, work, slow_hint: str = ""):
-    """Run ``work(progress, should_stop)`` with a progress bar, a running ETA and a Stop button.
-
-    The first steps time the rest: when the whole run is projected past :data:`SLOW_S`, a warning
-    says how long it will take and how to get out (Stop keeps the result so far; ``slow_hint``).
-
-    Streamlit interrupts a running script at its next UI update when the user clicks anything;
-    the progress callback catches that interruption, asks the engine to stop (the attack returns
-    its best result so far), and re-raises it afterwards so Streamlit reruns.
-    """
-    bar = st.progress(0.0, text=f"{title}: starting")
-    warn_box = st.empty()
-    stop_box = st.empty()
-    stop_box.button("Stop", key="atk_stop", on_click=request_stop, help="Stop the attack and keep its result so far")
-    state = {"interrupt": None, "last": 0.0, "t0": time.monotonic(), "warned": False}
-
-    def progress(step: int, total: int) -> None:
-        if state["interrupt"] is not None:
-            return
-        now = time.monotonic()
-        if step < total and now - state["last"] < 0.1:
-            return
-        state["last"] = now
-        elapsed = now - state["t0"]
-        try:
-            if not state["warned"] and step > 0 and elapsed / step * total > SLOW_S:
-                state["warned"] = True
-                warn_box.warning(
-                    f"{title} will take about {_duration(elapsed / step * total)} here. **Stop** keeps its result "
-                    f"so far.{' ' + slow_hint if slow_hint else ''}"
-                )
-            bar.progress(min(1.0, step / max(1, total)), text=f"{title}: {eta_text(step, total, elapsed)}")
-        except BaseException as exc:  # Streamlit's rerun request (Stop or any click) lands here
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            state["interrupt"] = exc
-
-    try:
-        result = work(progress, lambda: state["interrupt"] is not None)
-    except Exception:
-        clear((bar, warn_box, stop_box))
-        raise
-    return result, state["interrupt"], (bar, warn_box, stop_box)
-
-
-def run_and_memo(key, title: str, work, rejected: str) -> bool:
-    """Run ``work`` under :func:`with_progress` and memoise its result under ``key``; False (with the
-    message) when the engine rejected the settings. Another click's interruption is re-raised."""
-    try:
-        result, interrupt, widgets = with_progress(title, work)
-    except ValueError as exc:  # AttackConfigError and the smoothing checks
-        st.error(f"{rejected}: {exc}")
-        return False
-    memo_put(key, result, MEMO_SIZE)
-    if interrupt is not None:
-        raise interrupt
-    clear(widgets)
-    return True
-
-
-def clear(widgets) -> None:
-    for w in widgets:
-        w.empty()
 
 
 def run_and_store(key, model, example, name, params, target, seed, keep_images):
@@ -338,24 +246,33 @@ def certify_section(model, example, digest_: str) -> None:
         "augmentation at the same sigma (objective gaussian_aug) gets the largest radii."
     )
     cols = st.columns(5)
-    sigma = cols[0].number_input("sigma", 0.01, 2.0, 0.25, 0.05, key="atk_cert_sigma")
-    n = int(cols[1].number_input("n", 100, 200_000, 10_000, 1000, key="atk_cert_n"))
-    n0 = int(cols[2].number_input("n0", 10, 10_000, 100, 10, key="atk_cert_n0"))
-    alpha = cols[3].number_input("alpha", 0.0001, 0.1, 0.001, 0.001, format="%.4f", key="atk_cert_alpha")
+    sigma = synced(cols[0].number_input, "atk_cert_sigma", 0.25, "sigma", min_value=0.01, max_value=2.0, step=0.05)
+    n = int(synced(cols[1].number_input, "atk_cert_n", 10_000, "n", min_value=100, max_value=200_000, step=1000))
+    n0 = int(synced(cols[2].number_input, "atk_cert_n0", 100, "n0", min_value=10, max_value=10_000, step=10))
+    alpha = synced(
+        cols[3].number_input,
+        "atk_cert_alpha",
+        0.001,
+        "alpha",
+        min_value=0.0001,
+        max_value=0.1,
+        step=0.001,
+        format="%.4f",
+    )
     key = ("certify", model.zoo_name if hasattr(model, "zoo_name") else "", digest_, sigma, n, n0, alpha)
-    if cols[4].button("Certify this image", key="atk_cert_run"):
 
-        def work(progress, should_stop):
-            try:
-                return certify(
-                    model, example.x[0], float(sigma), n0, n, float(alpha), progress=progress, should_stop=should_stop
-                )
-            except Stopped:
-                return None
+    def work(progress, should_stop):
+        try:
+            return certify(
+                model, example.x[0], float(sigma), n0, n, float(alpha), progress=progress, should_stop=should_stop
+            )
+        except Stopped:
+            return None
 
-        if not run_and_memo(key, f"Certifying ({n0 + n:,} forward passes)", work, "Certification settings rejected"):
-            return
-    cert = memo_get(key)
+    clicked = cols[4].button("Certify this image", key="atk_cert_run")
+    cert = result_on_click(
+        clicked, key, f"Certifying ({n0 + n:,} forward passes)", work, "Certification settings rejected"
+    )
     if cert is None:
         return
     names = model.class_names
@@ -482,31 +399,25 @@ def min_eps_section(model, example, target, digest_: str) -> None:
     cols = st.columns(4)
     max_eps = budget_input("atk_me_max", MIN_EPS_DEFAULTS["max_eps"], cols[0], "search up to (L-inf)")
     tol = budget_input("atk_me_tol", MIN_EPS_DEFAULTS["tol"], cols[1], "precision (L-inf)")
-    steps = cols[2].number_input("PGD steps", value=MIN_EPS_DEFAULTS["steps"], step=1, key="atk_me_steps")
+    steps = synced(cols[2].number_input, "atk_me_steps", MIN_EPS_DEFAULTS["steps"], "PGD steps", step=1)
     if max_eps is None or tol is None:
         return
     key = ("min_eps", digest_, example.label, target, float(max_eps), float(tol), int(steps), model.spec.arch)
-    if cols[3].button("Find the minimal eps", key="atk_me_run"):
-        if int(steps) < 1:
-            st.error(f"PGD steps must be at least 1, got {int(steps)}.")
-            return
-
-        def work(progress, should_stop):
-            return find_minimal_eps(
-                model,
-                example.x,
-                example.label,
-                target=target,
-                max_eps=float(max_eps),
-                tol=float(tol),
-                steps=int(steps),
-                progress=progress,
-                should_stop=should_stop,
-            )
-
-        if not run_and_memo(key, "Minimal eps search", work, "Search settings rejected"):
-            return
-    found = memo_get(key)
+    clicked = cols[3].button("Find the minimal eps", key="atk_me_run")
+    if clicked and int(steps) < 1:
+        st.error(f"PGD steps must be at least 1, got {int(steps)}.")
+        return
+    work = partial(
+        find_minimal_eps,
+        model,
+        example.x,
+        example.label,
+        target=target,
+        max_eps=float(max_eps),
+        tol=float(tol),
+        steps=int(steps),
+    )
+    found = result_on_click(clicked, key, "Minimal eps search", work, "Search settings rejected")
     if found is None:
         return
     s = found.summary(0)
@@ -614,6 +525,9 @@ def render() -> None:
             show_result(res, cls, key, model_name, example, name, params, target, seed)
             show_defense(model, res)
     min_eps_section(model, example, target, dg)
+    lab_eps = params["eps"] if cls.norm == "Linf" else suggested_linf_eps(model)
+    compare_section(model, example, lab_eps, target, dg)
+    sweep_section(model, example, name, params, lab_eps, target, dg)
     certify_section(model, example, dg)
 
 

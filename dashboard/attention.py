@@ -19,35 +19,57 @@ from advlens.predict import topk_from_probs as topk_of
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
 from dashboard.params import budget_input
+from dashboard.url_state import synced
 from dashboard.widgets import page_setup, session_memo
 
 
 def settings_panel(model, key: str = "att") -> dict:
     with st.expander("Map settings", expanded=True):
         c1, c2, c3 = st.columns(3)
-        method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key=f"{key}_method")
+        methods = list(METHODS)
+        method = synced(
+            c1.selectbox, f"{key}_method", methods[0], "Method", methods, format_func=lambda m: METHODS[m].label
+        )
         kinds = list(TARGET_LABELS) + ["class"]
-        kind = c2.selectbox(
-            "Target class", kinds, key=f"{key}_target", format_func=lambda k: TARGET_LABELS.get(k, "a chosen class")
+        kind = synced(
+            c2.selectbox,
+            f"{key}_target",
+            kinds[0],
+            "Target class",
+            kinds,
+            format_func=lambda k: TARGET_LABELS.get(k, "a chosen class"),
         )
         target: str | int = kind
         if kind == "class":
             names = list(model.class_names)
-            target = c3.selectbox(
-                "Class", range(len(names)), format_func=lambda i: f"{i}: {names[i]}", key=f"{key}_class"
+            target = synced(
+                c3.selectbox, f"{key}_class", 0, "Class", range(len(names)), format_func=lambda i: f"{i}: {names[i]}"
             )
         layer = None
         if METHODS[method].uses_layer:
             layer = layer_control(model, key, model.default_cam_layer())
         c4, c5, c6 = st.columns(3)
-        k = c4.number_input(
-            "Top-k% region (IoU, faithfulness)", value=20.0, step=5.0, key=f"{key}_k", help="Must lie in (0, 100]."
+        k = synced(
+            c4.number_input,
+            f"{key}_k",
+            20.0,
+            "Top-k% region (IoU, faithfulness)",
+            step=5.0,
+            help="Must lie in (0, 100].",
         )
-        thr = c5.slider("Scatter threshold (fraction of the map's max)", 0.05, 1.0, 0.5, 0.05, key=f"{key}_thr")
-        erase = c6.selectbox("Erase value (faithfulness)", ERASE_VALUES, key=f"{key}_erase")
+        thr = synced(
+            c5.slider,
+            f"{key}_thr",
+            0.5,
+            "Scatter threshold (fraction of the map's max)",
+            min_value=0.05,
+            max_value=1.0,
+            step=0.05,
+        )
+        erase = synced(c6.selectbox, f"{key}_erase", ERASE_VALUES[0], "Erase value (faithfulness)", list(ERASE_VALUES))
         c7, c8 = st.columns(2)
-        cmap = c7.selectbox("Colormap", list(COLORMAPS), key=f"{key}_cmap")
-        alpha = c8.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{key}_alpha")
+        cmap = synced(c7.selectbox, f"{key}_cmap", list(COLORMAPS)[0], "Colormap", list(COLORMAPS))
+        alpha = synced(c8.slider, f"{key}_alpha", 0.5, "Overlay opacity", min_value=0.0, max_value=1.0, step=0.05)
     return {
         "method": method,
         "target": target,
@@ -87,10 +109,10 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
         st.info("No offline dataset fits this model's input size.")
         return
     c1, c2, c3, c4 = st.columns(4)
-    ds_name = c1.selectbox("Dataset", names, key="ana_ds")
-    n = int(c2.number_input("Images (N)", min_value=4, max_value=2000, value=100, step=20, key="ana_n"))
+    ds_name = synced(c1.selectbox, "ana_ds", names[0], "Dataset", names)
+    n = int(synced(c2.number_input, "ana_n", 100, "Images (N)", min_value=4, max_value=2000, step=20))
     eps = budget_input("ana_eps", 20 / 255, c3, "eps (L-inf: 8/255 or 0.0314)")
-    steps = int(c4.number_input("PGD steps", min_value=1, max_value=100, value=10, key="ana_steps"))
+    steps = int(synced(c4.number_input, "ana_steps", 10, "PGD steps", min_value=1, max_value=100))
     if eps is not None and st.button("Run the analysis", key="ana_run"):
         try:
             ds = cached_dataset(ds_name, "test", None)

@@ -19,10 +19,12 @@ from advlens.evaluation.known import describe_best
 from advlens.predict import predict_proba
 from advlens.zoo import list_models, suggested_linf_eps, trained_linf_eps
 from dashboard.charts import ADV_COLOR, topk_bars
-from dashboard.params import param_inputs
+from dashboard.params import param_inputs, seed_from_url, write_to_url
+from dashboard.url_state import synced
 from dashboard.widgets import image_picker, model_picker, page_setup
 
 DEFAULT_ATTACK = "pgd"
+URL_PREFIX = "cmp_p_"  # the attack's parameters in the link: cmp_p_eps=8/255, cmp_p_steps=10, ...
 
 
 def attack_settings(model, trained_eps: float | None = None) -> tuple[str, dict, list[str]]:
@@ -30,18 +32,21 @@ def attack_settings(model, trained_eps: float | None = None) -> tuple[str, dict,
     model's training eps (``trained_eps``) when it has one: a defense is tested at the budget it was
     trained for; otherwise at the budget suggested for this kind of image."""
     names = list(ATTACKS)
-    name = st.selectbox(
+    name = synced(
+        st.selectbox,
+        "cmp_attack",
+        DEFAULT_ATTACK,
         "Attack",
         names,
-        index=names.index(DEFAULT_ATTACK) if DEFAULT_ATTACK in names else 0,
         format_func=lambda n: f"{ATTACKS[n].title} — {ATTACKS[n].paper}",
-        key="cmp_attack",
     )
     cls = ATTACKS[name]
     eps = trained_eps if trained_eps is not None else suggested_linf_eps(model)
     defaults = {"eps": eps} if any(p.name == "eps" and p.is_budget for p in cls.params()) else {}
     prefix = f"cmp_{name}_{'x'.join(map(str, model.input_size))}_{eps:.6g}"  # new defaults per model kind
+    seed_from_url(cls.params(), prefix, URL_PREFIX)
     values, problems = param_inputs(cls.params(), prefix, defaults)
+    write_to_url(cls.params(), values, URL_PREFIX)
     return name, values, problems
 
 

@@ -27,6 +27,7 @@ from advlens.training.store import RunStore
 from advlens.workers import cancel
 from advlens.zoo import list_models
 from dashboard.charts import line_chart
+from dashboard.url_state import synced, write
 from dashboard.widgets import cached_dataset, get_model, page_setup
 
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "skip": "➖ skip"}
@@ -36,44 +37,75 @@ GALLERY_SHOWN = 12
 def new_evaluation_form(store: RunStore) -> None:
     entries = list_models()
     by_name = {e.name: e for e in entries}
+    names = list(by_name)
+    if "ev_models" not in st.session_state:
+        linked = [m for m in st.query_params.get("ev_models", "").split(",") if m in by_name]
+        st.session_state["ev_models"] = linked or [n for n in names if by_name[n].dataset == "digits"][:2] or names[:1]
+    st.session_state["ev_models"] = [m for m in st.session_state["ev_models"] if m in by_name]
+    datasets = [d for d in DATASETS if d != "imagenet_samples"]
     with st.form("eval_form"):
         models = st.multiselect(
             "Models",
-            list(by_name),
-            default=[n for n in list(by_name) if by_name[n].dataset == "digits"][:2] or list(by_name)[:1],
+            names,
+            key="ev_models",
             help="evaluate several side by side: they get the same images, budgets and suite",
         )
+        write("ev_models", ",".join(models))
         cols = st.columns(4)
-        dataset = cols[0].selectbox("Dataset", [d for d in DATASETS if d != "imagenet_samples"], key="ev_dataset")
-        n = cols[1].number_input("n (first images of the split; 0: all)", 0, 100_000, 100, key="ev_n")
-        suite = cols[2].selectbox(
-            "Suite", list(SUITES), format_func=lambda s: SUITES[s].title, key="ev_suite", help=SUITES["standard"].note
+        dataset = synced(cols[0].selectbox, "ev_dataset", datasets[0], "Dataset", datasets)
+        n = synced(
+            cols[1].number_input, "ev_n", 100, "n (first images of the split; 0: all)", min_value=0, max_value=100_000
         )
-        norm = cols[3].radio("Norm", NORMS, horizontal=True, key="ev_norm")
-        defended = st.text_input(
+        suites = list(SUITES)
+        suite = synced(
+            cols[2].selectbox,
+            "ev_suite",
+            "standard",
+            "Suite",
+            suites,
+            format_func=lambda s: SUITES[s].title,
+            help=SUITES["standard"].note,
+        )
+        norm = synced(cols[3].radio, "ev_norm", NORMS[0], "Norm", list(NORMS), horizontal=True)
+        defended = synced(
+            st.text_input,
+            "ev_defended",
+            "",
             "Defended models (optional, comma-separated: a model followed by input transforms)",
-            key="ev_defended",
             placeholder="digits_small_cnn+jpeg75, digits_small_cnn+bits3+median3",
             help="Any model behind a chain of input transforms; see the transforms in the Attack Lab's model picker.",
         )
-        budgets = st.text_input(
-            "Budgets (comma-separated; L-inf as 8/255 or 0.0314, L2 as plain numbers)", "0.05, 0.1, 0.15", key="ev_eps"
+        budgets = synced(
+            st.text_input,
+            "ev_eps",
+            "0.05, 0.1, 0.15",
+            "Budgets (comma-separated; L-inf as 8/255 or 0.0314, L2 as plain numbers)",
         )
         cols = st.columns(3)
-        root = cols[0].text_input("Local folder with the dataset's files (MNIST, CIFAR-10)", key="ev_root").strip()
-        surrogate = cols[1].selectbox(
-            "Undefended surrogate (checklist transfer check)", ["(none)", *by_name], key="ev_surrogate"
+        root = synced(
+            cols[0].text_input, "ev_root", "", "Local folder with the dataset's files (MNIST, CIFAR-10)"
+        ).strip()
+        surrogates = ["(none)", *by_name]
+        surrogate = synced(
+            cols[1].selectbox, "ev_surrogate", "(none)", "Undefended surrogate (checklist transfer check)", surrogates
         )
-        checklist = cols[2].checkbox("Gradient-masking checklist", value=True, key="ev_checklist")
+        checklist = synced(cols[2].checkbox, "ev_checklist", True, "Gradient-masking checklist")
         cols = st.columns(2)
-        adaptive = cols[0].toggle(
+        adaptive = synced(
+            cols[0].toggle,
+            "ev_adaptive",
+            True,
             "Adaptive attacks on defended models (BPDA, EOT)",
-            value=True,
-            key="ev_adaptive",
             help="Off: attack defended models as if they were bare, to watch a defense 'work' and the checklist flag it.",
         )
-        repeats = cols[1].number_input(
-            "Runs of each random defense (for the spread)", 1, 10, 1, key="ev_repeats", help="seeds seed, seed+1, ..."
+        repeats = synced(
+            cols[1].number_input,
+            "ev_repeats",
+            1,
+            "Runs of each random defense (for the spread)",
+            min_value=1,
+            max_value=10,
+            help="seeds seed, seed+1, ...",
         )
         submitted = st.form_submit_button("Start evaluation", type="primary")
     if not submitted:

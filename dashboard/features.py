@@ -21,6 +21,7 @@ from advlens.attribution.features import (
 )
 from advlens.predict import predict_proba
 from dashboard.lens import layer_control, lens_source
+from dashboard.url_state import synced
 from dashboard.widgets import page_setup, session_memo
 from defenses.denoise import OPERATORS
 from defenses.denoise_block import block_features, denoise_blocks
@@ -47,15 +48,17 @@ def legend() -> str:
 def channel_section(src, layer: str) -> None:
     st.subheader("Top channels")
     c1, c2, c3, c4 = st.columns(4)
-    n = c1.slider("Channels", 1, 64, 16, key="feat_n")
-    by = c2.selectbox(
+    n = synced(c1.slider, "feat_n", 16, "Channels", min_value=1, max_value=64)
+    by = synced(
+        c2.selectbox,
+        "feat_by",
+        "activation",
         "Rank by",
         ["activation", "change"],
-        key="feat_by",
         format_func=lambda b: "activation (mean |f|)" if b == "activation" else "change (mean |Δf|)",
     )
-    tol = c3.number_input("Tolerance for 'shared' (relative change)", value=0.25, step=0.05, key="feat_tol")
-    cmap = c4.selectbox("Colormap", list(COLORMAPS), index=list(COLORMAPS).index("viridis"), key="feat_cmap")
+    tol = synced(c3.number_input, "feat_tol", 0.25, "Tolerance for 'shared' (relative change)", step=0.05)
+    cmap = synced(c4.selectbox, "feat_cmap", "viridis", "Colormap", list(COLORMAPS))
     fc, fa = session_memo(
         ("feats", *src.key, layer), lambda: clean_and_adv_features(src.model, src.x, src.x_adv, [layer])
     )
@@ -123,21 +126,23 @@ def denoise_section(src, layer: str) -> None:
         "to the chosen layer's features (no trained 1x1 conv, no residual), for clean and adversarial."
     )
     c1, c2, c3 = st.columns(3)
-    op = c1.selectbox("Operator", list(OPERATORS), format_func=lambda o: OPERATORS[o].label, key="feat_op")
+    ops = list(OPERATORS)
+    op = synced(c1.selectbox, "feat_op", ops[0], "Operator", ops, format_func=lambda o: OPERATORS[o].label)
     params = {}
     if "kernel_size" in OPERATORS[op].defaults:
         params["kernel_size"] = int(
-            c2.number_input(
+            synced(
+                c2.number_input,
+                "feat_kernel",
+                int(OPERATORS[op].defaults["kernel_size"]),
                 "Kernel size (odd)",
                 min_value=1,
                 max_value=15,
-                value=int(OPERATORS[op].defaults["kernel_size"]),
                 step=2,
-                key="feat_kernel",
             )
         )
     if op == "bilateral":
-        params["sigma_space"] = float(c3.number_input("sigma_space (px)", value=1.5, step=0.5, key="feat_ss"))
+        params["sigma_space"] = float(synced(c3.number_input, "feat_ss", 1.5, "sigma_space (px)", step=0.5))
     model = src.model
     try:
         view = session_memo(
@@ -229,9 +234,10 @@ def denoise_network_section(src) -> None:
         hide_index=True,
         width="stretch",
     )
-    pick = st.selectbox("Block", [v.name for v in views], key="feat_block")
+    blocks = [v.name for v in views]
+    pick = synced(st.selectbox, "feat_block", blocks[0], "Block", blocks)
     v = next(v for v in views if v.name == pick)
-    n = st.slider("Channels to show", 1, 32, 8, key="feat_block_n")
+    n = synced(st.slider, "feat_block_n", 8, "Channels to show", min_value=1, max_value=32)
     for title, fc, fa in (
         ("before the block", v.before_clean, v.before_adv),
         ("after the block", v.after_clean, v.after_adv),

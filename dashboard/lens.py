@@ -15,6 +15,7 @@ from advlens.attribution import layer_choices
 from advlens.models import CheckpointError
 from advlens.zoo import suggested_linf_eps
 from dashboard.params import budget_input
+from dashboard.url_state import synced
 from dashboard.widgets import get_current_example, get_model, image_picker, model_picker, session_memo
 
 
@@ -41,9 +42,11 @@ def lens_source(key: str) -> LensInput | None:
     """The Attack Lab's current example, or a model + image picked here and attacked with PGD L-inf."""
     current = get_current_example()
     if current is not None:
-        other = st.toggle(
+        other = synced(
+            st.toggle,
+            f"{key}_other",
+            False,
             "Use another image",
-            key=f"{key}_other",
             help="Off: the Attack Lab's latest example. On: pick a model and image here.",
         )
         if not other:
@@ -74,7 +77,7 @@ def lens_source(key: str) -> LensInput | None:
         return None
     cols = st.columns(2)
     eps = budget_input(f"{key}_eps", suggested_linf_eps(model), cols[0], "PGD budget eps (L-inf: 8/255 or 0.0314)")
-    steps = cols[1].number_input("PGD steps", min_value=1, max_value=200, value=10, step=1, key=f"{key}_steps")
+    steps = synced(cols[1].number_input, f"{key}_steps", 10, "PGD steps", min_value=1, max_value=200, step=1)
     if eps is None:
         return None
     params = {"eps": eps, "steps": int(steps)}
@@ -117,10 +120,12 @@ def layer_control(model, key: str, default: str, label: str = "Layer") -> str:
     if default not in choices:
         choices = [default] + choices
     cols = st.columns([2, 1])
-    picked = cols[0].selectbox(label, choices, index=choices.index(default), key=f"{key}_layer")
-    typed = (
-        cols[1]
-        .text_input("or type a layer name", key=f"{key}_layer_text", help="Any submodule name, e.g. net.body._blocks.3")
-        .strip()
-    )
+    picked = synced(cols[0].selectbox, f"{key}_layer", default, label, choices)
+    typed = synced(
+        cols[1].text_input,
+        f"{key}_layer_text",
+        "",
+        "or type a layer name",
+        help="Any submodule name, e.g. net.body._blocks.3",
+    ).strip()
     return typed or picked

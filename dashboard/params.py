@@ -72,6 +72,32 @@ def param_input(prm: Param, key: str, default=None, container=None, label: str |
     return prm.validate(box.text_input(text, key=key, help=tip).strip())
 
 
+def url_text(prm: Param, value) -> str:
+    """A parameter value as a link writes it (budgets as 8/255, booleans as 1/0)."""
+    return ("1" if value else "0") if prm.kind is bool else prm.text(value)
+
+
+def seed_from_url(params, prefix: str, url_prefix: str = "") -> None:
+    """Seed the widgets ``{prefix}_{name}`` of ``params`` from the link's ``{url_prefix}{name}`` values
+    (unless the session already holds them); a value that cannot be read is ignored, with a warning."""
+    for prm in params:
+        key, url_key = f"{prefix}_{prm.name}", f"{url_prefix}{prm.name}"
+        if key in st.session_state or url_key not in st.query_params:
+            continue
+        try:
+            st.session_state[key] = state_value(prm, prm.parse(st.query_params[url_key]))
+        except ParamError:
+            st.warning(f"Ignored {url_key}={st.query_params[url_key]!r} from the link (not a valid value).")
+
+
+def write_to_url(params, values: dict, url_prefix: str = "") -> None:
+    for prm in params:
+        if values.get(prm.name) is not None:
+            text = url_text(prm, values[prm.name])
+            if st.query_params.get(f"{url_prefix}{prm.name}") != text:
+                st.query_params[f"{url_prefix}{prm.name}"] = text
+
+
 def param_inputs(params, prefix: str, defaults: dict | None = None, columns: int = 4) -> tuple[dict, list[str]]:
     """A row of widgets for ``params``; returns (values in engine units, every problem found)."""
     params = tuple(params)
@@ -91,9 +117,14 @@ def param_inputs(params, prefix: str, defaults: dict | None = None, columns: int
 
 def budget_input(key: str, default: float, container=None, label: str | None = None, help: str | None = None):
     """The L-inf budget field of pages that attack with a fixed method; None (with the reason shown)
-    when the text cannot be read."""
+    when the text cannot be read. Its text lives in the URL under ``key`` (a link sets it)."""
+    if key not in st.session_state and st.query_params.get(key):
+        st.session_state[key] = st.query_params[key][:64]
     try:
-        return param_input(LINF_EPS, key, default, container, label, help)
+        value = param_input(LINF_EPS, key, default, container, label, help)
     except ParamError as exc:
         (container if container is not None else st).error(str(exc))
         return None
+    if st.query_params.get(key) != st.session_state[key]:
+        st.query_params[key] = st.session_state[key]
+    return value

@@ -19,10 +19,11 @@ from advlens.training.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainCon
 from advlens.training.objectives import Objective, list_objectives
 from advlens.training.store import ACTIVE, RunRecord, RunStore, read_log_tail
 from advlens.zoo import list_models
-from dashboard.params import LINF_EPS, param_input, param_inputs
+from dashboard.params import LINF_EPS, param_input, param_inputs, seed_from_url, write_to_url
+from dashboard.url_state import synced, write
 from dashboard.widgets import page_setup
 
-TRAINABLE_DATASETS = [n for n in DATASETS if n != "imagenet_samples"]
+TRAINABLE_DATASETS = [n for n, d in DATASETS.items() if d.trainable]
 TRAINABLE_ARCHS = [a for a in ARCHITECTURES if a != "efficientnet_lite0"]
 EPS_HELP = "L-inf budget of the training adversary and of the robust-accuracy curve"
 SCHEDULE_HELP = {
@@ -61,19 +62,30 @@ def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
     return names, 0
 
 
+def number(box, key: str, default: int, label: str, lo: int, hi: int, url_key: str | None = None) -> int:
+    """A whole-number field in [lo, hi] kept in the URL (under ``url_key``, default ``key``)."""
+    return synced(box.number_input, key, int(default), label, min_value=lo, max_value=hi, url_key=url_key or key)
+
+
 def new_run_form(store: RunStore) -> None:
     objectives = {cls.name: cls for cls in list_objectives()}
     names = list(objectives)
     c1, c2 = st.columns(2)
-    obj_name = c1.selectbox(
+    obj_name = synced(
+        c1.selectbox,
+        "tr_objective",
+        "pgd_at" if "pgd_at" in names else names[0],
         "Objective",
         names,
-        index=names.index("pgd_at") if "pgd_at" in names else 0,
         format_func=lambda n: objectives[n].title,
-        key="tr_objective",
     )
-    dataset = c2.selectbox(
-        "Dataset", TRAINABLE_DATASETS, key="tr_dataset", format_func=lambda n: f"{n} — {DATASETS[n].description}"
+    dataset = synced(
+        c2.selectbox,
+        "tr_dataset",
+        TRAINABLE_DATASETS[0],
+        "Dataset",
+        TRAINABLE_DATASETS,
+        format_func=lambda n: f"{n} — {DATASETS[n].description}",
     )
     cls = objectives[obj_name]
     objective_header(cls)
@@ -92,67 +104,88 @@ def new_run_form(store: RunStore) -> None:
                 "Blank: the download cache.",
             )
         a1, a2, a3, a4 = st.columns(4)
-        arch = a1.selectbox("Model", TRAINABLE_ARCHS, index=TRAINABLE_ARCHS.index(rec["arch"]), key=f"tr_arch_{k}")
-        epochs = int(a2.number_input("Epochs", 1, 1000, int(rec["epochs"]), key=f"tr_epochs_{k}"))
-        batch = int(a3.number_input("Batch size", 1, 4096, 64 if family == "mnist" else 128, key=f"tr_batch_{k}"))
-        seed = int(a4.number_input("Seed", 0, 2**31 - 1, 0, key=f"tr_seed_{k}"))
+        arch = synced(a1.selectbox, f"tr_arch_{k}", rec["arch"], "Model", TRAINABLE_ARCHS, url_key="tr_arch")
+        epochs = int(number(a2, f"tr_epochs_{k}", int(rec["epochs"]), "Epochs", 1, 1000, "tr_epochs"))
+        batch = int(number(a3, f"tr_batch_{k}", 64 if family == "mnist" else 128, "Batch size", 1, 4096, "tr_batch"))
+        seed = int(number(a4, f"tr_seed_{k}", 0, "Seed", 0, 2**31 - 1, "tr_seed"))
         inits, init_index = init_choices(dataset, cls.fine_tunes)
         if cls.fine_tunes and init_index == 0:
             st.info(
                 f"{cls.title} fine-tunes a clean model, and none of {dataset} is in the zoo yet: train a standard "
                 f"run on {dataset} first, then pick it under **Start from** (or start from a fresh initialisation)."
             )
-        init_from = st.selectbox(
+        init_from = synced(
+            st.selectbox,
+            f"tr_init_{k}",
+            inits[init_index],
             "Start from",
             inits,
-            index=init_index,
-            key=f"tr_init_{k}",
+            url_key="tr_init",
             format_func=lambda n: n or "a fresh initialisation",
             help="fine-tune a trained model of the zoo (same architecture, input size and classes)"
             + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else ""),
         )
         b1, b2, b3, b4 = st.columns(4)
-        optimizer = b1.selectbox("Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(rec["optimizer"]), key=f"tr_opt_{k}")
-        sched = b2.selectbox(
+        optimizer = synced(b1.selectbox, f"tr_opt_{k}", rec["optimizer"], "Optimiser", OPTIMIZERS, url_key="tr_opt")
+        sched = synced(
+            b2.selectbox,
+            f"tr_sched_{k}",
+            rec["schedule"],
             "Schedule",
             SCHEDULES,
-            index=SCHEDULES.index(rec["schedule"]),
             format_func=lambda s: SCHEDULE_HELP[s],
-            key=f"tr_sched_{k}",
+            url_key="tr_sched",
         )
-        lr = b3.number_input("Learning rate (peak)", value=float(rec["lr"]), format="%.4g", key=f"tr_lr_{k}")
-        wd = b4.number_input("Weight decay", value=float(rec.get("weight_decay", 0.0)), format="%.4g", key=f"tr_wd_{k}")
+        lr = synced(
+            b3.number_input, f"tr_lr_{k}", float(rec["lr"]), "Learning rate (peak)", format="%.4g", url_key="tr_lr"
+        )
+        wd = synced(
+            b4.number_input,
+            f"tr_wd_{k}",
+            float(rec.get("weight_decay", 0.0)),
+            "Weight decay",
+            format="%.4g",
+            url_key="tr_wd",
+        )
         e1, e0, e2, e3 = st.columns(4)
+        eps_key = f"tr_eps_{k}"
+        if eps_key not in st.session_state and st.query_params.get("tr_eps"):
+            st.session_state[eps_key] = st.query_params["tr_eps"][:64]  # ?tr_eps=0.3 or 8/255
         try:
-            eps, eps_problem = param_input(LINF_EPS, f"tr_eps_{k}", float(rec["eps"]), e1, help=EPS_HELP), None
+            eps, eps_problem = param_input(LINF_EPS, eps_key, float(rec["eps"]), e1, help=EPS_HELP), None
         except ParamError as exc:
             eps, eps_problem = None, str(exc)
-        warm = e0.number_input(
+        write("tr_eps", st.session_state[eps_key])
+        warm = synced(
+            e0.number_input,
+            f"tr_warm_{k}",
+            0.0,
             "eps warm-up (fraction of training)",
-            0.0,
-            0.99,
-            0.0,
+            min_value=0.0,
+            max_value=0.99,
             format="%.2f",
-            key=f"tr_warm_{k}",
+            url_key="tr_warm",
             help="ramp the training eps linearly from 0 over this part",
         )
-        crop = int(e2.number_input("Random crop padding (px)", 0, 16, int(rec["crop_padding"]), key=f"tr_crop_{k}"))
-        flip = e3.checkbox("Random horizontal flips", value=bool(rec["flip"]), key=f"tr_flip_{k}")
+        crop = int(number(e2, f"tr_crop_{k}", int(rec["crop_padding"]), "Random crop padding (px)", 0, 16, "tr_crop"))
+        flip = synced(e3.checkbox, f"tr_flip_{k}", bool(rec["flip"]), "Random horizontal flips", url_key="tr_flip")
         params, problems = {}, []
         if cls.hyperparams:
             st.markdown(f"**{cls.title}: hyperparameters**")
+            seed_from_url(cls.hyperparams, f"tr_hp_{k}", "tr_hp_")
             params, problems = param_inputs(cls.hyperparams, f"tr_hp_{k}", cls.defaults(dataset))
+            write_to_url(cls.hyperparams, params, "tr_hp_")
         st.markdown("**Evaluation and limits**")
         d1, d2, d3, d4, d5 = st.columns(5)
-        val_size = int(d1.number_input("Validation images", 0, 100_000, defaults.val_size, key="tr_val"))
-        eval_size = int(d2.number_input("Held-out batch", 1, 10_000, defaults.eval_size, key="tr_eval_size"))
-        eval_steps = int(d3.number_input("PGD steps (robust curve)", 0, 1000, defaults.eval_steps, key="tr_eval_steps"))
-        max_steps = int(d4.number_input("Max steps (0: all)", 0, 10**9, 0, key="tr_max_steps"))
-        limit = int(d5.number_input("Train images (0: all)", 0, 10**8, 0, key="tr_limit"))
+        val_size = int(number(d1, "tr_val", defaults.val_size, "Validation images", 0, 100_000))
+        eval_size = int(number(d2, "tr_eval_size", defaults.eval_size, "Held-out batch", 1, 10_000))
+        eval_steps = int(number(d3, "tr_eval_steps", defaults.eval_steps, "PGD steps (robust curve)", 0, 1000))
+        max_steps = int(number(d4, "tr_max_steps", 0, "Max steps (0: all)", 0, 10**9))
+        limit = int(number(d5, "tr_limit", 0, "Train images (0: all)", 0, 10**8))
         f1, f2 = st.columns(2)
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        device = f1.selectbox("Device", devices, key="tr_device")
-        name = f2.text_input("Run name (optional)", key="tr_name")
+        device = synced(f1.selectbox, "tr_device", "auto", "Device", devices)
+        name = synced(f2.text_input, "tr_name", "", "Run name (optional)")
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return

@@ -31,7 +31,9 @@ from advlens.device import describe_device, force_cpu, get_device
 from advlens.models import CheckpointError, Classifier
 from advlens.transforms import TransformError, list_transforms, split_name
 from advlens.zoo import ZooEntry, get_entry, import_checkpoint, list_models, load_model, save_defense
+from dashboard.url_state import apply_lesson_link
 
+DEFAULT_MODEL = "digits_small_cnn"  # small and fast on any CPU: what a picker shows first
 CURRENT_KEY = "advlens_current_example"
 MEMO_KEY = "advlens_memo"
 
@@ -72,6 +74,7 @@ def page_setup(title: str, icon: str | None = None) -> None:
     ``icon`` is accepted for symmetry with ``st.Page`` but not drawn: the navigation already shows
     each page's Material icon, and emoji fonts are missing on many headless machines.
     """
+    apply_lesson_link()
     device = configure_device()
     st.sidebar.caption(f"Device: **{describe_device(device)}**")
     st.title(title)
@@ -110,7 +113,7 @@ def model_picker(
     wanted = st.query_params.get(key)
     if key not in st.session_state:
         found, chain = resolve_model_name(wanted, names) if wanted else (None, "")
-        st.session_state[key] = found or names[min(1, len(names) - 1)]
+        st.session_state[key] = found or (DEFAULT_MODEL if DEFAULT_MODEL in names else names[0])
         st.session_state[chain_key] = chain
         if wanted and found is None:
             st.warning(f"Model {wanted!r} was not found; showing **{st.session_state[key]}** instead.")
@@ -191,25 +194,43 @@ def _label_for(model: Classifier, ds: ImageDataset, label: int) -> int:
     return -1
 
 
+def _dataset_samples(model: Classifier, ds: ImageDataset, titles: list[str]) -> list[tuple[str, torch.Tensor, int]]:
+    out = []
+    for i, title in enumerate(titles):
+        x, y = ds.item(i)
+        out.append((title, resize_batch(x, model.input_size), _label_for(model, ds, y)))
+    return out
+
+
+def _digits_samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
+    ds = cached_dataset("digits", "test", None)
+    firsts = {}
+    for i, y in enumerate(ds.labels.tolist()):
+        firsts.setdefault(y, i)
+    out = []
+    for y, i in sorted(firsts.items()):
+        x, _ = ds.item(i)
+        out.append((f"digit {y} (digits test #{i})", resize_batch(x, model.input_size), _label_for(model, ds, y)))
+    return out
+
+
 def _samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
-    """Offline sample images suited to ``model``: digits for 1-channel models, photos otherwise."""
+    """Offline sample images suited to ``model``: its own dataset's first (MNIST, CIFAR-10 or the 8x8
+    digits), then the other grey set for 1-channel models; photos for the rest."""
     c = model.input_size[0]
     if c == 1:
-        ds = cached_dataset("digits", "test", None)
-        firsts = {}
-        for i, y in enumerate(ds.labels.tolist()):
-            firsts.setdefault(y, i)
-        out = []
-        for y, i in sorted(firsts.items()):
-            x, _ = ds.item(i)
-            x = resize_batch(x, model.input_size)
-            out.append((f"digit {y} (digits test #{i})", x, _label_for(model, ds, y)))
-        return out
+        mnist = cached_dataset("mnist_samples", "test", None)
+        sets = [_digits_samples(model), _dataset_samples(model, mnist, mnist.item_names)]
+        return [s for part in (sets[::-1] if model.spec.dataset == "mnist" else sets) for s in part]
     imagenet = len(model.class_names) == 1000
-    return [
+    photos = [
         (f"photo: {n}", fit_image(sample_photo(n), model.input_size).unsqueeze(0), SAMPLE_PHOTOS[n] if imagenet else -1)
         for n in SAMPLE_PHOTOS
     ]
+    if tuple(model.input_size) == (3, 32, 32):
+        cifar = cached_dataset("cifar10_samples", "test", None)
+        return _dataset_samples(model, cifar, cifar.item_names) + photos
+    return photos
 
 
 def image_picker(model: Classifier, key: str = "image") -> Example | None:

@@ -115,6 +115,8 @@ def test_navigation_reaches_every_page(server, page):
         ("features", "Features"),
         ("training", "Training"),
         ("compare", "Compare models"),
+        ("evaluate", "Evaluate"),
+        ("lessons", "Lessons"),
     ):
         page.goto(f"{server}/{path}", wait_until="domcontentloaded")
         page.get_by_role("heading", name=marker).first.wait_for(timeout=90_000)

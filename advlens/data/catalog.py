@@ -11,6 +11,7 @@ from .download import ensure_downloaded
 from .folder import load_image_folder
 from .idx import FASHION_CLASSES, MNIST_CLASSES, load_idx_dataset
 from .offline import load_digits, load_sample_photos
+from .samples import SAMPLE_SETS, load_samples
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class DatasetInfo:
     input_size: tuple[int, int, int]
     offline: bool
     needs_root: bool = False
+    trainable: bool = True  # False: a handful of test images only (sample sets)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -27,7 +29,25 @@ DATASETS: dict[str, DatasetInfo] = {
     for d in (
         DatasetInfo("digits", "sklearn handwritten digits, 28x28 (offline, 1437 train / 360 test)", (1, 28, 28), True),
         DatasetInfo(
-            "imagenet_samples", "scikit-image sample photos for ImageNet models (offline)", (3, 224, 224), True
+            "imagenet_samples",
+            "scikit-image sample photos for ImageNet models (offline)",
+            (3, 224, 224),
+            True,
+            trainable=False,
+        ),
+        DatasetInfo(
+            "mnist_samples",
+            "100 MNIST test images, 10 per class (shipped, offline)",
+            (1, 28, 28),
+            True,
+            trainable=False,
+        ),
+        DatasetInfo(
+            "cifar10_samples",
+            "100 CIFAR-10 test images (JPEG q75 copy), 10 per class (shipped, offline)",
+            (3, 32, 32),
+            True,
+            trainable=False,
         ),
         DatasetInfo("mnist", "MNIST, 60k/10k, gzip IDX (download or local folder)", (1, 28, 28), False),
         DatasetInfo("fashion_mnist", "Fashion-MNIST, 60k/10k, gzip IDX (download or local folder)", (1, 28, 28), False),
@@ -56,6 +76,10 @@ def load_dataset(
         return load_digits(split)
     if name == "imagenet_samples":
         return load_sample_photos(**kwargs)
+    if name in SAMPLE_SETS:
+        if split != "test":
+            raise DataError(f"{name} holds test images only.")
+        return load_samples(name)
     if name == "folder":
         if root is None:
             raise DataError("the 'folder' dataset needs a folder: root/<class>/<image files>.")

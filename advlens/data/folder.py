@@ -75,3 +75,28 @@ def load_image_folder(
         item_names=[f"{p.parent.name}/{p.name}" for p in paths],
         info={"source": str(base)},
     )
+
+
+def unpack_folder_archive(archive: str | Path, target: str | Path) -> Path:
+    """Unpack an image-folder tarball (e.g. ``cifar10-jpeg.tar.gz``) once; returns ``target``.
+
+    ``target`` is the folder the archive's single top folder becomes (``.../cifar10-jpeg``); an
+    existing ``target/train`` and ``target/test`` are taken as already unpacked. The ``data``
+    extraction filter refuses links, devices and paths outside the folder.
+    """
+    import tarfile
+
+    archive, target = Path(archive), Path(target)
+    if (target / "train").is_dir() and (target / "test").is_dir():
+        return target
+    if not archive.is_file():
+        raise DataError(f"{archive} not found: the image-folder archive is needed to unpack {target.name}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(target.parent, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{archive} could not be unpacked: {exc}") from None
+    if not (target / "train").is_dir():
+        raise DataError(f"{archive} did not unpack to {target}/train and {target}/test.")
+    return target

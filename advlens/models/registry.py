@@ -12,6 +12,7 @@ from ..registry import Registry
 from .base import Classifier, ModelSpec
 from .efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite0, imagenet_class_names
 from .preact_resnet import PreActResNet18
+from .resnet_cifar import ResNetCifar
 from .small_cnn import SmallCNN
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
@@ -29,14 +30,35 @@ class Architecture:
     pretrained_available: bool = False
 
 
+def _int_kwargs(spec: ModelSpec, allowed: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """``spec.arch_kwargs`` checked against ``allowed`` (name -> inclusive range); ValueError names the problem."""
+    out = {}
+    for key, value in spec.arch_kwargs.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise ValueError(f"{spec.arch} has no option {key!r} (its options: {known})")
+        lo, hi = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"{spec.arch}'s {key} must be a whole number from {lo} to {hi}, not {value!r}")
+        out[key] = value
+    return out
+
+
 def _small_cnn(spec: ModelSpec, pretrained: bool) -> nn.Module:
     c, h, w = spec.input_size
     if h != w or h % 4:
         raise ValueError(f"small_cnn needs a square input with a side divisible by 4, got {h}x{w}")
-    return SmallCNN(num_classes=spec.num_classes, in_channels=c, input_hw=h)
+    kwargs = _int_kwargs(spec, {"hidden": (8, 4096)})
+    return SmallCNN(num_classes=spec.num_classes, in_channels=c, input_hw=h, **kwargs)
+
+
+def _resnet20(spec: ModelSpec, pretrained: bool) -> nn.Module:
+    _int_kwargs(spec, {})
+    return ResNetCifar(num_classes=spec.num_classes, in_channels=spec.input_size[0], depth=20)
 
 
 def _preact(spec: ModelSpec, pretrained: bool) -> nn.Module:
+    _int_kwargs(spec, {})
     return PreActResNet18(num_classes=spec.num_classes, in_channels=spec.input_size[0])
 
 
@@ -64,6 +86,12 @@ ARCHITECTURES: Registry[Architecture] = Registry(
             _spec("preact_resnet18", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD, "cifar10"),
         ),
         Architecture(
+            "resnet20",
+            "ResNet-20 for 3x32x32 images (He et al. 2016, the 0.27M-parameter CIFAR variant)",
+            _resnet20,
+            _spec("resnet20", (3, 32, 32), CIFAR10_NAMES, CIFAR10_MEAN, CIFAR10_STD, "cifar10"),
+        ),
+        Architecture(
             "efficientnet_lite0",
             "EfficientNet-Lite0, ImageNet-pretrained (3x224x224)",
             _lite0,
@@ -83,6 +111,22 @@ def register_architecture(arch: Architecture, replace: bool = False) -> Architec
     different builder is an error unless ``replace`` is set.
     """
     return ARCHITECTURES.add(arch, replace=replace)
+
+
+def arch_options_problem(arch: str, arch_kwargs: dict) -> str:
+    """Why ``arch`` cannot be built with ``arch_kwargs`` ("" when it can). Nothing is allocated: the
+    network is built on the meta device."""
+    import torch
+
+    a = get_architecture(arch)
+    d = a.default_spec().to_dict()
+    d["arch_kwargs"] = dict(arch_kwargs)
+    try:
+        with torch.device("meta"):
+            a.make_net(ModelSpec.from_dict(d), False)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return ""
 
 
 def list_architectures() -> list[str]:

@@ -35,6 +35,7 @@ class TrainConfig:
     data_root: str | None = None
     download: bool = False
     arch: str = "small_cnn"
+    arch_kwargs: dict = field(default_factory=dict)  # the architecture's options, e.g. {"hidden": 512} for small_cnn
     epochs: int = 5
     batch_size: int = 64
     optimizer: str = "adam"
@@ -209,11 +210,11 @@ def check_dataset_available(name: str, root: str | None, download: bool) -> None
     from ..data.idx import FILES, find_idx_file
 
     if name not in DATASETS:
-        trainable = ", ".join(n for n in DATASETS if n != "imagenet_samples")
+        trainable = ", ".join(n for n, d in DATASETS.items() if d.trainable)
         raise ConfigError(f"unknown dataset {name!r}; trainable datasets: {trainable}.")
-    if name == "imagenet_samples":
+    if not DATASETS[name].trainable:
         raise ConfigError(
-            "imagenet_samples is a handful of photos without a training split; "
+            f"{name} is a handful of test images without a training split; "
             "pick digits, mnist, fashion_mnist, cifar10 or an image folder."
         )
     if name == "digits":
@@ -266,6 +267,7 @@ def check_dataset_available(name: str, root: str | None, download: bool) -> None
 def validate(cfg: TrainConfig, check_data: bool = True) -> None:
     """Check ``cfg`` before any work starts. Raises :class:`ConfigError` listing every problem."""
     from ..models import ARCHITECTURES
+    from ..models.registry import arch_options_problem
     from .objectives import get_objective
 
     errors: list[str] = []
@@ -282,7 +284,13 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> None:
     if cfg.arch not in ARCHITECTURES:
         errors.append(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHITECTURES)}.")
     elif cfg.arch == "efficientnet_lite0":
-        errors.append("efficientnet_lite0 is the pretrained ImageNet model; train small_cnn or preact_resnet18.")
+        errors.append(
+            "efficientnet_lite0 is the pretrained ImageNet model; train small_cnn, resnet20 or preact_resnet18."
+        )
+    elif cfg.arch_kwargs:
+        problem = arch_options_problem(cfg.arch, cfg.arch_kwargs)
+        if problem:
+            errors.append(f"arch_kwargs: {problem}.")
     _check_number(errors, "eps", cfg.eps, 0.0, 1.0)
     _check_number(errors, "eps_warmup", cfg.eps_warmup, 0.0, 0.99)
     _check_number(errors, "lr", cfg.lr, 0.0, lo_open=True)

@@ -132,7 +132,13 @@ def build_run_model(cfg: TrainConfig, data: TrainingData) -> Classifier:
         std = tuple(max(float(v), 1e-3) for v in x.std(dim=(0, 2, 3)))
     try:
         return build_model(
-            cfg.arch, input_size=data.shape, class_names=data.class_names, dataset=data.train.name, mean=mean, std=std
+            cfg.arch,
+            input_size=data.shape,
+            class_names=data.class_names,
+            dataset=data.train.name,
+            mean=mean,
+            std=std,
+            arch_kwargs=dict(cfg.arch_kwargs),
         )
     except ValueError as exc:
         raise ConfigError(

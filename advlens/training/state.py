@@ -40,8 +40,12 @@ def save_model_checkpoint(
     metrics: dict | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
     extra_meta: dict | None = None,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """:func:`advlens.models.save_checkpoint`, made safe from a false pickle alarm.
+
+    ``weights_dtype`` (e.g. ``torch.float16``) stores the model's floating-point tensors in that type,
+    half the size; the loader casts them back to the model's float32.
 
     ``read_checkpoint_bytes`` refuses files whose first byte is 0x80 (a pickle's first byte). In a
     safetensors file the first 8 bytes are the little-endian header length, a multiple of 8, so its
@@ -52,6 +56,8 @@ def save_model_checkpoint(
     path = Path(path).with_suffix(".safetensors")
     meta = build_metadata(model, recipe, metrics, extra_meta)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if weights_dtype is not None:
+        tensors = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
     blob = st_save_bytes(tensors, metadata={META_KEY: json.dumps(meta)})

@@ -1,0 +1,93 @@
+"""The Lessons page and the URL state every lesson link relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from advlens.attacks import ATTACKS
+from advlens.data import load_dataset
+from advlens.zoo import get_entry
+from dashboard.lesson_catalog import LESSONS, PAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+
+
+def test_at_least_eight_complete_lessons():
+    assert len(LESSONS) >= 8
+    assert len({lesson.slug for lesson in LESSONS}) == len(LESSONS)
+    for lesson in LESSONS:
+        assert lesson.goal and lesson.idea and lesson.look_for and lesson.question and lesson.answer
+        assert "\\" in lesson.formula  # LaTeX, not prose
+        assert lesson.steps
+        for step in lesson.steps:
+            assert step.page in PAGES and (ROOT / PAGES[step.page]).is_file()
+            assert step.expect, f"{lesson.slug}: every link says what its page must show"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.slug)
+def test_lesson_links_name_things_that_exist(lesson):
+    samples = {n: set(load_dataset(n).item_names) for n in ("mnist_samples", "cifar10_samples")}
+    for step in lesson.steps:
+        p = step.params
+        for key in ("model", "cmp_a", "cmp_b", "tr_init"):
+            if key in p:
+                get_entry(p[key])  # KeyError if the zoo does not have it
+        for key in ("attack", "cmp_attack"):
+            if key in p:
+                assert p[key] in ATTACKS
+        for key in ("image_sample", "cmp_image_sample"):
+            if key in p:
+                assert any(p[key] in titles for titles in samples.values()), p[key]
+        for m in p.get("ev_models", "").split(","):
+            if m:
+                get_entry(m)
+
+
+def test_lessons_page_keeps_the_lesson_in_the_url():
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.run()
+    at.switch_page("dashboard/lessons.py").run()
+    assert not at.exception
+    assert at.radio[0].value == LESSONS[0].slug
+    at.radio[0].set_value(LESSONS[5].slug).run()
+    assert at.query_params["topic"] in (LESSONS[5].slug, [LESSONS[5].slug])
+    assert any(LESSONS[5].question in str(m.value) for m in at.markdown)
+
+
+def test_a_page_reads_its_settings_from_the_link():
+    at = AppTest.from_file(str(ROOT / "dashboard/attention.py"), default_timeout=240)
+    at.query_params.update(
+        {"att_other": "1", "model": "digits_small_cnn", "att_method": "gradcam++", "att_k": "35", "att_eps": "0.2"}
+    )
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="att_method").value == "gradcam++"
+    assert at.number_input(key="att_k").value == 35.0
+    assert at.text_input(key="att_eps").value == "0.2"
+    # a change goes back to the link
+    at.selectbox(key="att_method").set_value("saliency").run()
+    assert at.query_params["att_method"] in ("saliency", ["saliency"])
+
+
+def test_unreadable_link_values_fall_back_to_defaults():
+    at = AppTest.from_file(str(ROOT / "dashboard/attention.py"), default_timeout=240)
+    at.query_params.update({"att_other": "maybe", "model": "digits_small_cnn", "att_method": "nope", "att_thr": "7"})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="att_method").value == "gradcam"
+    assert at.slider(key="att_thr").value == 0.5
+
+
+def test_a_new_lesson_link_resets_the_session_state():
+    at = AppTest.from_file(str(ROOT / "dashboard/attention.py"), default_timeout=240)
+    at.query_params.update({"att_other": "1", "model": "digits_small_cnn", "lesson": "a-1", "att_method": "saliency"})
+    at.run()
+    at.selectbox(key="att_method").set_value("smoothgrad").run()
+    assert at.selectbox(key="att_method").value == "smoothgrad"  # the user's change holds on reruns
+    at.query_params.update({"lesson": "b-1", "att_method": "gradcam++"})
+    at.run()
+    assert at.selectbox(key="att_method").value == "gradcam++"  # a new lesson link is read afresh
