@@ -50,7 +50,8 @@ class ZooEntry:
         """The best-known robustness evaluation of this model, with its protocol (None if never evaluated)."""
         from .evaluation.known import describe_best
 
-        return describe_best(self.name)
+        shipped = self.metrics.get("robust") if isinstance(self.metrics.get("robust"), list) else None
+        return describe_best(self.name, shipped)
 
 
 def _meta_of(weights: Path) -> dict:

@@ -15,9 +15,8 @@ from advlens.attacks import ATTACKS, AttackConfigError, run_attack
 from advlens.attribution import compute_map
 from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
 from advlens.budget import format_linf
-from advlens.evaluation.known import describe_best
 from advlens.predict import predict_proba
-from advlens.zoo import list_models, suggested_linf_eps, trained_linf_eps
+from advlens.zoo import get_entry, list_models, suggested_linf_eps, trained_linf_eps
 from dashboard.charts import ADV_COLOR, topk_bars
 from dashboard.params import param_inputs, seed_from_url, write_to_url
 from dashboard.url_state import synced
@@ -63,7 +62,7 @@ def _attention(model, x: torch.Tensor, x_adv: torch.Tensor, y: int, adv_class: i
 
 def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor | None) -> None:
     st.markdown(f"#### {title}: `{name}`")
-    known = describe_best(name)
+    known = get_entry(name).evaluation
     st.caption(f"Best-known evaluation: {known}" if known else "Not evaluated yet: the Evaluate page measures it.")
     truth = res.class_names[int(res.y[0])]
     c1, c2 = st.columns(2)

@@ -6,6 +6,7 @@ restarts. The selected run is kept in the URL (``?run=<id>``)."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -23,6 +24,7 @@ from dashboard.params import LINF_EPS, param_input, param_inputs, seed_from_url,
 from dashboard.url_state import synced, write
 from dashboard.widgets import page_setup
 
+URL_READ_KEY = "tr_url_read"
 TRAINABLE_DATASETS = [n for n, d in DATASETS.items() if d.trainable]
 TRAINABLE_ARCHS = [a for a in ARCHITECTURES if a != "efficientnet_lite0"]
 EPS_HELP = "L-inf budget of the training adversary and of the robust-accuracy curve"
@@ -62,9 +64,20 @@ def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
     return names, 0
 
 
-def number(box, key: str, default: int, label: str, lo: int, hi: int, url_key: str | None = None) -> int:
+def number(
+    box, key: str, default: int, label: str, lo: int, hi: int, url_key: str | None = None, read_url: bool = True
+) -> int:
     """A whole-number field in [lo, hi] kept in the URL (under ``url_key``, default ``key``)."""
-    return synced(box.number_input, key, int(default), label, min_value=lo, max_value=hi, url_key=url_key or key)
+    return synced(
+        box.number_input,
+        key,
+        int(default),
+        label,
+        min_value=lo,
+        max_value=hi,
+        url_key=url_key or key,
+        read_url=read_url,
+    )
 
 
 def new_run_form(store: RunStore) -> None:
@@ -93,6 +106,9 @@ def new_run_form(store: RunStore) -> None:
     defaults = TrainConfig()
     family = cls.family(dataset)
     k = f"{obj_name}_{dataset}"
+    # The link is read once per session: afterwards a new objective or dataset starts from its own defaults.
+    first = not st.session_state.get(URL_READ_KEY, False)
+    linked = partial(synced, read_url=first)
     with st.form("tr_form", enter_to_submit=False):  # only the Start button starts a run
         root = ""
         if not DATASETS[dataset].offline:
@@ -104,17 +120,19 @@ def new_run_form(store: RunStore) -> None:
                 "Blank: the download cache.",
             )
         a1, a2, a3, a4 = st.columns(4)
-        arch = synced(a1.selectbox, f"tr_arch_{k}", rec["arch"], "Model", TRAINABLE_ARCHS, url_key="tr_arch")
-        epochs = int(number(a2, f"tr_epochs_{k}", int(rec["epochs"]), "Epochs", 1, 1000, "tr_epochs"))
-        batch = int(number(a3, f"tr_batch_{k}", 64 if family == "mnist" else 128, "Batch size", 1, 4096, "tr_batch"))
-        seed = int(number(a4, f"tr_seed_{k}", 0, "Seed", 0, 2**31 - 1, "tr_seed"))
+        arch = linked(a1.selectbox, f"tr_arch_{k}", rec["arch"], "Model", TRAINABLE_ARCHS, url_key="tr_arch")
+        epochs = int(number(a2, f"tr_epochs_{k}", int(rec["epochs"]), "Epochs", 1, 1000, "tr_epochs", first))
+        batch = int(
+            number(a3, f"tr_batch_{k}", 64 if family == "mnist" else 128, "Batch size", 1, 4096, "tr_batch", first)
+        )
+        seed = int(number(a4, f"tr_seed_{k}", 0, "Seed", 0, 2**31 - 1, "tr_seed", first))
         inits, init_index = init_choices(dataset, cls.fine_tunes)
         if cls.fine_tunes and init_index == 0:
             st.info(
                 f"{cls.title} fine-tunes a clean model, and none of {dataset} is in the zoo yet: train a standard "
                 f"run on {dataset} first, then pick it under **Start from** (or start from a fresh initialisation)."
             )
-        init_from = synced(
+        init_from = linked(
             st.selectbox,
             f"tr_init_{k}",
             inits[init_index],
@@ -126,8 +144,8 @@ def new_run_form(store: RunStore) -> None:
             + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else ""),
         )
         b1, b2, b3, b4 = st.columns(4)
-        optimizer = synced(b1.selectbox, f"tr_opt_{k}", rec["optimizer"], "Optimiser", OPTIMIZERS, url_key="tr_opt")
-        sched = synced(
+        optimizer = linked(b1.selectbox, f"tr_opt_{k}", rec["optimizer"], "Optimiser", OPTIMIZERS, url_key="tr_opt")
+        sched = linked(
             b2.selectbox,
             f"tr_sched_{k}",
             rec["schedule"],
@@ -136,10 +154,10 @@ def new_run_form(store: RunStore) -> None:
             format_func=lambda s: SCHEDULE_HELP[s],
             url_key="tr_sched",
         )
-        lr = synced(
+        lr = linked(
             b3.number_input, f"tr_lr_{k}", float(rec["lr"]), "Learning rate (peak)", format="%.4g", url_key="tr_lr"
         )
-        wd = synced(
+        wd = linked(
             b4.number_input,
             f"tr_wd_{k}",
             float(rec.get("weight_decay", 0.0)),
@@ -149,14 +167,14 @@ def new_run_form(store: RunStore) -> None:
         )
         e1, e0, e2, e3 = st.columns(4)
         eps_key = f"tr_eps_{k}"
-        if eps_key not in st.session_state and st.query_params.get("tr_eps"):
+        if first and eps_key not in st.session_state and st.query_params.get("tr_eps"):
             st.session_state[eps_key] = st.query_params["tr_eps"][:64]  # ?tr_eps=0.3 or 8/255
         try:
             eps, eps_problem = param_input(LINF_EPS, eps_key, float(rec["eps"]), e1, help=EPS_HELP), None
         except ParamError as exc:
             eps, eps_problem = None, str(exc)
         write("tr_eps", st.session_state[eps_key])
-        warm = synced(
+        warm = linked(
             e0.number_input,
             f"tr_warm_{k}",
             0.0,
@@ -167,12 +185,15 @@ def new_run_form(store: RunStore) -> None:
             url_key="tr_warm",
             help="ramp the training eps linearly from 0 over this part",
         )
-        crop = int(number(e2, f"tr_crop_{k}", int(rec["crop_padding"]), "Random crop padding (px)", 0, 16, "tr_crop"))
-        flip = synced(e3.checkbox, f"tr_flip_{k}", bool(rec["flip"]), "Random horizontal flips", url_key="tr_flip")
+        crop = int(
+            number(e2, f"tr_crop_{k}", int(rec["crop_padding"]), "Random crop padding (px)", 0, 16, "tr_crop", first)
+        )
+        flip = linked(e3.checkbox, f"tr_flip_{k}", bool(rec["flip"]), "Random horizontal flips", url_key="tr_flip")
         params, problems = {}, []
         if cls.hyperparams:
             st.markdown(f"**{cls.title}: hyperparameters**")
-            seed_from_url(cls.hyperparams, f"tr_hp_{k}", "tr_hp_")
+            if first:
+                seed_from_url(cls.hyperparams, f"tr_hp_{k}", "tr_hp_")
             params, problems = param_inputs(cls.hyperparams, f"tr_hp_{k}", cls.defaults(dataset))
             write_to_url(cls.hyperparams, params, "tr_hp_")
         st.markdown("**Evaluation and limits**")
@@ -187,6 +208,7 @@ def new_run_form(store: RunStore) -> None:
         device = synced(f1.selectbox, "tr_device", "auto", "Device", devices)
         name = synced(f2.text_input, "tr_name", "", "Run name (optional)")
         submitted = st.form_submit_button("Start", type="primary")
+    st.session_state[URL_READ_KEY] = True
     if not submitted:
         return
     if eps_problem:

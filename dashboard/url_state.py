@@ -51,13 +51,15 @@ def seed(
     choices: Sequence | None = None,
     check: Callable[[object], bool] | None = None,
     url_key: str | None = None,
+    read_url: bool = True,
 ) -> None:
     """Put the link's value (or ``default``) in ``st.session_state[key]`` unless the session holds one.
     A value that cannot be read, is not among ``choices`` or fails ``check`` falls back to ``default``.
-    ``url_key``: the name in the link when it differs from the widget's key."""
+    ``url_key``: the name in the link when it differs from the widget's key; ``read_url`` False: start
+    from ``default`` (the link was read already, e.g. by the same field under another key)."""
     if key in st.session_state:
         return
-    raw = st.query_params.get(url_key or key)
+    raw = st.query_params.get(url_key or key) if read_url else None
     value = default
     if raw is not None:
         try:
@@ -76,7 +78,15 @@ def write(key: str, value) -> None:
 
 
 def synced(
-    widget, key: str, default, *args, choices: Sequence | None = None, check=None, url_key: str | None = None, **kwargs
+    widget,
+    key: str,
+    default,
+    *args,
+    choices: Sequence | None = None,
+    check=None,
+    url_key: str | None = None,
+    read_url: bool = True,
+    **kwargs,
 ):
     """``widget(*args, key=key, **kwargs)`` whose value lives in the URL under ``url_key`` (default: ``key``).
 
@@ -92,7 +102,7 @@ def synced(
         choices = list(args[1])
     if key in st.session_state and choices is not None and st.session_state[key] not in choices:
         del st.session_state[key]  # e.g. another model with other layers: start from the default again
-    seed(key, default, choices, check, url_key)
+    seed(key, default, choices, check, url_key, read_url)
     value = widget(*args, key=key, **kwargs)
     write(url_key or key, value)
     return value

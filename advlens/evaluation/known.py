@@ -45,17 +45,29 @@ def best_known(model_name: str) -> tuple[str, dict, list[dict]] | None:
     return max(found, key=rank)
 
 
-def describe_best(model_name: str) -> str | None:
+def describe(records: list[dict], suite_name: str, norm: str, n: int, source: str) -> str:
     """``robust 69.7% at eps 25.5/255 (0.1) [64.7, 74.4] · standard suite, Linf, n = 360 (evaluation ab12cd)``."""
-    best = best_known(model_name)
-    if best is None:
-        return None
-    run_id, report, records = best
     figures = ", ".join(
         f"{r['robust_accuracy'] * 100:.1f}% at eps {r['eps_shown']} "
         f"[{r['robust_interval_95'][0] * 100:.1f}, {r['robust_interval_95'][1] * 100:.1f}]"
         for r in sorted(records, key=lambda r: r["eps"])
     )
-    suite = SUITES.get(report["suite"])
-    bound = "" if report["suite"] == "standard" else " (an upper bound)"
-    return f"robust {figures} · {suite.title if suite else report['suite']}{bound}, {report['norm']}, n = {report['n']} (evaluation {run_id})"
+    suite = SUITES.get(suite_name)
+    bound = "" if suite_name == "standard" else " (an upper bound)"
+    return f"robust {figures} · {suite.title if suite else suite_name}{bound}, {norm}, n = {n} ({source})"
+
+
+def describe_best(model_name: str, shipped: list[dict] | None = None) -> str | None:
+    """The best-known evaluation of ``model_name`` in words: the strongest of the run store's finished
+    evaluations, or the standard-suite records shipped in the model's metadata (``shipped``) when no
+    evaluation here is as strong (the larger n wins between equal suites)."""
+    best = best_known(model_name)
+    if shipped:
+        mine = (SUITES["standard"].strength, shipped[0]["n"])
+        suite = SUITES.get(best[1].get("suite")) if best else None
+        if best is None or (suite.strength if suite else 0, best[1].get("n", 0)) < mine:
+            return describe(shipped, shipped[0]["suite"], shipped[0]["norm"], shipped[0]["n"], "shipped with the model")
+    if best is None:
+        return None
+    run_id, report, records = best
+    return describe(records, report["suite"], report["norm"], report["n"], f"evaluation {run_id}")
