@@ -15,7 +15,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Step:
     label: str
-    page: str  # the page's URL path (a key of PAGES)
+    page: str  # the page's URL path (a key of dashboard.links.PAGE_FILES)
     params: dict
     expect: tuple[str, ...] = ()  # texts the page must show (or hold in a field): checked by the browser test
 

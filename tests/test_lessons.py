@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 from advlens.attacks import ATTACKS
 from advlens.data import load_dataset
 from advlens.zoo import get_entry
-from dashboard.lesson_catalog import LESSONS, PAGES
+from dashboard.lesson_catalog import LESSONS
+from dashboard.links import PAGE_FILES as PAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from dashboard.lesson_catalog import LESSONS, PAGES
+from dashboard.lesson_catalog import LESSONS
+from dashboard.links import PAGE_FILES as PAGES
 from tests.test_browser import CHROMIUM, page, server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
@@ -24,16 +25,15 @@ SHOWS = """(texts) => {
 }"""
 
 
-def lesson_links(page, server, slug: str) -> list[str]:  # noqa: F811
+def lesson_links(page, server, slug: str, n: int) -> list[str]:  # noqa: F811
     page.goto(f"{server}/lessons?topic={slug}", wait_until="domcontentloaded")
-    page.get_by_text("What to look for").first.wait_for(timeout=90_000)
-    page.wait_for_timeout(500)
-    return page.eval_on_selector_all("a[href*='lesson=']", "els => els.map(e => e.href)")
+    page.wait_for_function(f"document.querySelectorAll(\"a[href*='lesson={slug}-']\").length >= {n}", timeout=90_000)
+    return page.eval_on_selector_all(f"a[href*='lesson={slug}-']", "els => els.map(e => e.href)")
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.slug)
 def test_lesson_links_open_their_pages_ready(server, page, lesson):  # noqa: F811
-    hrefs = lesson_links(page, server, lesson.slug)
+    hrefs = lesson_links(page, server, lesson.slug, len(lesson.steps))
     assert len(hrefs) == len(lesson.steps), hrefs
     for href, step in zip(hrefs, lesson.steps):
         assert f"/{step.page}?" in href, href
