@@ -5,6 +5,8 @@ Trains small_cnn on MNIST with the advlens trainer (the same code path as the tr
 - ``standard``: cross-entropy only;
 - ``pgd_at``: Madry's PGD-AT, the baseline;
 - ``attention``: attention rectification and preservation (Wu et al.), Step-LL adversary by default;
+- ``attention_pgd``: the same attention terms with the baseline's PGD adversary (PGD-AT plus the
+  attention losses: the paper's claim that they add to adversarial training);
 - ``feature_denoise``: a small_cnn with denoising blocks, PGD-AT with the baseline's PGD;
 - ``deep_defense``: Deep Defense (Yan et al.), fine-tuned from the ``standard`` model as in the paper
   (SGD, lr 5e-4, momentum 0.9, lr halved at 80% of the epochs: the authors' recipe),
@@ -13,8 +15,10 @@ every one for the same number of epochs on the same images (Deep Defense's epoch
 epochs on top of the standard model's). Each model is then evaluated on the same fixed test images:
 
 - clean accuracy;
-- PGD-``--pgd-steps`` (step 2.5 * eps / steps, ``--restarts`` random restarts, worst case kept) at
-  each eps of ``--eps`` (default 0.1, 0.2, 0.3);
+- robust accuracy at each eps of ``--eps`` (default 0.1, 0.2, 0.3) under ``--suite``: AutoAttack's
+  ``standard`` suite by default (:func:`advlens.evaluation.cascade.evaluate`), ``quick``, or the
+  old CE ``pgd`` (PGD-``--pgd-steps``, ``--restarts`` restarts: an upper bound), on the first
+  ``--suite-size`` of the test images (the standard suite costs ~3,500 passes per robust image);
 - rho_2 = mean ||r||_2 / ||x||_2 of the DeepFool perturbation (50 iterations, overshoot 0.02, from
   the model's prediction; :func:`defenses.deepfool_diff.rho2`);
 - the mean top-20% IoU between the Grad-CAM (true class, default CAM layer) of each clean image and
@@ -28,10 +32,14 @@ Smoke run (minutes on 2 CPU cores; numbers not meaningful)::
     python bench/seed_defenses_mnist.py --epochs 1 --train-size 256 --test-size 64 --restarts 1 \\
         --pgd-steps 10 --train-pgd-steps 5 --rho-images 32
 
-The recorded run (bench/RESULTS.md; ~64 min on the 2-core CPU)::
+The recorded run (bench/RESULTS.md) in two single-thread processes that share ``--cache``, then
+a third that only reads the cache and reports::
 
-    python bench/seed_defenses_mnist.py --epochs 1 --train-size 15000 --test-size 500 --restarts 2 \\
-        --rho-images 200 --home /tmp/seed_home --out bench/out/seed_defenses_mnist.json
+    A="--epochs 1 --train-size 15000 --test-size 500 --rho-images 200 --suite standard --suite-size 100 \\
+       --threads 1 --cache /tmp/seed_cache"
+    python bench/seed_defenses_mnist.py $A --defenses standard,deep_defense,pgd_at --home /tmp/seed_a &
+    python bench/seed_defenses_mnist.py $A --defenses attention,attention_pgd,feature_denoise --home /tmp/seed_b
+    wait; python bench/seed_defenses_mnist.py $A --out bench/out/seed_defenses_mnist.json
 
 On a GPU, the full-size comparison::
 
@@ -59,8 +67,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import MNIST_BASE  # noqa: E402
 
-DEFENSES = ("standard", "pgd_at", "attention", "feature_denoise", "deep_defense")
-SEED_DEFENSES = ("attention", "feature_denoise", "deep_defense")
+DEFENSES = ("standard", "pgd_at", "attention", "attention_pgd", "feature_denoise", "deep_defense")
+SEED_DEFENSES = ("attention", "attention_pgd", "feature_denoise", "deep_defense")
 METRIC_LABELS = {"clean": "clean acc", "rho2": "rho_2 (DeepFool)", "iou": "attention IoU"}
 SECTION = "## Seed defenses (issue 6)"
 
@@ -99,8 +107,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "non-local block on conv1's 28x28 map costs ~7x a whole small_cnn step on the CPU",
     )
     p.add_argument("--eps", default="0.1,0.2,0.3", help="comma-separated eval eps of PGD")
-    p.add_argument("--pgd-steps", type=int, default=40, help="PGD steps of the evaluation")
-    p.add_argument("--restarts", type=int, default=5, help="PGD random restarts of the evaluation")
+    p.add_argument("--suite", default="standard", choices=("standard", "quick", "pgd"), help="the robust-accuracy attack")
+    p.add_argument("--suite-size", type=int, default=0, help="first test images the suite runs on (0: all)")
+    p.add_argument("--pgd-steps", type=int, default=40, help="PGD steps of --suite pgd and of the IoU images")
+    p.add_argument("--restarts", type=int, default=5, help="PGD random restarts of --suite pgd")
+    p.add_argument(
+        "--cache",
+        default="",
+        help="folder of per-model results: a model found there is neither trained nor evaluated again",
+    )
     p.add_argument("--rho-images", type=int, default=0, help="test images for rho_2 (0: all test images)")
     p.add_argument("--iou-eps", type=float, default=0.3, help="eps of the PGD images for the attention IoU")
     p.add_argument("--seed", type=int, default=0)
@@ -114,7 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [d for d in args.defenses if d not in DEFENSES]
     if unknown:
         p.error(f"unknown defense(s) {', '.join(unknown)}; choose among {', '.join(DEFENSES)}")
-    if "deep_defense" in args.defenses and "standard" not in args.defenses:
+    if "deep_defense" in args.defenses and "standard" not in args.defenses and not args.cache:
         p.error("deep_defense fine-tunes the standard model: include 'standard'")
     args.eps = [float(e) for e in args.eps.split(",") if e.strip()]
     return args
@@ -151,6 +166,7 @@ def train_configs(args) -> dict[str, dict]:
         "standard": {**common, "objective": "standard"},
         "pgd_at": {**common, "objective": "pgd_at", "objective_params": pgd},
         "attention": {**common, "objective": "attention", "objective_params": attention},
+        "attention_pgd": {**common, "objective": "attention", "objective_params": dict(attention, adversary="pgd")},
         "feature_denoise": {**common, "objective": "feature_denoise", "objective_params": denoise},
         # the authors' fine-tuning recipe: SGD lr 5e-4, momentum 0.9, lr x0.5 at 80% of the epochs
         "deep_defense": {
@@ -189,10 +205,24 @@ def train(name: str, cfg_dict: dict, log, device: str) -> tuple[torch.nn.Module,
 
 
 # ---------------------------------------------------------------------------------- evaluation
-def pgd_correct(model, x, y, eps: float, steps: int, restarts: int) -> torch.Tensor:
-    from advlens.training.evaluate import robust_predictions
+def robust_correct(model, x, y, eps: float, args) -> torch.Tensor:
+    """Per image, 1 when still correctly classified after --suite's attack at eps."""
+    if args.suite == "pgd":
+        from advlens.training.evaluate import robust_predictions
 
-    return robust_predictions(model, x, y, eps, steps, alpha=None, restarts=restarts, batch_size=250).float()
+        return robust_predictions(
+            model, x, y, eps, args.pgd_steps, alpha=None, restarts=args.restarts, batch_size=250
+        ).float()
+    from advlens.evaluation.cascade import evaluate as evaluate_suite
+
+    ev = evaluate_suite(model, x, y, eps, args.suite, batch_size=128, seed=args.seed)
+    return ev.robust.float()
+
+
+def robust_label(args) -> str:
+    if args.suite == "pgd":
+        return f"PGD-{args.pgd_steps} x {args.restarts} acc (upper bound)"
+    return f"{args.suite} suite acc"
 
 
 def attention_iou(model, x, y, eps: float, steps: int, batch_size: int = 250) -> torch.Tensor:
@@ -231,8 +261,11 @@ def evaluate(model, x, y, args, log) -> dict[str, torch.Tensor]:
                 for s in range(0, len(x), 500)
             ]
         )
+    n_suite = args.suite_size or len(x)
     for eps in args.eps:
-        per[f"pgd@{eps:g}"] = pgd_correct(model, x, y, eps, args.pgd_steps, args.restarts)
+        t0 = time.time()
+        per[f"pgd@{eps:g}"] = robust_correct(model, x[:n_suite], y[:n_suite], eps, args)
+        log(f"  {args.suite} at eps {eps:g}: {float(per[f'pgd@{eps:g}'].mean()):.4f} ({time.time() - t0:.0f} s)")
     n_rho = args.rho_images or len(x)
     per["rho2"] = deepfool_ratios(model, x[:n_rho], max_iter=50, overshoot=0.02, candidates=10)["ratio"]
     per["iou"] = attention_iou(model, x, y, args.iou_eps, args.pgd_steps)
@@ -263,8 +296,11 @@ def compare(per: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> dict
 
 
 # ---------------------------------------------------------------------------------- reporting
+ROBUST_LABEL = "PGD acc"  # set from --suite by main()
+
+
 def label(k: str) -> str:
-    return METRIC_LABELS.get(k, k.replace("pgd@", "PGD acc @ eps "))
+    return METRIC_LABELS.get(k, k.replace("pgd@", f"{ROBUST_LABEL} @ eps "))
 
 
 def fmt(k: str, v: float) -> str:
@@ -337,6 +373,15 @@ def write_section(path: Path, body: str) -> None:
     path.write_text(text)
 
 
+def standard_checkpoint(results: dict, cache: Path | None) -> str:
+    """The standard model's checkpoint, which Deep Defense fine-tunes (this run's, or the cache's)."""
+    if "standard" in results["models"]:
+        return results["models"]["standard"]["train"]["checkpoint"]
+    if cache is not None and (cache / "standard.pt").is_file():
+        return torch.load(cache / "standard.pt", weights_only=True)["train"]["checkpoint"]
+    raise SystemExit("deep_defense fine-tunes the standard model: train 'standard' first (same --cache)")
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
@@ -355,14 +400,22 @@ def main(argv=None) -> dict:
     x, y = to_float(test.pixels[idx]), test.labels[idx].long()
     cfgs = train_configs(args)
     device = TrainConfig(device=args.device).resolved_device()
+    global ROBUST_LABEL
+    ROBUST_LABEL = robust_label(args)
     results: dict = {"models": {}}
     t_start = time.time()
+    cache = Path(args.cache) if args.cache else None
     for name in DEFENSES:
         if name not in args.defenses:
             continue
+        cached = cache / f"{name}.pt" if cache else None
+        if cached is not None and cached.is_file():
+            results["models"][name] = torch.load(cached, weights_only=True)
+            log(f"{name}: read from {cached}")
+            continue
         cfg = cfgs[name]
         if name == "deep_defense":
-            init = results["models"]["standard"]["train"]["checkpoint"]
+            init = standard_checkpoint(results, cache)
             cfg = dict(cfg, init_from=init)
         log(f"training {name} ...")
         model, info = train(name, cfg, log, device)
@@ -376,6 +429,9 @@ def main(argv=None) -> dict:
             "metrics": {k: float(v.nanmean()) for k, v in per.items()},
             "iou_images": int((~torch.isnan(per["iou"])).sum()),
         }
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(results["models"][name], cached)
     if "pgd_at" in results["models"]:
         base = results["models"]["pgd_at"]["per_image"]
         for name, r in results["models"].items():
@@ -388,7 +444,12 @@ def main(argv=None) -> dict:
         "train_eps": args.train_eps,
         "eps_warmup": args.eps_warmup,
         "train_pgd": f"{args.train_pgd_steps}x{args.train_pgd_alpha:g}",
-        "eval_pgd": f"PGD-{args.pgd_steps}, step 2.5*eps/steps, {args.restarts} restart(s)",
+        "robust": (
+            f"PGD-{args.pgd_steps}, step 2.5*eps/steps, {args.restarts} restart(s) (an upper bound)"
+            if args.suite == "pgd"
+            else f"{args.suite} suite (advlens.evaluation), L-inf, seed {args.seed}"
+        ),
+        "robust_images": args.suite_size or len(x),
         "rho2": f"DeepFool-50, overshoot 0.02, {args.rho_images or len(x)} images",
         "iou": f"Grad-CAM top-20% IoU, PGD-{args.pgd_steps} at eps {args.iou_eps:g}",
         "attention_adversary": args.attention_adversary,

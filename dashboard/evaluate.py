@@ -157,6 +157,12 @@ def jobs_table(store: RunStore) -> None:
     )
     st.dataframe(table, hide_index=True, width="stretch")
     active = [r for r in runs if r.active]
+    # a run that was active on the last tick and is not now has finished: redraw the whole page so
+    # that its results appear without a click (this table is a fragment that refreshes on its own)
+    was_active = st.session_state.get("ev_active_runs", set())
+    st.session_state["ev_active_runs"] = {r.id for r in active}
+    if was_active - st.session_state["ev_active_runs"]:
+        st.rerun(scope="app")
     for r in active:
         cols = st.columns([4, 1])
         cols[0].progress(r.progress, text=f"{r.id}: {r.status}, {r.progress * 100:.0f}%")
