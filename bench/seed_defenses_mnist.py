@@ -107,7 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "non-local block on conv1's 28x28 map costs ~7x a whole small_cnn step on the CPU",
     )
     p.add_argument("--eps", default="0.1,0.2,0.3", help="comma-separated eval eps of PGD")
-    p.add_argument("--suite", default="standard", choices=("standard", "quick", "pgd"), help="the robust-accuracy attack")
+    p.add_argument(
+        "--suite", default="standard", choices=("standard", "quick", "pgd"), help="the robust-accuracy attack"
+    )
     p.add_argument("--suite-size", type=int, default=0, help="first test images the suite runs on (0: all)")
     p.add_argument("--pgd-steps", type=int, default=40, help="PGD steps of --suite pgd and of the IoU images")
     p.add_argument("--restarts", type=int, default=5, help="PGD random restarts of --suite pgd")

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard.lesson_catalog import LESSONS, Lesson, lesson_by_slug
 from dashboard.links import page_link
-from dashboard.url_state import forget_lesson_link, synced
+from dashboard.url_state import LESSON_TOPIC, forget_lesson_link, synced
 from dashboard.widgets import page_setup
 
 
@@ -49,7 +49,7 @@ def render() -> None:
     )
     slugs = [lesson.slug for lesson in LESSONS]
     titles = {lesson.slug: f"{i}. {lesson.title}" for i, lesson in enumerate(LESSONS, start=1)}
-    slug = synced(st.radio, "topic", slugs[0], "Lesson", slugs, format_func=titles.get)
+    slug = synced(st.radio, LESSON_TOPIC, slugs[0], "Lesson", slugs, format_func=titles.get)
     st.divider()
     show_lesson(lesson_by_slug(slug), slugs.index(slug) + 1)
 

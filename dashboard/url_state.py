@@ -18,6 +18,7 @@ import streamlit as st
 
 LESSON_PARAM = "lesson"
 LESSON_SEEN = "_lesson_link"
+LESSON_TOPIC = "topic"  # the Lessons page's choice of lesson; a step link "<slug>-<step>" sets it
 KEPT_PREFIXES = ("_", "advlens_")
 
 
@@ -117,6 +118,9 @@ def apply_lesson_link() -> None:
         if not str(key).startswith(KEPT_PREFIXES):
             del st.session_state[key]
     st.session_state[LESSON_SEEN] = lesson
+    # back on the Lessons page the user finds the lesson this step belongs to (an unknown slug,
+    # e.g. Home's showcase, is dropped there by the radio's choices)
+    st.session_state[LESSON_TOPIC] = lesson.rsplit("-", 1)[0]
 
 
 def forget_lesson_link() -> None:

@@ -92,3 +92,23 @@ def test_a_new_lesson_link_resets_the_session_state():
     at.query_params.update({"lesson": "b-1", "att_method": "gradcam++"})
     at.run()
     assert at.selectbox(key="att_method").value == "gradcam++"  # a new lesson link is read afresh
+
+
+def _follow_link_script():
+    import streamlit as st
+
+    from dashboard.url_state import LESSON_TOPIC, apply_lesson_link
+
+    apply_lesson_link()
+    st.session_state.setdefault("att_k", 20)  # a page's widget default after the link
+    st.write(f"topic={st.session_state.get(LESSON_TOPIC)} att_k={st.session_state.get('att_k')}")
+
+
+def test_a_lesson_link_forgets_old_settings_but_remembers_its_lesson():
+    """Following lesson 2's step link and then opening the Lessons page shows lesson 2, not lesson 1."""
+    at = AppTest.from_function(_follow_link_script, default_timeout=60)
+    at.session_state["att_k"] = 35
+    at.query_params["lesson"] = f"{LESSONS[1].slug}-2"
+    at.run()
+    assert not at.exception
+    assert at.markdown[0].value == f"topic={LESSONS[1].slug} att_k=20"

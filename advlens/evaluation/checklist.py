@@ -20,6 +20,7 @@ gradients, Square and noise stronger than white-box) and clears it under BPDA an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,11 +71,13 @@ def run_checklist(
     seed: int = 0,
     square_queries: int = 1000,
     stronger: tuple[int, int] = (200, 3),
+    progress: Callable[[int, int], object] | None = None,
 ) -> list[Check]:
     """The six checks for ``result`` (an evaluation of ``model`` on ``x``, ``y``). ``surrogate`` is an
     undefended model with the same inputs and classes, for the transfer check; ``stronger`` is the
     (steps, restarts) of check 3's longer APGD-CE run (100 x 2 on a random defense, whose every
-    step already costs 20 draws). The attacks are adaptive when the evaluation's were."""
+    step already costs 20 draws). The attacks are adaptive when the evaluation's were.
+    ``progress(done, total)`` is called after each check."""
     x, y = to_float(x), torch.as_tensor(y).long()
     adaptive = result.adaptations.startswith("adaptive")
     if adaptive and is_random(model):
@@ -90,6 +93,12 @@ def run_checklist(
     black_box = sum(n for name, n in result.broken_counts().items() if not ATTACKS[name].uses_gradients)
     white = robust + black_box / result.n
     checks: list[Check] = []
+
+    def add(check: Check) -> None:
+        checks.append(check)
+        if progress is not None:
+            progress(len(checks), len(_NAMES))
+
     if len(xs) == 0:
         why = "no image is classified correctly, so there is nothing to attack"
         return [Check(n, "skip", why, "") for n in _NAMES]
@@ -98,7 +107,7 @@ def run_checklist(
         return acc_on_correct * len(xs) / result.n
 
     big = share(_accuracy(model, _attacked(model, xs, ys, "apgd_ce" + suffix, seed, adaptive, eps=large, steps=50), ys))
-    checks.append(
+    add(
         Check(
             _NAMES[0],
             "pass" if big <= TOLERANCE else "warn",
@@ -107,7 +116,7 @@ def run_checklist(
         )
     )
     sq = share(_accuracy(model, _attacked(model, xs, ys, "square" + suffix, seed, eps=eps, steps=square_queries), ys))
-    checks.append(
+    add(
         Check(
             _NAMES[1],
             "pass" if sq >= white - TOLERANCE else "warn",
@@ -124,7 +133,7 @@ def run_checklist(
             ys,
         )
     )
-    checks.append(
+    add(
         Check(
             _NAMES[2],
             "pass" if strong >= robust - TOLERANCE else "warn",
@@ -139,7 +148,7 @@ def run_checklist(
         signs /= signs.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (xs.ndim - 1))
     noisy = (xs + eps * signs).clamp(0, 1)
     noise = share(_accuracy(model, noisy, ys))
-    checks.append(
+    add(
         Check(
             _NAMES[3],
             "pass" if noise - robust >= TOLERANCE or robust >= base - TOLERANCE else "warn",
@@ -150,7 +159,7 @@ def run_checklist(
     grads = _input_gradients(bpda_view(model) if adaptive else model, xs, ys)
     norms = grads.flatten(1).norm(dim=1)
     usable = float((torch.isfinite(norms) & (norms > 0)).float().mean())
-    checks.append(
+    add(
         Check(
             _NAMES[4],
             "pass" if usable >= 0.95 else "warn",
@@ -159,11 +168,11 @@ def run_checklist(
         )
     )
     if surrogate is None or surrogate is model:
-        checks.append(Check(_NAMES[5], "skip", "no undefended surrogate of the same inputs and classes", _TRANSFER))
+        add(Check(_NAMES[5], "skip", "no undefended surrogate of the same inputs and classes", _TRANSFER))
     else:
         adv = _attacked(surrogate, xs, ys, "pgd" if norm == "Linf" else "pgd_l2", seed, eps=eps, steps=20)
         transfer = share(_accuracy(model, adv, ys))
-        checks.append(
+        add(
             Check(
                 _NAMES[5],
                 "pass" if transfer >= robust - TOLERANCE else "warn",

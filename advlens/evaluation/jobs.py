@@ -30,6 +30,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -182,9 +183,13 @@ def run_spec(
             log(f"part {k + 1}/{len(parts)}: resuming {name} at eps {eps:g} from attack {resume.position + 1}")
         saver = _Saver(stem)
 
-        def part_progress(done: int, total: int, k=k) -> None:
+        # with the checklist, the attacks fill the first half of the part's share of the bar, the
+        # six checks (the longer APGD-CE run, Square, ...) the second: no bar standing at 100%
+        attack_share = 0.5 if spec.checklist else 1.0
+
+        def part_progress(done: int, total: int, k=k, start=0.0, span=attack_share) -> None:
             if progress is not None:
-                progress((k + done / max(total, 1)) / len(parts))
+                progress((k + start + span * done / max(total, 1)) / len(parts))
 
         ev = evaluate_part(
             spec,
@@ -205,7 +210,15 @@ def run_spec(
             return report
         checks = []
         if spec.checklist and (shard is None or shard.rank == 0):
-            checks = run_checklist(model, x, y, ev, surrogate=surrogate, seed=spec.seed)
+            checks = run_checklist(
+                model,
+                x,
+                y,
+                ev,
+                surrogate=surrogate,
+                seed=spec.seed,
+                progress=partial(part_progress, start=attack_share, span=1.0 - attack_share),
+            )
         record = part_record(getattr(model, "zoo_name", name), ev, checks)
         record["model"] = name
         if is_random(model) and spec.repeats > 1:
