@@ -183,9 +183,10 @@ def run_spec(
             log(f"part {k + 1}/{len(parts)}: resuming {name} at eps {eps:g} from attack {resume.position + 1}")
         saver = _Saver(stem)
 
-        # with the checklist, the attacks fill the first half of the part's share of the bar, the
-        # six checks (the longer APGD-CE run, Square, ...) the second: no bar standing at 100%
-        attack_share = 0.5 if spec.checklist else 1.0
+        # with the checklist (rank 0 runs it), the attacks fill the first half of the part's share
+        # of the bar, the six checks (the longer APGD-CE run, Square, ...) the second
+        with_checklist = spec.checklist and (shard is None or shard.rank == 0)
+        attack_share = 0.5 if with_checklist else 1.0
 
         def part_progress(done: int, total: int, k=k, start=0.0, span=attack_share) -> None:
             if progress is not None:
@@ -209,7 +210,7 @@ def run_spec(
             report["stopped"] = True
             return report
         checks = []
-        if spec.checklist and (shard is None or shard.rank == 0):
+        if with_checklist:
             checks = run_checklist(
                 model,
                 x,
