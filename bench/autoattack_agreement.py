@@ -2,7 +2,7 @@
 on the same model, images and eps: robust accuracy and time, in one process, interleaved.
 
     python bench/autoattack_agreement.py [--model digits_small_cnn] [--dataset digits] [--n 360]
-        [--eps 0.1] [--repeats 1]
+        [--start 0] [--eps 0.1]
 
 Pairs compared (each is the same attacks in the same cascade order), chosen with ``--suites``:
 - ours ``standard`` (APGD-CE, APGD-T x 9, FAB-T x 9, Square-5000) against AutoAttack's
@@ -58,6 +58,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--root")
     ap.add_argument("--n", type=int, default=360)
+    ap.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="skip this many images first (a long run split into parts: --start 500 --n 500 is images 500-999)",
+    )
     ap.add_argument("--eps", default="0.1")
     ap.add_argument("--suites", default="standard", help="comma-separated: standard, quick")
     ap.add_argument("--out", help="also write the JSON report here")
@@ -88,7 +94,9 @@ def main(argv=None) -> dict:
 
         model = half_round_trip(model)
     ds = load_dataset(args.dataset, split="test", root=args.root)
-    x, y = ds.batch(range(min(args.n, len(ds))))
+    if not 0 <= args.start < len(ds):
+        ap.error(f"--start must be in [0, {len(ds)})")
+    x, y = ds.batch(range(args.start, min(args.start + args.n, len(ds))))
     rows, ours_records = [], []
     last = [0.0]
 
@@ -105,6 +113,7 @@ def main(argv=None) -> dict:
                 "suite": suite,
                 "official_attacks": attacks or "standard",
                 "n": len(x),
+                "images": [args.start, args.start + len(x)],
                 "side": args.side,
             }
             if args.side in ("both", "ours"):

@@ -11,7 +11,20 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ADVLENS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+def _threads_per_worker() -> int:
+    """The cores each test process may use: all of them (at most 2) alone; under pytest-xdist
+    (``-n auto``, the README's command) the cores shared out over the workers, so two workers on a
+    2-core machine do not oversubscribe it. Subprocesses a test starts (job workers, torchrun ranks,
+    a streamlit server) inherit the same share through ``OMP_NUM_THREADS``."""
+    cores = os.cpu_count() or 1
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, min(2, cores // max(1, workers)))
+
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(_threads_per_worker())
+torch.set_num_threads(_threads_per_worker())
 
 
 @pytest.fixture(autouse=True, scope="session")
