@@ -122,6 +122,7 @@ def main(argv=None) -> dict:
                 row.update(
                     ours=ours.robust_accuracy,
                     broken_by_ours=ours.broken_counts(),
+                    ours_seconds_by_attack={k: round(v, 1) for k, v in ours.seconds.items()},
                     ours_seconds=round(time.perf_counter() - t0, 1),
                 )
                 if suite == "standard":
