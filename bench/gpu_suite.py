@@ -300,7 +300,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", help="default: cuda when present (cpu with --smoke)")
     ap.add_argument("--cifar-tar", default=str(ARCHIVE))
     ap.add_argument("--scratch", default="/tmp/advlens-gpu-suite", help="where the CIFAR images are unpacked")
-    ap.add_argument("--eval-images", type=int, help="test images for the Fast-AT evaluation (default 1000; smoke 20)")
+    ap.add_argument("--eval-images", type=int, help="test images for the Fast-AT evaluation (default 1000; smoke 4)")
     ap.add_argument("--repeats", type=int, help="timed repeats per measurement (default 5; smoke 1)")
     ap.add_argument("--out", help="output folder (default bench/out/gpu, or bench/out/gpu-smoke)")
     ap.add_argument("--home", help="ADVLENS_HOME for the training run (default: a folder under --scratch)")
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown step(s) {', '.join(unknown)}; use: {', '.join(STEPS)}")
     cfg.device = cfg.device or ("cuda" if torch.cuda.is_available() and not cfg.smoke else "cpu")
-    cfg.eval_images = cfg.eval_images or (10 if cfg.smoke else 1000)
+    cfg.eval_images = cfg.eval_images or (4 if cfg.smoke else 1000)
     cfg.repeats = cfg.repeats or (1 if cfg.smoke else 5)
     out = Path(cfg.out or ROOT / "bench" / "out" / ("gpu-smoke" if cfg.smoke else "gpu"))
     out.mkdir(parents=True, exist_ok=True)

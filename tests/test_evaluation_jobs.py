@@ -74,7 +74,7 @@ def test_an_evaluation_job_runs_in_its_own_process_and_persists_its_report():
 
 
 def test_a_cancelled_evaluation_resumes_from_its_last_batch_and_ends_as_an_uninterrupted_one():
-    s = spec(n=48, batch_size=4, eps=[0.07])
+    s = spec(n=24, batch_size=4, eps=[0.07])
     rec = eval_jobs.submit(s)
     store = RunStore()
     deadline = time.time() + 240
@@ -102,7 +102,7 @@ def test_torchrun_shards_the_images_and_the_merged_result_equals_one_process(tmp
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "advlens", "evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "0.07"]
-    args += ["--suite", "quick", "--num-images", "40", "--batch-size", "8", "--no-checklist"]
+    args += ["--suite", "quick", "--num-images", "24", "--batch-size", "6", "--no-checklist"]
     runs = {
         "sharded": [torchrun, "--nproc_per_node", "2", "--standalone", *args, "--out", str(tmp_path / "sharded.json")],
         "single": [sys.executable, *args, "--out", str(tmp_path / "single.json")],
