@@ -88,14 +88,14 @@ def main(argv=None) -> dict:
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    ds = load_dataset(args.dataset, split="test", root=args.root)
+    if not 0 <= args.start < len(ds):  # checked before the model loads
+        ap.error(f"--start must be in [0, {len(ds)})")
     model = load_model(args.model, "cpu")
     if args.half_weights:
         from advlens.training.ship import half_round_trip
 
         model = half_round_trip(model)
-    ds = load_dataset(args.dataset, split="test", root=args.root)
-    if not 0 <= args.start < len(ds):
-        ap.error(f"--start must be in [0, {len(ds)})")
     x, y = ds.batch(range(args.start, min(args.start + args.n, len(ds))))
     rows, ours_records = [], []
     last = [0.0]

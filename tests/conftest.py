@@ -22,9 +22,10 @@ def _threads_per_worker() -> int:
     return max(1, min(2, cores // max(1, workers)))
 
 
+_THREADS = _threads_per_worker()
 if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(_threads_per_worker())
-torch.set_num_threads(_threads_per_worker())
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(autouse=True, scope="session")
