@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from advlens.threads import set_interactive_threads
+
+set_interactive_threads()  # this session's torch threads, from the CPU policy (ADVLENS_THREADS)
 st.set_page_config(page_title="advlens", page_icon=":material/biotech:", layout="wide")
 st.navigation(
     [

@@ -41,6 +41,12 @@ def load_plugins() -> list[str]:
             return list(_loaded)
         _loaded = []  # set first: a plugin's imports may ask a registry, which calls back here
         for ep in plugin_entry_points():
-            ep.load()()
+            load_plugin(ep)
             _loaded.append(ep.name)
         return list(_loaded)
+
+
+def load_plugin(ep: EntryPoint) -> None:
+    """Import the object ``ep`` names (``package.module:function``) and call it: what
+    :func:`load_plugins` does for each installed plugin."""
+    ep.load()()

@@ -19,6 +19,8 @@ from .paths import PROJECT_ROOT, home
 from .training.store import FINISHED, RunRecord, RunStore, hostname, process_start, run_dir
 
 CLAIM_POLL_S = 1.0
+JOB_LABELS = {"train": "training", "evaluate": "evaluation", "perturbation": "perturbation"}  # run kind -> words
+WORKER_ENV = "ADVLENS_WORKER"
 
 
 def max_runs_per_device() -> int:
@@ -36,6 +38,7 @@ def spawn_worker(run_id: str, command: list[str], store: RunStore | None = None)
     env = dict(os.environ)
     env["ADVLENS_HOME"] = str(home())
     env["PYTHONUNBUFFERED"] = "1"
+    env[WORKER_ENV] = "1"  # a detached job: it takes its torch threads from advlens.threads
     pythonpath = env.get("PYTHONPATH", "")
     if str(PROJECT_ROOT) not in pythonpath.split(os.pathsep):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), pythonpath) if p)
@@ -103,6 +106,11 @@ def wait_for_turn(run_id: str, store: RunStore, log, stop) -> str:
     announced = False
     while True:
         status = store.claim(run_id, max_runs_per_device())
+        if status == "started" and os.environ.get(WORKER_ENV) == "1":
+            from .threads import enter_job
+
+            kind = JOB_LABELS.get(store.require(run_id).kind, "training")
+            log(f"{enter_job(kind)} torch thread(s) for this {kind} job (advlens.threads)")
         if status != "wait":
             return status
         if stop:
@@ -113,3 +121,53 @@ def wait_for_turn(run_id: str, store: RunStore, log, stop) -> str:
             log(f"queued: {ahead} run(s) ahead on {store.require(run_id).device}; waiting for the device")
             announced = True
         time.sleep(CLAIM_POLL_S)
+
+
+def run_job(run_id: str, store: RunStore, what: str, body, echo: bool = True) -> RunRecord:
+    """The worker loop of a job kind that runs in one piece: wait for the device, then
+    ``body(rec, progress, should_stop, log)``, and record the outcome. ``progress(fraction)`` puts the
+    share done and an ETA in the run's row; ``body`` returns the fields :meth:`RunStore.finish` records
+    for a finished job (``metrics``, ``final_path``), or None when it stopped on request (cancelled).
+    Never raises for a failed job (the run's message says what went wrong), except KeyboardInterrupt."""
+    from .training.loop import RunLogger, StopRequested, format_exception
+
+    log = RunLogger(run_dir(run_id) / "train.log", echo=echo)
+    stop = StopRequested()
+    install_sigterm(stop)
+    rec = store.require(run_id)
+    if rec.pid != os.getpid():
+        store.attach_worker(run_id, os.getpid())
+    status = wait_for_turn(run_id, store, log, stop)
+    if status != "started":
+        log(f"not started: the {what} is {status}")
+        return store.require(run_id)
+    store.attach_worker(run_id, os.getpid())
+    t0 = time.time()
+    scale = 1000
+
+    def progress(fraction: float) -> None:
+        elapsed = time.time() - t0
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
+        store.update(run_id, step=int(fraction * scale), total_steps=scale, eta_s=eta)
+
+    def should_stop() -> bool:
+        return bool(stop) or store.cancel_requested(run_id)
+
+    try:
+        fields = body(store.require(run_id), progress, should_stop, log)
+        if fields is None:
+            store.finish(run_id, "cancelled", f"cancelled; resume starts the {what} again")
+            log("cancelled")
+        else:
+            store.finish(run_id, "done", "", step=scale, total_steps=scale, **fields)
+            log("done")
+    except BaseException as exc:
+        log("failed:\n" + format_exception(exc))
+        message = str(exc) if isinstance(exc, (ValueError, KeyError)) else f"{type(exc).__name__}: {exc}"
+        try:
+            store.finish(run_id, "failed", message)
+        except Exception:
+            pass
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    return store.require(run_id)

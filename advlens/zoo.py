@@ -23,14 +23,20 @@ import torch
 from .budget import format_linf
 from .device import get_device
 from .models import CheckpointError, Classifier, build_model, load_checkpoint, load_checkpoint_upload, save_checkpoint
-from .models.defended import DefendedClassifier
+from .models.defended import DefendedClassifier, name_problem
+from .models.robustbench import cache_dir as rb_cache_dir
+from .models.robustbench import cached_entries as rb_cached_entries
+from .models.robustbench import get_catalog_entry, is_robustbench_name, not_cached_message
+from .models.robustbench.store import published_metrics as rb_metrics
 from .models.schema import MAX_METADATA_BYTES, parse_metadata_text
-from .paths import ASSET_MODELS_DIR, user_models_dir
+from .paths import ASSET_MODELS_DIR, user_models_dir, writing_home
+from .safe_files import UnsafeFileError, read_small_file
 from .safe_json import loads_limited
 from .training.store import RunStore, db_path
 from .transforms import TransformError, chain_name, split_name
 
 DEFENSE_SUFFIX = ".defense.json"
+MAX_DEFENSE_BYTES = 64 * 1024  # a saved defense is a name and a description
 
 
 @dataclass
@@ -58,18 +64,17 @@ def _meta_of(weights: Path) -> dict:
     """The checked metadata beside ``weights``; :class:`CheckpointError` says what is wrong with it."""
     path = weights.with_suffix(".json")
     try:
-        if path.stat().st_size > MAX_METADATA_BYTES:
-            raise CheckpointError(f"{path.name} is larger than {MAX_METADATA_BYTES:,} bytes")
-        return parse_metadata_text(path.read_bytes(), path.name)
-    except OSError as exc:
-        raise CheckpointError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+        text = read_small_file(path, MAX_METADATA_BYTES)  # a link to /dev/zero or a pipe is refused unread
+    except UnsafeFileError as exc:
+        raise CheckpointError(str(exc)) from None
+    return parse_metadata_text(text, path.name)
 
 
 def _entries_in(folder: Path, source: str) -> list[ZooEntry]:
     out = []
     if not folder.is_dir():
         return out
-    for weights in sorted(folder.glob("*.safetensors")):
+    for weights in sorted([*folder.glob("*.safetensors"), *folder.glob("*.pt2")]):  # .pt2: torch.export programs
         try:
             meta = _meta_of(weights)
         except CheckpointError as exc:
@@ -134,6 +139,49 @@ def _run_entries() -> list[ZooEntry]:
     return out
 
 
+def _cached_by_files(fn):
+    """Memoise a zoo listing on what it reads: the names, sizes and mtimes of the files in the shipped
+    and the user's model folders, and of the run store. A page reruns on every click; this spares it
+    re-reading every checkpoint's metadata when nothing changed. Callers get copies of the entries."""
+    import copy
+    import os
+    import threading
+
+    memo: dict = {}
+    lock = threading.Lock()
+
+    def stamp() -> tuple:
+        out: list = [str(user_models_dir())]
+        for folder in (ASSET_MODELS_DIR, user_models_dir(), rb_cache_dir()):
+            try:
+                with os.scandir(folder) as it:
+                    out += sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in it)
+            except OSError:
+                out.append((str(folder), None))
+        db = db_path()
+        for p in (db, db.with_name(db.name + "-wal")):
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def listing(include_unreadable: bool = False) -> list[ZooEntry]:
+        key = stamp()
+        with lock:
+            hit = memo.get(include_unreadable)
+        if hit is None or hit[0] != key:
+            hit = (key, fn(include_unreadable))
+            with lock:
+                memo[include_unreadable] = hit
+        return [copy.copy(e) for e in hit[1]]
+
+    listing.__doc__, listing.__wrapped__ = fn.__doc__, fn
+    return listing
+
+
+@_cached_by_files
 def list_models(include_unreadable: bool = False) -> list[ZooEntry]:
     """Every usable model; with ``include_unreadable``, also the checkpoints that cannot be used
     (their ``problem`` says why), so a listing can show them without any page breaking."""
@@ -149,22 +197,48 @@ def list_models(include_unreadable: bool = False) -> list[ZooEntry]:
     ]
     entries += _entries_in(ASSET_MODELS_DIR, "asset")
     entries += _entries_in(user_models_dir(), "imported")
+    entries += _robustbench_entries()
     try:
         entries += _run_entries()
     except Exception:  # a broken run store must not hide the rest of the zoo
         pass
     entries += _defense_entries(entries)
+    _mark_duplicates(entries)
     return entries if include_unreadable else [e for e in entries if not e.problem]
+
+
+def _robustbench_entries() -> list[ZooEntry]:
+    """The RobustBench models in the cache (``rb:cifar10/Linf/...``; :mod:`advlens.models.robustbench`)."""
+    return [
+        ZooEntry(e.name, e.arch, e.dataset, "robustbench", e.describe(), path, rb_metrics(e), e.input_size)
+        for e, path in rb_cached_entries()
+    ]
+
+
+def _mark_duplicates(entries: list[ZooEntry]) -> None:
+    """A name listed twice (an import made before imports had to be new) stays with its first
+    entry; the later one is listed as unusable, with what to do, instead of shown twice."""
+    first: dict[str, ZooEntry] = {}
+    for e in entries:
+        owner = first.setdefault(e.name, e)
+        if owner is not e and not e.problem:
+            kind = _SOURCE_WORDS.get(owner.source, owner.source)
+            e.problem = f"the name {e.name!r} belongs to a {kind} model; import this checkpoint under another name"
 
 
 def get_entry(name: str) -> ZooEntry:
     """The zoo entry called ``name``: a listed model, or a base model followed by input transforms."""
+    problem = "" if is_checkpoint_path(name) else name_problem(name)
+    if problem:  # too long, or digits_small_cnn+ (never read as the bare digits_small_cnn)
+        raise KeyError(problem)
     entries = list_models()
     for e in entries:
         if e.name == name:
             return e
     if "+" in name and not is_checkpoint_path(name):
         return _defended_entry(name, entries)
+    if is_robustbench_name(name):  # in the catalogue but not downloaded: say how to get it
+        raise KeyError(not_cached_message(get_catalog_entry(name)))
     known = ", ".join(e.name for e in entries)
     raise KeyError(f"unknown model {name!r}; available: {known}")
 
@@ -197,7 +271,7 @@ def _defense_entries(entries: list[ZooEntry]) -> list[ZooEntry]:
     for path in sorted(folder.glob("*" + DEFENSE_SUFFIX)):
         stem = path.name[: -len(DEFENSE_SUFFIX)]
         try:
-            recipe = loads_limited(path.read_text(), path.name, 64 * 1024)
+            recipe = loads_limited(read_small_file(path, MAX_DEFENSE_BYTES), path.name, MAX_DEFENSE_BYTES)
             if not isinstance(recipe, dict) or not isinstance(recipe.get("model"), str):
                 raise KeyError("the recipe must be a JSON object with a 'model' name such as digits_small_cnn+jpeg75")
             entry = _defended_entry(recipe["model"], entries, "saved defense", str(recipe.get("description") or ""))
@@ -234,7 +308,9 @@ def defense_of(name: str) -> str | None:
 
 def is_checkpoint_path(name: str) -> bool:
     """Whether ``name`` is a checkpoint file path rather than a zoo model name."""
-    return name.endswith((".safetensors", ".json", ".pt", ".pth")) or "/" in name
+    if name.startswith("rb:"):  # a RobustBench name (rb:cifar10/Linf/...), not a path
+        return False
+    return name.endswith((".safetensors", ".json", ".pt", ".pth", ".pt2")) or "/" in name
 
 
 def load_model(name: str, device: torch.device | str | None = None) -> Classifier:
@@ -282,16 +358,76 @@ def _safe_name(name: str) -> str:
     return name[:64]
 
 
-def import_checkpoint(weights: bytes, meta_json: bytes | None, name: str) -> ZooEntry:
-    """Validate an uploaded checkpoint and add it to the user's models. Nothing is executed."""
+class NameTaken(CheckpointError):
+    """An import under a name the zoo has already. ``replaceable``: the name is an earlier import,
+    which ``replace=True`` (``--replace``, the Home page's "Replace" box) overwrites."""
+
+    def __init__(self, message: str, replaceable: bool):
+        super().__init__(message)
+        self.replaceable = replaceable
+
+
+_SOURCE_WORDS = {"asset": "shipped", "run": "training-run", "saved defense": "saved-defense"}
+
+
+def _check_free_name(stem: str, dest: Path, replace: bool) -> None:
+    """Refuse ``stem`` when another model has it (shipped, pretrained, a run, a saved defense: the
+    zoo would list the name twice), and an earlier import of it unless ``replace``."""
+    taken = [e for e in list_models(include_unreadable=True) if e.name == stem]
+    other = next((e for e in taken if e.path is None or Path(e.path) != dest), None)
+    if other is not None:
+        kind = _SOURCE_WORDS.get(other.source, other.source)
+        raise NameTaken(
+            f"a {kind} model called {stem!r} is in the zoo already; import the checkpoint under another name "
+            "(--name in the CLI, or rename the file).",
+            replaceable=False,
+        )
+    if (taken or dest.exists()) and not replace:
+        raise NameTaken(
+            f"an imported model called {stem!r} exists already and every session uses it; to replace it, import "
+            "again with --replace (CLI) or tick 'Replace' (Home page), or import under another name.",
+            replaceable=True,
+        )
+
+
+def import_checkpoint(weights: bytes, meta_json: bytes | None, name: str, replace: bool = False) -> ZooEntry:
+    """Validate an uploaded checkpoint and add it to the user's models. Nothing is executed.
+
+    The name (the file's stem) must be new to the zoo: a model of the same name is refused
+    (:class:`NameTaken`), and an earlier import of it is replaced only with ``replace``."""
+    if name.endswith(".pt2"):  # a torch.export program: its own reader (advlens.models.exported)
+        return import_program(weights, meta_json, name, replace)
     model, meta = load_checkpoint_upload(weights, meta_json, name=name)
     stem = _safe_name(Path(name).stem)
     dest = user_models_dir() / f"{stem}.safetensors"
-    save_checkpoint(
-        model,
-        dest,
-        recipe=meta.get("recipe"),
-        metrics=meta.get("metrics"),
-        extra_meta={"description": meta.get("description", f"imported from {name}")},
-    )
+    _check_free_name(stem, dest, replace)
+    with writing_home(f"importing {stem}"):
+        save_checkpoint(
+            model,
+            dest,
+            recipe=meta.get("recipe"),
+            metrics=meta.get("metrics"),
+            extra_meta={"description": meta.get("description", f"imported from {name}")},
+        )
+    return get_entry(stem)
+
+
+def import_program(
+    blob: bytes, options_json: bytes | None, name: str, replace: bool = False, options: dict | None = None
+) -> ZooEntry:
+    """Validate a ``torch.export`` program (``.pt2``) and add it to the user's models, with its
+    options (input size, class names, mean, std, dataset, description, cam_layer) from a JSON and/or
+    ``options`` (which win). Nothing is executed or unpickled (:mod:`advlens.models.exported`)."""
+    from .models.checkpoint import _now, atomic_write_bytes
+    from .models.exported import options_from_json, read_program
+
+    merged = {**options_from_json(options_json, f"the options of {name}"), **(options or {})}
+    _, meta = read_program(blob, merged, name)  # the whole check, before anything is written
+    stem = _safe_name(Path(name).stem)
+    dest = user_models_dir() / f"{stem}.pt2"
+    _check_free_name(stem, dest, replace)
+    meta["created_at"] = _now()
+    with writing_home(f"importing {stem}"):
+        atomic_write_bytes(dest.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+        atomic_write_bytes(dest, blob)
     return get_entry(stem)

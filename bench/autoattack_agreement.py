@@ -50,6 +50,7 @@ def official(model, x, y, eps, attacks, seed=0, verbose=False):
 def main(argv=None) -> dict:
     from advlens.budget import parse_linf
     from advlens.data import load_dataset
+    from advlens.data.subset import choose_images
     from advlens.evaluation import evaluate
     from advlens.zoo import load_model
 
@@ -96,7 +97,9 @@ def main(argv=None) -> dict:
         from advlens.training.ship import half_round_trip
 
         model = half_round_trip(model)
-    x, y = ds.batch(range(args.start, min(args.start + args.n, len(ds))))
+    subset = choose_images(ds, args.n, offset=args.start)  # the one subset rule (first n of an official order)
+    print(subset.describe())
+    x, y = ds.batch(subset.indices)
     rows, ours_records = [], []
     last = [0.0]
 
@@ -113,7 +116,7 @@ def main(argv=None) -> dict:
                 "suite": suite,
                 "official_attacks": attacks or "standard",
                 "n": len(x),
-                "images": [args.start, args.start + len(x)],
+                "images": subset.rule_text(),
                 "side": args.side,
             }
             if args.side in ("both", "ours"):

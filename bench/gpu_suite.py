@@ -12,8 +12,8 @@ Steps, in order (``--steps`` picks some); each writes ``<out>/<step>.json`` and 
    device and loaded on the CPU).
 2. ``fast_at``: CIFAR-10 (JPEG q75 copy) Fast-AT (Wong et al. 2020), PreAct-ResNet-18, 15 epochs,
    eps 8/255, through the real trainer (images kept as uint8 on the GPU, bf16 autocast,
-   channels-last): training time, clean accuracy, PGD-50 x 10 restarts and the standard suite on the
-   first ``--eval-images`` test images. Target: >= 43% under the standard suite in <= 3 minutes.
+   channels-last): training time, clean accuracy, PGD-50 x 10 restarts and the standard suite on
+   ``--eval-images`` test images (a class-stratified sample: the JPEG copy's folders are class-sorted). Target: >= 43% under the standard suite in <= 3 minutes.
 3. ``attacks``: PGD-10 and FGSM throughput against their floor (k + 1 forward+backward passes), as
    ``bench/attacks.py`` measures it, on small_cnn and PreAct-ResNet-18 batches.
 4. ``cams``: Grad-CAM and Grad-CAM++ on a batch against their floor (one forward and one backward).
@@ -161,6 +161,7 @@ def synthetic_folder(target: Path, per_class: dict) -> Path:
 
 def step_fast_at(cfg) -> dict:
     from advlens.data import load_dataset, to_float
+    from advlens.data.subset import choose_images
     from advlens.evaluation import evaluate
     from advlens.training.evaluate import robust_predictions
     from advlens.training.jobs import run_in_foreground
@@ -190,8 +191,9 @@ def step_fast_at(cfg) -> dict:
         return {"ok": False, "result": f"training {rec.status}: {rec.message}", "seconds": train_s}
     model = load_model(str(rec.final_path), cfg.device)
     test = load_dataset("folder", split="test", root=str(root))
-    n = min(cfg.eval_images, len(test))
-    x, y = test.batch(range(n))
+    subset = choose_images(test, cfg.eval_images)  # the JPEG copy's folders are sorted by class: stratified
+    n = len(subset)
+    x, y = test.batch(subset.indices)
     x = to_float(x)
     t1 = time.perf_counter()
     steps, restarts = (2, 1) if cfg.smoke else (50, 10)

@@ -130,6 +130,7 @@ def main(argv=None) -> dict:
         os.environ["ADVLENS_HOME"] = args.home
     torch.set_num_threads(args.threads)
     from advlens.data import load_dataset, to_float
+    from advlens.data.subset import choose_images
     from advlens.smoothing import ABSTAIN, certified_accuracy, certify
     from advlens.zoo import load_model
 
@@ -139,7 +140,8 @@ def main(argv=None) -> dict:
         path, train_s, run_id = train(args)
     model = load_model(str(path), "cpu")
     test = load_dataset("mnist", "test", root=args.data_root)
-    x, y = test.batch(range(args.offset, args.offset + args.images))
+    subset = choose_images(test, args.images, offset=args.offset)  # MNIST: the first ones, official order
+    x, y = test.batch(subset.indices)
     x = to_float(x)
     with torch.no_grad():
         clean = float((model(x).argmax(1) == y).float().mean())

@@ -98,6 +98,7 @@ def main(argv=None) -> dict:
     if args.home:
         os.environ["ADVLENS_HOME"] = args.home
     from advlens.data import load_dataset
+    from advlens.data.subset import choose_images
 
     root = ensure_unpacked()
     eps = 8 / 255
@@ -119,8 +120,8 @@ def main(argv=None) -> dict:
     rec, train_s = run_and_time(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     test = load_dataset("folder", split="test", root=str(root))
-    idx = balanced_indices(test.labels, args.eval_limit) if args.eval_limit else torch.arange(len(test))
-    x, y = test.pixels[idx], test.labels[idx]
+    subset = choose_images(test, args.eval_limit or 0)  # the one subset rule: class-stratified for folders
+    x, y = test.pixels[subset.indices], test.labels[subset.indices]
     measured = evaluate_run(rec, x, y, eps, args.eval_steps, 2 / 255, args.eval_restarts, batch_size=256, device=device)
     short = " — SHORT CPU VERSION (subset, 1 epoch): a pipeline check, not the published recipe" if args.short else ""
     report, row = run_report(
@@ -137,17 +138,6 @@ def main(argv=None) -> dict:
         device=str(device),
     )
     return publish(report, row, args.out)
-
-
-def balanced_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    """n indices with (about) n / classes images of each class, in a seeded random order."""
-    g = torch.Generator().manual_seed(seed)
-    classes = labels.unique()
-    per = max(1, n // len(classes))
-    picks = [
-        torch.nonzero(labels == c)[:, 0][torch.randperm(int((labels == c).sum()), generator=g)[:per]] for c in classes
-    ]
-    return torch.cat(picks).sort().values
 
 
 if __name__ == "__main__":

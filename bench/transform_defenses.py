@@ -47,6 +47,7 @@ def robust_accuracy(model, x, y, attack, eps, steps, seed, batch=120, **adaptive
 def main(argv=None) -> dict:
     from advlens.budget import format_linf, parse_linf
     from advlens.data import load_dataset, to_float
+    from advlens.data.subset import choose_images
     from advlens.models.defended import is_random, needs_bpda
     from advlens.zoo import load_model
 
@@ -67,7 +68,9 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     eps = parse_linf(args.eps)
     ds = load_dataset(args.dataset, split="test", root=args.root)
-    x, y = ds.batch(range(min(args.n, len(ds))))
+    subset = choose_images(ds, args.n)  # the one subset rule (first n of an official order, else stratified)
+    print(subset.describe())
+    x, y = ds.batch(subset.indices)
     x = to_float(x)
     rows = []
     bare = None

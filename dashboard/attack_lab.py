@@ -27,9 +27,10 @@ from advlens.data import encode_png
 from advlens.models.defended import is_defended, is_random, needs_bpda, transformed_inputs
 from advlens.smoothing import ABSTAIN, Stopped, certify
 from advlens.zoo import suggested_linf_eps
-from dashboard.attack_views import compare_section, sweep_section
+from dashboard.attack_views import attention_section, compare_section, sweep_section
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
 from dashboard.params import budget_input, param_inputs, seed_from_url, state_value, url_text
+from dashboard.perturbation_section import saved_perturbation_section
 from dashboard.progress import MEMO_SIZE, STOP_KEY, clear, eta_text, result_on_click, with_progress  # noqa: F401
 from dashboard.url_state import synced
 from dashboard.widgets import (
@@ -323,6 +324,7 @@ def show_topk(res) -> None:
     )
 
 
+@st.fragment  # moving the step slider reruns this part only
 def show_trajectory(res, run_id: str) -> None:
     traj = res.trajectory
     if traj is None or len(traj) == 0:
@@ -529,12 +531,14 @@ def render() -> None:
     compare_section(model, example, lab_eps, target, dg)
     sweep_section(model, example, name, params, lab_eps, target, dg)
     certify_section(model, example, dg)
+    saved_perturbation_section(model_name, model, example)  # universal perturbations and patches
 
 
 def show_result(res, cls, key, model_name, example, name, params, target, seed) -> None:
     show_images(res)
     show_metrics(res)
     show_topk(res)
+    attention_section(res, model_name, key)
     run_id = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
     show_trajectory(res, run_id)
     settings = {

@@ -96,6 +96,24 @@ def sweep_section(model, example, name: str, params: dict, eps: float, target, d
     )
 
 
+def attention_section(res, model_name: str, key: tuple) -> None:
+    """Where the model looks: Grad-CAM of the clean image (true class) and of the adversarial image
+    (its prediction) on one colour scale; an empty map is named, with its one-click fix."""
+    from advlens.attribution.display import enlarge
+    from dashboard.cam_pair import cam_pair
+    from dashboard.widgets import get_model
+
+    model = get_model(model_name)
+    st.subheader("Attention")
+    maps = cam_pair(model, res.x, res.x_adv, int(res.y[0]), int(res.adv_pred[0]), "atk_cam", memo_key=(repr(key),))
+    if maps is None:
+        return
+    c1, c2, _ = st.columns(3)
+    c1.image(enlarge(maps[0]), caption=f"{maps[2].label}, clean (true class)", width="stretch")
+    c2.image(enlarge(maps[1]), caption=f"{maps[2].label}, adversarial (predicted class)", width="stretch")
+    st.caption("Both maps on one colour scale. The Attention page has every method, the difference map and metrics.")
+
+
 def sweep_chart(points, class_names) -> go.Figure:
     """Confidence of the predicted class and probability of the attacked class against eps; each point
     is labelled with the predicted class."""

@@ -13,14 +13,17 @@ import torch
 from advlens.attacks import AttackConfigError, attack_in_batches
 from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view
 from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image_rgb, overlay
+from advlens.attribution.empty import check_maps
 from advlens.attribution.metrics import ERASE_VALUES
 from advlens.budget import format_linf
 from advlens.predict import topk_from_probs as topk_of
+from advlens.threads import interactive
+from dashboard.cam_pair import fix_applier, signed_control
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
 from dashboard.params import budget_input
 from dashboard.url_state import synced
-from dashboard.widgets import page_setup, session_memo
+from dashboard.widgets import empty_map_notice, page_setup, session_memo
 
 
 def settings_panel(model, key: str = "att") -> dict:
@@ -48,6 +51,7 @@ def settings_panel(model, key: str = "att") -> dict:
         layer = None
         if METHODS[method].uses_layer:
             layer = layer_control(model, key, model.default_cam_layer())
+        signed = signed_control(key, method)
         c4, c5, c6 = st.columns(3)
         k = synced(
             c4.number_input,
@@ -79,6 +83,7 @@ def settings_panel(model, key: str = "att") -> dict:
         "erase": erase,
         "colormap": cmap,
         "alpha": float(alpha),
+        "signed": signed,
     }
 
 
@@ -94,14 +99,22 @@ METRIC_HELP = """
 """
 
 
+def cell(value: float, row: dict) -> str:
+    """A metric as text: 4 decimals, or what keeps it from being computed (``clean map empty``)."""
+    if value != value:  # NaN
+        return row.get("note") or "not defined"
+    return f"{value:.4f}"
+
+
 def analysis_section(model_name: str, model, method: str, layer: str | None, target, k: float, thr: float) -> None:
     """The seed paper's analysis over the first N images of a dataset: successful vs failed attacks."""
     from advlens.attribution.analysis import analyze_attention_shift, distribution_figure, summarize, verdict
+    from advlens.data.subset import choose_images
     from dashboard.widgets import cached_dataset, compatible_datasets
 
     st.caption(
         "Wu et al. report a clean-vs-adversarial IoU of ~0.12 when the attack succeeds and ~0.19 when it "
-        "fails. Attack the first N images with PGD L-inf, compute both maps with the settings above, and "
+        "fails. Attack N test images (the first N of MNIST or digits, a class-stratified sample of a sample set) with PGD L-inf, compute both maps with the settings above, and "
         "compare the two groups (images misclassified when clean are left out)."
     )
     names = [d for d in compatible_datasets(model) if d != "folder"]
@@ -116,30 +129,34 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
     if eps is not None and st.button("Run the analysis", key="ana_run"):
         try:
             ds = cached_dataset(ds_name, "test", None)
-            x, y = ds.batch(range(min(n, len(ds))))
+            subset = choose_images(ds, n)  # the one subset rule: first N in an official order, else stratified
+            x, y = ds.batch(subset.indices)
+            st.caption(subset.describe("Images"))
             bar = st.progress(0.0, text="attacking...")
-            torch.manual_seed(0)
-            x_adv = attack_in_batches(
-                model,
-                x,
-                y,
-                "pgd",
-                eps=eps,
-                steps=steps,
-                progress=lambda d, t: bar.progress(0.5 * d / t, "attacking..."),
-            )
-            result = analyze_attention_shift(
-                model,
-                x,
-                y,
-                x_adv,
-                method=method,
-                layer=layer,
-                target=target,
-                k_percent=k,
-                threshold=thr,
-                progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."),
-            )
+            # One heavy call at a time per server (advlens.threads): a second session waits in line.
+            with interactive(lambda place: bar.progress(0.0, text=f"waiting for the CPU, number {place} in line")):
+                torch.manual_seed(0)
+                x_adv = attack_in_batches(
+                    model,
+                    x,
+                    y,
+                    "pgd",
+                    eps=eps,
+                    steps=steps,
+                    progress=lambda d, t: bar.progress(0.5 * d / t, "attacking..."),
+                )
+                result = analyze_attention_shift(
+                    model,
+                    x,
+                    y,
+                    x_adv,
+                    method=method,
+                    layer=layer,
+                    target=target,
+                    k_percent=k,
+                    threshold=thr,
+                    progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."),
+                )
             bar.empty()
         except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
             st.error(f"The analysis could not run: {exc}")
@@ -192,7 +209,16 @@ def render() -> None:
         return
     model = src.model
     s = settings_panel(model)
-    view_key = ("view", *src.key, s["method"], s["layer"], str(s["target"]), s["k_percent"], s["threshold"], s["erase"])
+    view_key = (
+        "view",
+        *src.key,
+        s["method"],
+        s["layer"],
+        str(s["target"]),
+        s["k_percent"],
+        s["threshold"],
+        s["erase"],
+    ) + (("signed",) if s["signed"] else ())
     try:
         with st.spinner("Computing attention maps..."):
             view = session_memo(
@@ -209,6 +235,7 @@ def render() -> None:
                     threshold=s["threshold"],
                     erase=s["erase"],
                     probs=src.probs,
+                    **({"relu": False} if s["signed"] else {}),
                 ),
             )
     except (LayerError, ValueError) as exc:
@@ -226,12 +253,29 @@ def render() -> None:
         + ("the attack **changed** the prediction" if flipped else "the prediction **held**")
     )
 
+    empty = None
+    if view.empty_names(0):  # say which map is empty, why, and offer a setting that shows something
+        empty = session_memo(
+            (*view_key, "empty"),
+            lambda: check_maps(
+                model,
+                s["method"],
+                view.layer,
+                {
+                    "clean": (src.x, view.targets_clean[:1], view.clean_map[:1]),
+                    "adversarial": (src.x_adv, view.targets_adv[:1], view.adv_map[:1]),
+                },
+                signed=s["signed"],
+            ),
+        )
+    empty_map_notice(empty, "att", fix_applier(model, "att"))
+
     img_clean, img_adv = image_rgb(src.x), image_rgb(src.x_adv)
     ov_clean = overlay(img_clean, view.clean_norm[0].numpy(), s["alpha"], s["colormap"])
     ov_adv = overlay(img_adv, view.adv_norm[0].numpy(), s["alpha"], s["colormap"])
     diff = diverging_rgb(view.diff[0].numpy(), float(view.diff_limit[0]))
     cols = st.columns([1, 1, 1, 1.2])
-    label = METHODS[s["method"]].label
+    label = METHODS[s["method"]].label + (" (signed)" if s["signed"] else "")
     cols[0].image(enlarge(ov_clean), caption=f"clean · {label} for '{names[tc]}'", width="stretch")
     cols[1].image(enlarge(ov_adv), caption=f"adversarial · {label} for '{names[ta]}'", width="stretch")
     cols[2].image(
@@ -253,30 +297,28 @@ def render() -> None:
         )
     st.caption(
         f"Shared scale: raw map values [{float(view.vmin[0]):.4g}, {float(view.vmax[0]):.4g}] → [0, 1] "
-        f"for both maps{'' if view.layer is None else f' · layer {view.layer}'}."
+        f"for both maps{'' if view.layer is None else f' · layer {view.layer}'} · largest value: clean "
+        f"{float(view.clean_map[0].max()):.4g}, adversarial {float(view.adv_map[0].max()):.4g}."
     )
 
     st.subheader("Attention-shift metrics")
     rows = view.table(0)
-    pair = [{"metric": r["metric"], "value": r["clean vs adversarial"]} for r in rows if r["clean"] is None]
+    pair = [{"metric": r["metric"], "value": cell(r["clean vs adversarial"], r)} for r in rows if r["clean"] is None]
     per_map = [
         {
             "metric": r["metric"],
-            "clean": r["clean"],
-            "adversarial": r["adversarial"],
-            "change": r["clean vs adversarial"],
+            "clean": cell(r["clean"], r),
+            "adversarial": cell(r["adversarial"], r),
+            "change": cell(r["clean vs adversarial"], r),
         }
         for r in rows
         if r["clean"] is not None
     ]
     left, right = st.columns([2, 3])
-    fmt = st.column_config.NumberColumn(format="%.4f")
     left.markdown("**clean vs adversarial**")
-    left.dataframe(pair, hide_index=True, width="stretch", column_config={"value": fmt})
+    left.dataframe(pair, hide_index=True, width="stretch")
     right.markdown("**each map** (scatter, area, faithfulness)")
-    right.dataframe(
-        per_map, hide_index=True, width="stretch", column_config={c: fmt for c in ("clean", "adversarial", "change")}
-    )
+    right.dataframe(per_map, hide_index=True, width="stretch")
     with st.expander("What the metrics mean"):
         st.markdown(METRIC_HELP)
     with st.expander("Dataset analysis: successful vs failed attacks"):

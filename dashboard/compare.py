@@ -3,7 +3,8 @@
 Each model is attacked white-box (the attack uses that model's own gradients), with the same
 attack settings and the same starting image; the page shows the two predictions side by side,
 before and after, plus a transfer check (the standard model's adversarial image fed to the
-defended one) and, with :mod:`advlens.attribution`, both models' Grad-CAM on one colour scale.
+defended one) and, with :mod:`advlens.attribution`, each model's clean and adversarial Grad-CAM on one
+colour scale (an empty map is named, with a one-click fix: :mod:`dashboard.cam_pair`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import streamlit as st
 import torch
 
 from advlens.attacks import ATTACKS, AttackConfigError, run_attack
-from advlens.attribution import compute_map
-from advlens.attribution.display import enlarge, image_rgb, joint_normalize, overlay
+from advlens.attribution.display import enlarge, image_rgb
 from advlens.budget import format_linf
 from advlens.predict import predict_proba
 from advlens.zoo import get_entry, list_models, suggested_linf_eps, trained_linf_eps
+from dashboard.cam_pair import cam_pair
 from dashboard.charts import ADV_COLOR, topk_bars
 from dashboard.params import param_inputs, seed_from_url, write_to_url
 from dashboard.url_state import synced
@@ -49,18 +50,15 @@ def attack_settings(model, trained_eps: float | None = None) -> tuple[str, dict,
     return name, values, problems
 
 
-def _attention(model, x: torch.Tensor, x_adv: torch.Tensor, y: int, adv_class: int) -> tuple | None:
-    try:
-        clean = compute_map(model, x, "gradcam", target=torch.tensor([y]))
-        adv = compute_map(model, x_adv, "gradcam", target=torch.tensor([adv_class]))
-    except Exception as exc:  # an architecture without a CAM layer: say so, keep the comparison
-        st.caption(f"No attention map: {exc}")
-        return None
-    (a, b), _, _ = joint_normalize(clean, adv)
-    return overlay(image_rgb(x), a[0]), overlay(image_rgb(x_adv), b[0])
+def _attention(model, res, side: str, key: tuple) -> tuple | None:
+    """Clean map for the true class, adversarial map for the predicted class (``dashboard.cam_pair``:
+    settings, one colour scale, and a one-line notice with its fix when a map is empty)."""
+    return cam_pair(
+        model, res.x, res.x_adv, int(res.y[0]), int(res.adv_pred[0]), f"cmp_cam_{side}", memo_key=(repr(key), side)
+    )
 
 
-def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor | None) -> None:
+def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor | None, key: tuple = ()) -> None:
     st.markdown(f"#### {title}: `{name}`")
     known = get_entry(name).evaluation
     st.caption(f"Best-known evaluation: {known}" if known else "Not evaluated yet: the Evaluate page measures it.")
@@ -93,11 +91,11 @@ def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor
             f"Transfer: the standard model's adversarial image → {res.class_names[pred]} "
             f"({float(transfer_probs.max()) * 100:.1f}%)"
         )
-    maps = _attention(model, res.x, res.x_adv, int(res.y[0]), int(res.adv_pred[0]))
+    maps = _attention(model, res, title.lower(), key)
     if maps is not None:
         a1, a2 = st.columns(2)
-        a1.image(enlarge(maps[0]), caption="Grad-CAM, clean (true class)")
-        a2.image(enlarge(maps[1]), caption="Grad-CAM, adversarial (predicted class)")
+        a1.image(enlarge(maps[0]), caption=f"{maps[2].label}, clean (true class)")
+        a2.image(enlarge(maps[1]), caption=f"{maps[2].label}, adversarial (predicted class)")
 
 
 def render() -> None:
@@ -152,9 +150,9 @@ def render() -> None:
     _, res_a, res_b, transfer = stored
     left, right = st.columns(2)
     with left:
-        model_column("Standard", name_a, model_a, res_a, None)
+        model_column("Standard", name_a, model_a, res_a, None, key)
     with right:
-        model_column("Defended", name_b, model_b, res_b, transfer)
+        model_column("Defended", name_b, model_b, res_b, transfer, key)
 
 
 if __name__ == "__main__":

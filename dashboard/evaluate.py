@@ -19,9 +19,11 @@ import streamlit as st
 from advlens.attribution.display import enlarge, image_rgb
 from advlens.data import DataError, to_float
 from advlens.data.catalog import DATASETS
+from advlens.data.subset import RULE_HELP, SUBSET_SEED, choose_images, parse_indices
 from advlens.evaluation import NORMS, SUITES, EvalConfigError, EvalSpec
 from advlens.evaluation import jobs as eval_jobs
 from advlens.evaluation.report import cascade_rows, curves_figure, rows, to_csv, to_html
+from advlens.paths import HomeError
 from advlens.smoothing import ABSTAIN, certified_accuracy, certify_batch
 from advlens.training.store import RunStore
 from advlens.workers import cancel
@@ -32,6 +34,7 @@ from dashboard.widgets import cached_dataset, get_model, page_setup
 
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "skip": "➖ skip"}
 GALLERY_SHOWN = 12
+SUBSET_HELP = f"Which images: {RULE_HELP}. The confirmation and the report show the class counts."
 
 
 def new_evaluation_form(store: RunStore) -> None:
@@ -54,7 +57,7 @@ def new_evaluation_form(store: RunStore) -> None:
         cols = st.columns(4)
         dataset = synced(cols[0].selectbox, "ev_dataset", datasets[0], "Dataset", datasets)
         n = synced(
-            cols[1].number_input, "ev_n", 100, "n (first images of the split; 0: all)", min_value=0, max_value=100_000
+            cols[1].number_input, "ev_n", 100, "n (images; 0: all)", min_value=0, max_value=100_000, help=SUBSET_HELP
         )
         suites = list(SUITES)
         suite = synced(
@@ -90,6 +93,32 @@ def new_evaluation_form(store: RunStore) -> None:
             cols[1].selectbox, "ev_surrogate", "(none)", "Undefended surrogate (checklist transfer check)", surrogates
         )
         checklist = synced(cols[2].checkbox, "ev_checklist", True, "Gradient-masking checklist")
+        cols = st.columns([1, 1, 3])
+        offset = synced(
+            cols[0].number_input,
+            "ev_offset",
+            0,
+            "Skip the rule's first K images",
+            min_value=0,
+            max_value=10_000_000,
+            help="another window of the same order: held-out images, disjoint from the first ones",
+        )
+        subset_seed = synced(
+            cols[1].number_input,
+            "ev_subset_seed",
+            SUBSET_SEED,
+            "Sample seed",
+            min_value=0,
+            max_value=2**31 - 1,
+            help="the seed of the class-stratified sample (datasets not in their official order)",
+        )
+        indices_text = cols[2].text_area(
+            "Exactly these images (optional)",
+            key="ev_indices",
+            height=68,
+            placeholder="dataset indices: 3, 17, 42 ... or paste a report's JSON to repeat its subset",
+            help="Overrides n and the skip: repeats another evaluation's images exactly.",
+        )
         cols = st.columns(2)
         adaptive = synced(
             cols[0].toggle,
@@ -110,6 +139,11 @@ def new_evaluation_form(store: RunStore) -> None:
         submitted = st.form_submit_button("Start evaluation", type="primary")
     if not submitted:
         return
+    try:
+        indices = parse_indices(indices_text, "the image indices") if indices_text.strip() else None
+    except DataError as exc:
+        st.error(str(exc))
+        return
     spec = EvalSpec(
         models=models + [m.strip() for m in defended.split(",") if m.strip()],
         dataset=dataset,
@@ -117,6 +151,9 @@ def new_evaluation_form(store: RunStore) -> None:
         suite=suite,
         norm=norm,
         n=int(n),
+        offset=0 if indices else int(offset),
+        indices=indices,
+        subset_seed=int(subset_seed),
         root=root or None,
         checklist=checklist,
         surrogate=None if surrogate == "(none)" else surrogate,
@@ -124,12 +161,21 @@ def new_evaluation_form(store: RunStore) -> None:
         repeats=int(repeats),
     )
     try:
+        subset = preview_subset(spec)
         rec = eval_jobs.submit(spec, store)
-    except (EvalConfigError, DataError) as exc:
+    except (EvalConfigError, DataError, HomeError) as exc:
         st.error(str(exc))
         return
     st.query_params["run"] = rec.id
-    st.success(f"Evaluation {rec.id} queued: {rec.message or rec.status}.")
+    st.success(f"Evaluation {rec.id} queued: {rec.message or rec.status}. {subset.describe('Images')}.")
+    if subset.warning():
+        st.warning(subset.warning("The") + ".")
+
+
+def preview_subset(spec: EvalSpec):
+    """The images ``spec`` will evaluate, for the confirmation (the job chooses them the same way)."""
+    ds = cached_dataset(spec.dataset, spec.split, spec.root)
+    return choose_images(ds, spec.n, spec.offset, spec.indices, spec.subset_seed)
 
 
 def jobs_table(store: RunStore) -> None:
@@ -187,9 +233,11 @@ def gallery(run_id: str, part: int, record: dict, spec: dict) -> None:
         return
     names = getattr(ds, "class_names", None)
     cols = st.columns(6)
-    for k, index in enumerate(sorted(points)[:GALLERY_SHOWN]):
+    for k, position in enumerate(sorted(points)[:GALLERY_SHOWN]):
+        image = record["images"][position]
+        index = image.get("dataset_index", position)  # reports before the subset rule: the first n, in order
         x, label = ds.item(index)
-        broken_by = record["images"][index]["broken_by"]
+        broken_by = image["broken_by"]
         query = {
             "model": record["model"],
             "image_src": "Dataset item",
@@ -199,17 +247,36 @@ def gallery(run_id: str, part: int, record: dict, spec: dict) -> None:
             "eps": str(record["eps"]),
         }
         with cols[k % 6]:
-            st.image(enlarge(image_rgb(points[index]), 96), caption=f"#{index} ({names[label] if names else label})")
+            caption = image.get("file") or f"#{index}"
+            st.image(
+                enlarge(image_rgb(points[position]), 96), caption=f"{caption} ({names[label] if names else label})"
+            )
             st.caption(f"broken by {broken_by}")
             st.link_button("Open in Attack Lab", f"attack?{urlencode(query)}", width="stretch")
 
 
 def show_evaluation(run_id: str, report: dict) -> None:
     spec = report["spec"]
-    st.markdown(
-        f"**{report['suite']}** suite, {report['norm']}, the first {report['n']} {report['dataset']} "
-        f"{report['split']} images, seed {spec['seed']} · {SUITES[report['suite']].note}"
+    subset = report.get("subset")
+    images = (
+        subset["description"]
+        if subset
+        else f"images: the first {report['n']} of the {report['dataset']} {report['split']} split"
     )
+    st.markdown(
+        f"**{report['suite']}** suite, {report['norm']}, attack seed {spec['seed']} · {SUITES[report['suite']].note}  \n"
+        f"{images[:1].upper()}{images[1:]}"
+    )
+    if subset and subset["classes_covered"] < subset["classes_in_split"]:
+        st.warning(
+            f"These images cover {subset['classes_covered']} of the {subset['classes_in_split']} classes: "
+            "the figures do not represent the test set."
+        )
+    elif not subset:
+        st.warning(
+            "This evaluation predates the subset rule: its images are the first n of the split, which for an "
+            "image folder or a sample set may be a few classes only."
+        )
     for k, r in enumerate(report["results"]):
         lo, hi = r["robust_interval_95"]
         title = (
@@ -304,7 +371,7 @@ def certified_section() -> None:
         root = cols[2].text_input("Local folder with the dataset's files", key="cert_root").strip()
         cols = st.columns(5)
         sigma = cols[0].number_input("sigma", 0.01, 2.0, 0.25, 0.05, key="cert_sigma")
-        images = int(cols[1].number_input("images (first K)", 1, 1000, 20, key="cert_images"))
+        images = int(cols[1].number_input("images", 1, 1000, 20, key="cert_images", help=SUBSET_HELP))
         n = int(cols[2].number_input("n", 100, 200_000, 1000, 500, key="cert_n"))
         n0 = int(cols[3].number_input("n0", 10, 10_000, 100, 10, key="cert_n0"))
         alpha = cols[4].number_input("alpha", 0.0001, 0.1, 0.001, 0.001, format="%.4f", key="cert_alpha")
@@ -312,7 +379,8 @@ def certified_section() -> None:
     if go:
         try:
             ds = cached_dataset(dataset, "test", root or None)
-            x, y = ds.batch(range(min(images, len(ds))))
+            subset = choose_images(ds, images)
+            x, y = ds.batch(subset.indices)
             model = get_model(name)
             if tuple(x.shape[1:]) != tuple(model.input_size):
                 raise ValueError(f"{dataset} images are {tuple(x.shape[1:])}; {name} expects {tuple(model.input_size)}")
@@ -326,11 +394,20 @@ def certified_section() -> None:
             st.error(str(exc))
             return
         bar.empty()
-        st.session_state["cert_result"] = (name, dataset, float(sigma), n, n0, float(alpha), certs, y.tolist())
+        st.session_state["cert_result"] = (
+            name,
+            subset.describe(),
+            float(sigma),
+            n,
+            n0,
+            float(alpha),
+            certs,
+            y.tolist(),
+        )
     found = st.session_state.get("cert_result")
     if found is None:
         return
-    name, dataset, sigma, n, n0, alpha, certs, labels = found
+    name, images, sigma, n, n0, alpha, certs, labels = found
     top = max([c.radius for c in certs] + [sigma])
     radii = [round(top * i / 20, 4) for i in range(21)]
     acc = certified_accuracy(certs, labels, radii)
@@ -338,7 +415,7 @@ def certified_section() -> None:
         line_chart(
             radii,
             {f"{name}, sigma {sigma}": [a * 100 for a in acc]},
-            f"Certified accuracy, {dataset} (n = {len(certs)} images, {n:,} samples each, alpha {alpha})",
+            f"Certified accuracy (n = {len(certs)} images, {n:,} samples each, alpha {alpha})",
             "L2 radius",
             "certified accuracy %",
         ),
@@ -346,7 +423,7 @@ def certified_section() -> None:
     )
     abstained = sum(c.prediction == ABSTAIN for c in certs)
     st.caption(
-        f"Abstained on {abstained} of {len(certs)} images; "
+        f"{images[:1].upper()}{images[1:]}. Abstained on {abstained} of {len(certs)} images; "
         + ", ".join(
             f"r {r:g}: {a * 100:.1f}%"
             for r, a in zip((0.25, 0.5, 0.75), certified_accuracy(certs, labels, (0.25, 0.5, 0.75)))

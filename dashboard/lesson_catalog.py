@@ -35,8 +35,8 @@ class Lesson:
 
 MNIST_7 = "MNIST 7 (test #0)"
 MNIST_4 = "MNIST 4 (test #4)"
-# a 3 that PGD at 0.15 turns into an 8 and whose clean Grad-CAM is not empty (on most MNIST samples
-# the standard model's conv2 Grad-CAM is all zero after the ReLU, which leaves nothing to compare)
+# a 3 that PGD at 0.15 turns into an 8 (picked when Grad-CAM's default layer was conv2, whose map was
+# all zero on most MNIST samples; at relu2, the default since issue 30, every clean map shows something)
 MNIST_3 = "MNIST 3 (test #18)"
 CIFAR_CAT = "CIFAR-10 cat (test #3000)"
 CIFAR_SHIP = "CIFAR-10 ship (test #8000)"
@@ -344,6 +344,137 @@ LESSONS: tuple[Lesson, ...] = (
         "Not necessarily. DeepFool measures an L2 distance to a linearised boundary, and the regulariser "
         "optimises exactly that estimate. Check with a strong L-inf attack (the standard suite on the Evaluate "
         "page) before claiming robustness.",
+    ),
+    # ----- issue 28: universal perturbations, patches, a label-only attack ------------------------------------
+    Lesson(
+        "universal-perturbation",
+        "One perturbation for every image: a universal adversarial perturbation",
+        "See a single, image-independent perturbation fool a model on most digits it has never seen "
+        "(Moosavi-Dezfooli et al. 2017).",
+        "A per-image attack tailors its perturbation to one image. A universal perturbation is trained once, on "
+        "a set of images, and then added unchanged to any image. The shipped one was trained on the 1,437 "
+        "training digits with stochastic gradient steps on the whole batch (Shafahi et al. 2020's faster "
+        "variant) and measured on the 360 test digits, which it never saw.",
+        r"\delta \leftarrow \Pi_{\|\delta\|_\infty \le \epsilon}\Big(\delta + \alpha\,\mathrm{sign}\,"
+        r"\nabla_\delta \tfrac{1}{B}\textstyle\sum_{i} \min\big(\kappa, -m(f(x_i + \delta), y_i)\big)\Big)",
+        (
+            Step(
+                "The universal perturbation (eps 0.2) on a 7",
+                "attack",
+                {**_lab("digits_small_cnn", MNIST_7, "pgd", eps="0.2"), "auto": "0", "pert": "digits-universal-0.2"},
+                ("digits-universal-0.2", "fooling rate on held-out images", "digits_small_cnn"),
+            ),
+            Step(
+                "The same perturbation on a 4",
+                "attack",
+                {**_lab("digits_small_cnn", MNIST_4, "pgd", eps="0.2"), "auto": "0", "pert": "digits-universal-0.2"},
+                ("digits-universal-0.2", "Prediction with it"),
+            ),
+            Step(
+                "A per-image PGD attack at the same eps, for comparison",
+                "attack",
+                _lab("digits_small_cnn", MNIST_7, "pgd", eps="0.2", steps="20"),
+                ("digits_small_cnn", "PGD (L-inf)", "0.2"),
+            ),
+        ),
+        "Scroll to *Universal perturbations and patches*: the middle picture is the perturbation itself, the same "
+        "for every image (a faint stroke pattern). Read the fooling rate on the held-out test digits, with its "
+        "interval and n, and whether this image is fooled. Open the second link: same perturbation, another "
+        "digit. The third link runs PGD on the image alone at the same budget: it always succeeds.",
+        "Per-image PGD fools every digit at eps 0.2, the universal perturbation about 70% of them. Why would an "
+        "attacker still want the universal one?",
+        "It costs nothing at attack time: no gradient, no query, no access to the model when it is used, and it "
+        "can be printed or broadcast once for all inputs. Its existence also says something about the model: a "
+        "few directions in input space carry most of its decisions (Moosavi-Dezfooli et al. relate this to the "
+        "curvature of the decision boundary).",
+    ),
+    Lesson(
+        "adversarial-patch",
+        "A sticker that turns anything into a frog: an adversarial patch",
+        "See a small patch, trained to work wherever it lands, make a CIFAR-10 model predict one chosen class "
+        "(Brown et al. 2017).",
+        "Instead of a faint change to every pixel, a patch replaces a small region completely (here at most 10% "
+        "of the image), so it needs no budget on its pixel values and could be printed. It is trained with "
+        "expectation over transformation: at each step it lands at a random position, scale and rotation on "
+        "training images, so it keeps working wherever it is put.",
+        r"p^\star = \arg\max_p\ \mathbb{E}_{x \sim X,\ (\ell, s, r) \sim T}\ "
+        r"\log P\big(t \mid A(p, x, \ell, s, r)\big)",
+        (
+            Step(
+                "The frog patch on a cat",
+                "attack",
+                {**_lab("cifar10_resnet20", CIFAR_CAT, "pgd"), "auto": "0", "pert": "cifar10-frog-patch"},
+                ("cifar10-frog-patch", "targeted success on held-out images", "Target reached"),
+            ),
+            Step(
+                "The same patch on a ship, turned by 45 degrees in a corner",
+                "attack",
+                {
+                    **_lab("cifar10_resnet20", CIFAR_SHIP, "pgd"),
+                    "auto": "0",
+                    "pert": "cifar10-frog-patch",
+                    "pert_row": "0",
+                    "pert_col": "0",
+                    "pert_angle": "45",
+                },
+                ("cifar10-frog-patch", "Target reached"),
+            ),
+            Step(
+                "The patch against the adversarially trained model",
+                "attack",
+                {**_lab("cifar10_resnet20_fast_at", CIFAR_CAT, "pgd"), "auto": "0", "pert": "cifar10-frog-patch"},
+                ("cifar10-frog-patch", "was made for cifar10_resnet20"),
+            ),
+        ),
+        "Under *Universal perturbations and patches*, read the targeted success on the 100 held-out CIFAR-10 "
+        "samples (one random placement each) and see whether this image becomes a frog. Move the patch with the "
+        "sliders (row, column, scale, rotation): it keeps working over most of the range it was trained on. The "
+        "third link applies it to the Fast-AT model it was not trained for (a transfer).",
+        "The patch covers 10% of the image and changes those pixels completely, far beyond an 8/255 budget. "
+        "Does adversarial training against 8/255 perturbations protect against it?",
+        "Not by design: the threat model is different (unbounded change of few pixels instead of a small change "
+        "of all pixels). Any protection seen on the robust model is a side effect; a patch trained on that model "
+        "itself is the fair test. Defenses against patches (certified ones bound the patch's area) are their own "
+        "field.",
+    ),
+    Lesson(
+        "label-only",
+        "Only the label: a decision-based attack (HopSkipJump)",
+        "See a model fooled by an attacker who sees nothing but its top-1 label: no gradient, no probabilities "
+        "(Chen, Jordan and Wainwright 2020).",
+        "HopSkipJump starts from an image that is already misclassified, walks to the decision boundary by "
+        "binary search, estimates the boundary's normal from the labels of random probes around that point, "
+        "and steps along it, shrinking the distance to the original image at every iteration. Each label is one "
+        "query; the distance falls as the queries add up.",
+        r"\widehat{\nabla S}(x_b) = \frac{1}{B}\sum_{b=1}^{B} \phi(x_b + \delta u_b)\,u_b, \qquad "
+        r"\phi = \begin{cases} +1 & \text{adversarial} \\ -1 & \text{not} \end{cases}",
+        (
+            Step(
+                "HopSkipJump on a CIFAR-10 cat",
+                "attack",
+                {**_lab("cifar10_resnet20", CIFAR_CAT, "hopskipjump"), "auto": "0"},
+                ("cifar10_resnet20", "HopSkipJump"),
+            ),
+            Step(
+                "Square, which sees the scores, on the same cat",
+                "attack",
+                {**_lab("cifar10_resnet20", CIFAR_CAT, "square", eps="8/255"), "auto": "0"},
+                ("cifar10_resnet20", "Square (L-inf, black-box)", "8/255"),
+            ),
+            Step(
+                "White-box PGD on the same cat",
+                "attack",
+                _lab("cifar10_resnet20", CIFAR_CAT, "pgd", eps="8/255"),
+                ("cifar10_resnet20", "PGD (L-inf)", "8/255"),
+            ),
+        ),
+        "Press **Run attack** and watch the distance against the number of queries fall. Then run Square (it "
+        "reads the probabilities) and PGD (it reads the gradients) on the same image: each knows more about the "
+        "model and needs fewer model calls for a comparable perturbation.",
+        "A defense hides the probabilities and returns only the label. Is the model then safe from black-box attacks?",
+        "No. Decision-based attacks like HopSkipJump need only the label; hiding scores raises the number of "
+        "queries, not the difficulty in principle. A defense has to change the decision boundary itself, not "
+        "what the API reveals.",
     ),
 )
 

@@ -11,6 +11,7 @@ import time
 
 import streamlit as st
 
+from advlens.threads import interactive
 from dashboard.widgets import memo_get, memo_put
 
 MEMO_SIZE = 6
@@ -71,8 +72,13 @@ def with_progress(title: str, work, slow_hint: str = ""):
                 raise
             state["interrupt"] = exc
 
+    def waiting(place: int) -> None:  # the CPU policy (advlens.threads) lets a few heavy calls run at once
+        bar.progress(0.0, text=f"{title}: waiting for the CPU, number {place} in line")
+
     try:
-        result = work(progress=progress, should_stop=lambda: state["interrupt"] is not None)
+        with interactive(waiting):
+            state["t0"] = time.monotonic()
+            result = work(progress=progress, should_stop=lambda: state["interrupt"] is not None)
     except Exception:
         clear((bar, warn_box, stop_box))
         raise

@@ -6,6 +6,7 @@ No tensor math here: the widgets call the engine (advlens) and hand tensors to t
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +30,10 @@ from advlens.data import (
 )
 from advlens.device import describe_device, force_cpu, get_device
 from advlens.models import CheckpointError, Classifier
+from advlens.models.defended import name_problem
+from advlens.models.schema import MAX_CHECKPOINT_BYTES, MAX_METADATA_BYTES
+from advlens.paths import HomeError
+from advlens.safe_files import UnsafeFileError, read_small_file
 from advlens.transforms import TransformError, list_transforms, split_name
 from advlens.zoo import ZooEntry, get_entry, import_checkpoint, list_models, load_model, save_defense
 from dashboard.url_state import apply_lesson_link
@@ -116,7 +121,8 @@ def model_picker(
         st.session_state[key] = found or (DEFAULT_MODEL if DEFAULT_MODEL in names else names[0])
         st.session_state[chain_key] = chain
         if wanted and found is None:
-            st.warning(f"Model {wanted!r} was not found; showing **{st.session_state[key]}** instead.")
+            why = name_problem(wanted) or f"model {wanted[:80]!r} was not found"
+            st.warning(f"{why[0].upper()}{why[1:]}; showing **{st.session_state[key]}** instead.")
     if st.session_state[key] not in names:
         st.session_state[key] = names[0]
     describe = {e.name: f"{e.name}  ({e.arch}, {e.dataset})" for e in entries}
@@ -166,8 +172,10 @@ def resolve_model_name(wanted: str, names: list[str]) -> tuple[str | None, str]:
     """(zoo name, chain of input transforms) from a link: the name itself, a training run's id
     (``a0b5e4`` -> ``run-a0b5e4-pgd_at``), either followed by ``+jpeg75...``; (None, "") when
     nothing matches."""
-    base, _, chain = wanted.partition("+")
-    if chain:
+    base, sep, chain = wanted.partition("+")
+    if name_problem(wanted):  # too long, or an empty transform (digits_small_cnn+): never the bare base
+        return None, ""
+    if sep:
         try:
             split_name(wanted)
         except TransformError:
@@ -214,6 +222,15 @@ def _digits_samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
     return out
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _photo_samples(size: tuple, imagenet: bool) -> list[tuple[str, torch.Tensor, int]]:
+    """The sample photos fitted to ``size`` (decoded once per process, not on every rerun)."""
+    return [
+        (f"photo: {n}", fit_image(sample_photo(n), size).unsqueeze(0), SAMPLE_PHOTOS[n] if imagenet else -1)
+        for n in SAMPLE_PHOTOS
+    ]
+
+
 def _samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
     """Offline sample images suited to ``model``: its own dataset's first (MNIST, CIFAR-10 or the 8x8
     digits), then the other grey set for 1-channel models; photos for the rest."""
@@ -222,11 +239,7 @@ def _samples(model: Classifier) -> list[tuple[str, torch.Tensor, int]]:
         mnist = cached_dataset("mnist_samples", "test", None)
         sets = [_digits_samples(model), _dataset_samples(model, mnist, mnist.item_names)]
         return [s for part in (sets[::-1] if model.spec.dataset == "mnist" else sets) for s in part]
-    imagenet = len(model.class_names) == 1000
-    photos = [
-        (f"photo: {n}", fit_image(sample_photo(n), model.input_size).unsqueeze(0), SAMPLE_PHOTOS[n] if imagenet else -1)
-        for n in SAMPLE_PHOTOS
-    ]
+    photos = _photo_samples(tuple(model.input_size), len(model.class_names) == 1000)
     if tuple(model.input_size) == (3, 32, 32):
         cifar = cached_dataset("cifar10_samples", "test", None)
         return _dataset_samples(model, cifar, cifar.item_names) + photos
@@ -349,29 +362,42 @@ def get_current_example() -> CurrentExample | None:
 def checkpoint_loader() -> None:
     """Import a checkpoint from an upload or a path into the user's models. Nothing is executed."""
     tab_up, tab_path = st.tabs(["Upload", "Path"])
+    replace = st.checkbox(
+        "Replace an imported model of the same name",
+        key="ckpt_replace",
+        help="Off: a name the zoo has already is refused. On: an earlier import of that name is replaced for "
+        "every session (shipped and pretrained models are never replaced).",
+    )
     with tab_up:
-        weights = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key="ckpt_weights")
-        meta = st.file_uploader("Metadata (.json, optional if embedded)", type=["json"], key="ckpt_meta")
+        weights = st.file_uploader(
+            "Weights (.safetensors) or a torch.export program (.pt2)", type=["safetensors", "pt2"], key="ckpt_weights"
+        )
+        meta = st.file_uploader(
+            "Metadata (.json, optional if embedded; for a .pt2: class_names, mean, std, dataset, cam_layer)",
+            type=["json"],
+            key="ckpt_meta",
+        )
         if weights is not None and st.button("Import checkpoint", key="ckpt_import_upload"):
-            _import(weights.getvalue(), meta.getvalue() if meta else None, weights.name)
+            _import(weights.getvalue(), meta.getvalue() if meta else None, weights.name, replace)
     with tab_path:
-        path = st.text_input("Path to a .safetensors checkpoint (its .json beside it)", key="ckpt_path").strip()
+        path = st.text_input("Path to a .safetensors or .pt2 file (its .json beside it)", key="ckpt_path").strip()
         if path and st.button("Import from path", key="ckpt_import_path"):
             p = Path(path).expanduser()
-            weights_path = p if p.suffix == ".safetensors" else p.with_suffix(".safetensors")
-            if not weights_path.is_file():
-                st.error(f"No checkpoint at {weights_path}.")
-                return
+            weights_path = p if p.suffix in (".safetensors", ".pt2") else p.with_suffix(".safetensors")
             meta_path = weights_path.with_suffix(".json")
-            _import(
-                weights_path.read_bytes(), meta_path.read_bytes() if meta_path.is_file() else None, weights_path.name
-            )
+            try:  # regular files within the size limits, never a pipe or a device
+                blob = read_small_file(weights_path, MAX_CHECKPOINT_BYTES, str(weights_path))
+                meta_blob = read_small_file(meta_path, MAX_METADATA_BYTES) if os.path.lexists(meta_path) else None
+            except UnsafeFileError as exc:
+                st.error(f"Not imported: {exc}")
+                return
+            _import(blob, meta_blob, weights_path.name, replace)
 
 
-def _import(weights: bytes, meta: bytes | None, name: str) -> None:
+def _import(weights: bytes, meta: bytes | None, name: str, replace: bool = False) -> None:
     try:
-        entry = import_checkpoint(weights, meta, name)
-    except CheckpointError as exc:
+        entry = import_checkpoint(weights, meta, name, replace=replace)
+    except (CheckpointError, HomeError) as exc:
         st.error(f"Not imported: {exc}")
         return
     st.success(f"Imported **{entry.name}** ({entry.arch}, {entry.dataset}). It is now in every model picker.")
@@ -402,6 +428,38 @@ def session_memo(key: tuple, compute: Callable[[], object], size: int = 12):
     """
     value = memo_get(key)
     if value is None:
-        value = compute()
+        value = heavy(compute)
         memo_put(key, value, size)
     return value
+
+
+def heavy(compute: Callable[[], object]):
+    """Run one heavy engine call under the CPU policy (:mod:`advlens.threads`): it waits for a free
+    slot, with its place in line shown, and runs with the policy's torch threads."""
+    from advlens.threads import interactive
+
+    box = None
+
+    def waiting(place: int) -> None:
+        nonlocal box
+        box = box or st.empty()
+        box.caption(f"Waiting for the CPU: number {place} in line (other sessions are computing).")
+
+    with interactive(waiting):
+        if box is not None:
+            box.empty()
+        return compute()
+
+
+def empty_map_notice(empty, key: str, apply_fix: Callable[[object], None] | None = None) -> None:
+    """One line when a map is empty (an :class:`advlens.attribution.empty.EmptyMap`; nothing for None):
+    which map, why, and one button per fix that was checked to show something on the same image.
+    ``apply_fix(fix)`` runs on the click, before the rerun, and puts the fix in the page's settings."""
+    if empty is None:
+        return
+    offer = " One click shows instead:" if empty.fixes and apply_fix is not None else ""
+    st.warning(empty.message() + offer, icon="⚠️")
+    if not offer:
+        return
+    for col, (i, fix) in zip(st.columns(len(empty.fixes)), enumerate(empty.fixes)):
+        col.button(fix.label, key=f"{key}_fix_{i}", on_click=apply_fix, args=(fix,))

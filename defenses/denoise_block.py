@@ -140,7 +140,7 @@ class DenoisingSmallCNN(SmallCNN):
         self.feature_layer_names = tuple(
             n for s in ("conv1", "conv2") for n in ((s, f"denoise.{s}") if s in self.denoise else (s,))
         )
-        self.cam_layer_name = "denoise.conv2" if "conv2" in self.denoise else "conv2"
+        self.cam_layer_name = "denoise.conv2" if "conv2" in self.denoise else "relu2"  # rectified: SmallCNN's docstring
 
     def _dn(self, stage: str, x: torch.Tensor) -> torch.Tensor:
         return self.denoise[stage](x) if stage in self.denoise else x

@@ -64,9 +64,9 @@ def test_gradcam_matches_hand_computation(tiny, batch):
 
 
 def test_gradcam_default_layer_and_int_target(tiny, batch):
-    assert tiny.default_cam_layer() == "net.conv2"
+    assert tiny.default_cam_layer() == "net.relu2"  # the rectified conv2 output: see small_cnn's docstring
     a = gradcam(tiny, batch, 5)
-    b = gradcam(tiny, batch, torch.tensor([5, 5, 5]), layer="net.conv2")
+    b = gradcam(tiny, batch, torch.tensor([5, 5, 5]), layer="net.relu2")
     torch.testing.assert_close(a, b)
 
 
@@ -88,7 +88,7 @@ def test_gradcam_plus_plus_matches_formula(tiny, batch):
     alpha = torch.where(g != 0, g**2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
     w = (alpha * F.relu(g)).sum(dim=(2, 3), keepdim=True)
     hand = F.relu((w * a).sum(1)).float()
-    ours = gradcam_plus_plus(tiny, batch, target, upsample_mode=None)
+    ours = gradcam_plus_plus(tiny, batch, target, layer="net.conv2", upsample_mode=None)
     torch.testing.assert_close(ours, hand, atol=1e-5, rtol=1e-4)
     assert float(ours.max()) > 0
 

@@ -50,6 +50,7 @@ def test_a_finished_evaluation_shows_curves_cascade_checklist_gallery_and_export
     assert list(cascade["stage"]) == ["clean", "apgd_ce", "apgd_dlr"]
     checklist = next(f for f in frames if "verdict" in f.columns)
     assert len(checklist) == 6 and checklist["why"].str.len().min() > 10
+    assert any("Images: the first 12 images of the digits test split" in m.value for m in at.markdown)
     captions = " ".join(c.value for c in at.caption)
     assert "n = 12" in captions and "broken by apgd_" in captions
     links = [b for b in at.get("link_button")]
@@ -75,3 +76,12 @@ def test_the_form_refuses_a_bad_budget_and_queues_a_good_evaluation(monkeypatch)
     (rec,) = RunStore().list_runs(kind="evaluate")
     assert rec.status == "queued" and rec.config["eps"] == [8 / 255, 0.1] and rec.config["suite"] == "standard"
     assert launched and launched[0][-3:] == ["evaluate", "--run-id", rec.id]
+    assert any("the first 100 images of the digits test split" in m.value for m in at.success)
+    # exactly these images: queued with their indices, and a warning that they cover 3 classes only
+    at.text_area(key="ev_indices").set_value("3, 7, 11")
+    at.text_input(key="ev_eps").set_value("0.1")
+    at.button[0].click().run()
+    assert not at.error, [e.value for e in at.error]
+    newest = RunStore().list_runs(kind="evaluate")[0]
+    assert newest.config["indices"] == [3, 7, 11] and newest.config["offset"] == 0
+    assert any("cover 3 of the 10 classes" in w.value for w in at.warning)

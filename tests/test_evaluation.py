@@ -72,7 +72,7 @@ def test_an_evaluation_is_repeatable_and_the_first_n_images_are_used(digits_mode
     a = evaluate(digits_model, x, y, 0.06, short, seed=3)
     b = evaluate(digits_model, x, y, 0.06, short, seed=3)
     assert torch.equal(a.robust, b.robust) and a.broken_by == b.broken_by
-    assert "Linf eps 15.3/255 (0.06), n = 32, seed 3: apgd_ce (steps=25" in a.to_dict()["protocol"]
+    assert "Linf eps 0.06 (15.3/255), n = 32, seed 3: apgd_ce (steps=25" in a.to_dict()["protocol"]
 
 
 def test_a_stopped_evaluation_resumes_to_the_same_result(digits_model, digits_test, tmp_path):
@@ -145,18 +145,23 @@ def test_the_cli_writes_a_report_that_names_its_protocol(tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert (
-        "quick (APGD-CE + APGD-DLR), Linf, on the first 24 digits test images" in printed and "upper bound" in printed
-    )
+    assert "quick (APGD-CE + APGD-DLR), Linf, digits test images" in printed and "upper bound" in printed
+    assert "images: the first 24 images of the digits test split (its official order)" in printed
     report = json.loads(out.read_text())
     first, second = report["results"]
     assert first["eps"] == 0.05 and second["eps_shown"] == "8/255 (0.0314)" and first["n"] == 24
     assert 0 <= first["robust_accuracy"] <= first["clean_accuracy"] and len(first["images"]) == 24
     page = (tmp_path / "r.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "plotly" in page and "the first 24 of the digits test split" in page
+    assert (
+        page.startswith("<!DOCTYPE html>")
+        and "plotly" in page
+        and "Images: the first 24 images of the digits test split" in page
+    )
     assert "apgd_ce (steps=100, restarts=1) -&gt; apgd_dlr (steps=100)" in page and "torch" in page
     table = (tmp_path / "r.csv").read_text().splitlines()
-    assert table[0].startswith("model,norm,eps,eps_shown,suite,n,clean_accuracy,robust_accuracy,ci95_low,ci95_high")
+    assert table[0].startswith(
+        "model,norm,eps,eps_shown,suite,n,images,clean_accuracy,robust_accuracy,ci95_low,ci95_high"
+    )
     assert len(table) == 3
     assert main(["evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "8"]) == 2
     assert main(["evaluate", "--model", "digits_small_cnn", "--dataset", "digits", "--eps", "0.1", "--suite", "x"]) == 2

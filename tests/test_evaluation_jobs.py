@@ -65,7 +65,7 @@ def test_an_evaluation_job_runs_in_its_own_process_and_persists_its_report():
     first, second = report["results"]
     assert first["n"] == 16 and first["eps"] == 0.05 and second["eps"] == 0.1
     assert second["robust_accuracy"] <= first["robust_accuracy"]  # a larger budget breaks at least as much
-    assert rec.metrics["digits_small_cnn@25.5/255 (0.1)"]["robust_accuracy"] == second["robust_accuracy"]
+    assert rec.metrics["digits_small_cnn@0.1 (25.5/255)"]["robust_accuracy"] == second["robust_accuracy"]
     assert rec.progress == 1.0 and report["versions"]["torch"]
     gallery = eval_jobs.load_gallery(rec.id, 1)
     assert sorted(gallery) == second["gallery"] and len(gallery) == 16 - round(second["robust_accuracy"] * 16)

@@ -382,3 +382,364 @@ def test_hostile_inputs_end_in_a_clear_error_or_a_correct_acceptance(tmp_path):
     home = AppTest.from_file(str(ROOT / "dashboard/home.py"), default_timeout=240).run()
     assert not home.exception, [e.value for e in home.exception]
     assert any("cannot be used" in w.value for w in home.warning)
+
+
+# ------------------------------------------------------- issue 27: each hostile input of its list
+# Every case ends in one clear line or a correct acceptance within 1 s of CPU and well under 1 GB:
+# CPU time (not wall time), so a loaded machine does not make a case look slow; memory as the growth
+# of the peak resident memory (Pillow's buffers included) where Linux lets a process reset that peak
+# (/proc/self/clear_refs), else as the peak of Python's allocations (tracemalloc: numpy and torch too).
+def _rss_mb() -> tuple[int, int]:
+    with open("/proc/self/status") as fh:
+        fields = dict(line.split(":", 1) for line in fh if line.startswith(("VmRSS", "VmHWM")))
+    return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmHWM"].split()[0]) // 1024
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        rss, peak = _rss_mb()
+        return peak - rss < 16  # the peak was reset (a kernel that ignores "5" leaves it high)
+    except OSError:
+        return False
+
+
+class Bounded:
+    """``with Bounded("label", mb=...)``: the block must take under 1 s of CPU and under ``mb`` MB."""
+
+    def __init__(self, label: str, mb: int = 1024):
+        self.label, self.mb = label, mb
+
+    def __enter__(self):
+        import tracemalloc
+
+        self.rss = _rss_mb()[0] if _reset_peak_rss() else None
+        if self.rss is None:
+            tracemalloc.start()
+        self.t0 = time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        import tracemalloc
+
+        seconds = time.process_time() - self.t0
+        if self.rss is None:
+            grown = tracemalloc.get_traced_memory()[1] // 2**20
+            tracemalloc.stop()
+        else:
+            grown = _rss_mb()[1] - self.rss
+        if exc[0] is not None:
+            return False
+        assert seconds < 1.0, f"{self.label} took {seconds:.2f} s of CPU"
+        assert grown < self.mb, f"{self.label}: memory grew by {grown} MB"
+        return False
+
+
+@pytest.fixture(scope="module")
+def cli():
+    """``advlens.cli.main`` with its command modules imported (once: imports are not the input's cost)."""
+    import advlens.evaluation.known
+    import advlens.training.jobs
+    import advlens.zoo  # noqa: F401
+    from advlens.cli import build_parser, main
+
+    build_parser()
+    return main
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# 1. quadratic parsing, and a length cap on every text that reaches a parser
+@pytest.mark.parametrize("text", ["8" * 60_000, "8" * 8_000, "8" * 60_000 + "/255", " " * 60_000 + "8/255"])
+def test_27_1_budgets_parse_in_linear_time_and_long_texts_are_refused(text):
+    from advlens.budget import _FRACTION, BudgetError, parse_linf
+
+    with Bounded("parse_linf", mb=16):
+        with pytest.raises(BudgetError, match=r"characters long; write a number such as 0.0314"):
+            parse_linf(text)
+        _FRACTION.fullmatch(text)  # the pattern itself, past the cap: one way to match each number
+    assert parse_linf(" 8 / 255 ") == pytest.approx(8 / 255) and parse_linf("8./255") == pytest.approx(8 / 255)
+    assert parse_linf(".5") == 0.5 and parse_linf("1e-2/1") == pytest.approx(0.01)
+
+
+def test_27_1_model_names_and_config_texts_are_capped():
+    from advlens.zoo import get_entry
+    from dashboard.widgets import resolve_model_name
+
+    long_name = "digits_small_cnn+" + "jpeg75+" * 20_000
+    with Bounded("long model names"):
+        with pytest.raises(KeyError, match="characters is too long"):
+            get_entry(long_name)
+        assert resolve_model_name(long_name, ["digits_small_cnn"]) == (None, "")
+        with pytest.raises(ConfigError, match="at most 1,000,000 are accepted"):
+            TrainConfig.from_json_file(_big_config())
+
+
+def _big_config() -> Path:
+    path = Path(os.environ["ADVLENS_HOME"]).parent / "big.json"
+    path.write_text('{"name": "' + "x" * 1_100_000 + '"}')
+    return path
+
+
+# 2. a read-only, full or misplaced ADVLENS_HOME: one line that names it
+def _small_checkpoint(tmp_path: Path, stem: str = "mine") -> Path:
+    from advlens.models import save_checkpoint
+
+    return save_checkpoint(build_model("small_cnn"), tmp_path / stem)
+
+
+TRAIN_DETACH = ["train", "--objective", "standard", "--dataset", "digits", "--epochs", "1", "--detach"]
+
+
+def test_27_2_a_home_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys, cli):
+
+    ckpt = _small_checkpoint(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("ADVLENS_HOME", str(tmp_path / "a_file" / "home"))
+    for argv in (["import", str(ckpt)], TRAIN_DETACH, ["runs"]):
+        with Bounded(" ".join(argv)):
+            assert cli(argv) == 2, argv
+        line = _one_line(capsys.readouterr().err)
+        assert "ADVLENS_HOME" in line and str(tmp_path / "a_file" / "home") in line and "not a folder" in line
+
+
+def test_27_2_a_read_only_or_full_home_is_one_line(tmp_path, monkeypatch, capsys, cli):
+    """Root ignores permission bits, so the file system's answers are injected where they arise: a
+    read-only file system refuses to create the temporary file (EROFS) and SQLite refuses to write
+    (a database opened read-only, SQLite's own error); a full disk fails the write (ENOSPC)."""
+    import errno
+    import sqlite3
+
+    import advlens.models.checkpoint as ckpt_mod
+    import advlens.training.store as store_mod
+
+    ckpt = _small_checkpoint(tmp_path)
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(dir))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for module, name, fails, words in (
+        (ckpt_mod.tempfile, "mkstemp", read_only, "read-only"),
+        (os, "fsync", full, "full"),
+    ):
+        with monkeypatch.context() as m:
+            m.setattr(module, name, fails)
+            assert cli(["import", str(ckpt)]) == 2
+            line = _one_line(capsys.readouterr().err)
+            assert line.startswith("error: ADVLENS_HOME (") and words in line, line
+            assert cli(TRAIN_DETACH) == 2
+            line = _one_line(capsys.readouterr().err)
+            assert "ADVLENS_HOME" in line and words in line, line
+
+    store_mod.RunStore().list_runs()  # the store exists; now the file system turns read-only
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        store_mod.sqlite3, "connect", lambda path, **kw: connect(f"file:{path}?mode=ro", uri=True, **kw)
+    )
+    store_mod.RunStore._initialised.clear()
+    assert cli(TRAIN_DETACH) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "ADVLENS_HOME" in line and "read-only" in line, line
+
+
+# 3. an import under the name of another model; replacing an import needs a confirmation
+def test_27_3_a_name_the_zoo_has_is_refused_and_replacing_an_import_needs_a_confirmation(tmp_path, capsys, cli):
+    from advlens.paths import user_models_dir
+    from advlens.zoo import NameTaken, import_checkpoint, list_models
+
+    blob = _small_checkpoint(tmp_path).read_bytes()
+    for taken in ("digits_small_cnn", "efficientnet_lite0"):
+        with (
+            Bounded(f"import {taken}"),
+            pytest.raises(NameTaken, match=f"model called '{taken}' is in the zoo already"),
+        ):
+            import_checkpoint(blob, None, f"{taken}.safetensors")
+        assert [e.name for e in list_models(include_unreadable=True)].count(taken) == 1
+    folder = user_models_dir()  # a collision written before imports had to be new: listed once, and why
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "digits_small_cnn.safetensors").write_bytes(blob)
+    (folder / "digits_small_cnn.json").write_text(json.dumps(build_metadata(build_model("small_cnn"))))
+    listed = [e for e in list_models(include_unreadable=True) if e.name == "digits_small_cnn"]
+    assert [e.source for e in listed] == ["asset", "imported"] and "belongs to a shipped model" in listed[1].problem
+    assert [e.name for e in list_models()].count("digits_small_cnn") == 1
+    first = import_checkpoint(blob, None, "mine.safetensors")
+    with pytest.raises(NameTaken, match="--replace") as again:
+        import_checkpoint(blob, None, "mine.safetensors")
+    assert again.value.replaceable
+    other = _small_checkpoint(tmp_path, "other")  # other random weights
+    assert cli(["import", str(other), "--name", "mine"]) == 2
+    assert "--replace" in _one_line(capsys.readouterr().err)
+    assert load_checkpoint_weights(first.path) != load_checkpoint_weights(other)  # still the first import
+    assert cli(["import", str(other), "--name", "mine", "--replace"]) == 0
+    assert load_checkpoint_weights(first.path) == load_checkpoint_weights(other)
+    assert [e.name for e in list_models()].count("mine") == 1
+
+
+def load_checkpoint_weights(path: Path) -> float:
+    from advlens.models import load_checkpoint
+
+    return float(load_checkpoint(path)[0].net.fc1.weight.detach().sum())
+
+
+def test_27_3_the_home_import_box_asks_before_replacing(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    def box():
+        from dashboard.widgets import checkpoint_loader
+
+        checkpoint_loader()
+
+    path = _small_checkpoint(tmp_path, "boxed")
+    app = AppTest.from_function(box, default_timeout=60).run()
+    app.text_input(key="ckpt_path").set_value(str(path)).run()
+    app.button(key="ckpt_import_path").click().run()
+    assert "Imported **boxed**" in app.success[0].value
+    app.button(key="ckpt_import_path").click().run()
+    assert not app.success and "Replace" in app.error[0].value
+    app.checkbox(key="ckpt_replace").check().run()
+    app.button(key="ckpt_import_path").click().run()
+    assert not app.exception and "Imported **boxed**" in app.success[0].value
+    (tmp_path / "zero.safetensors").symlink_to("/dev/zero")
+    app.text_input(key="ckpt_path").set_value(str(tmp_path / "zero.safetensors")).run()
+    app.button(key="ckpt_import_path").click().run()
+    assert "not a regular file" in app.error[0].value
+
+
+# 4. links to /dev/zero and named pipes in the models folder and as configs
+def test_27_4_devices_and_pipes_are_refused_unread(tmp_path, capsys, cli):
+    from advlens.models import load_checkpoint
+    from advlens.paths import user_models_dir
+    from advlens.zoo import list_models
+
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    blob = _small_checkpoint(tmp_path).read_bytes()
+    (folder / "zero.safetensors").write_bytes(blob)
+    (folder / "zero.json").symlink_to("/dev/zero")
+    (folder / "piped.safetensors").write_bytes(blob)
+    os.mkfifo(folder / "piped.json")
+    os.mkfifo(folder / "pipe.defense.json")
+    (folder / "endless.defense.json").symlink_to("/dev/zero")
+    with Bounded("listing the zoo", mb=256):
+        problems = {e.name: e.problem for e in list_models(include_unreadable=True) if e.problem}
+    assert "character device, not a regular file" in problems["zero"] and "named pipe" in problems["piped"]
+    assert "named pipe" in problems["pipe"] and "character device" in problems["endless"]
+    with Bounded("loading a checkpoint beside a pipe"), pytest.raises(CheckpointError, match="named pipe"):
+        load_checkpoint(folder / "piped.safetensors")
+    os.mkfifo(tmp_path / "cfg.json")
+    for config in ("/dev/zero", str(tmp_path / "cfg.json")):
+        with Bounded(f"train --config {config}", mb=64):
+            assert cli(["train", "--config", config]) == 2
+        assert "not a regular file; it was not read" in _one_line(capsys.readouterr().err)
+
+
+# 5. MPO, what many cameras write: its first picture
+def test_27_5_an_mpo_photo_is_read_as_its_first_picture():
+    rng = np.random.default_rng(5)
+    first = Image.fromarray(rng.integers(0, 120, (48, 64, 3), dtype=np.uint8))
+    second = Image.fromarray(rng.integers(150, 256, (48, 64, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    notes: list[str] = []
+    with Bounded("an MPO"):
+        x = load_upload(buf.getvalue(), (3, 32, 32), name="camera.jpg", notes=notes)
+    expected = load_upload(_jpeg(first), (3, 32, 32))
+    assert float((x - expected).abs().mean()) < 0.02 and float(x.mean()) < 0.5  # the first, darker picture
+    assert any("2 pictures" in n and "first" in n for n in notes)
+
+
+def _jpeg(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+# 6. torn .tmp files of a worker killed mid-write
+def test_27_6_stale_temporary_files_are_removed_on_resume():
+    from advlens.training.loop import Trainer
+    from advlens.training.store import RunStore
+
+    store = RunStore()
+    cfg = TrainConfig.from_dict({"objective": "standard", "dataset": "digits", "epochs": 1, "max_steps": 2})
+    rec = store.create_run(cfg.to_dict(), "cpu")
+    torn = [
+        rec.folder / ".final.safetensors.k2x9.tmp",
+        rec.folder / "checkpoints" / ".step-00000002.safetensors.a1.tmp",
+    ]
+    for path in torn:
+        path.write_bytes(b"\0" * 4096)
+    kept = rec.folder / "checkpoints" / "notes.tmp"  # not one of ours: left alone
+    kept.write_text("x")
+    Trainer(cfg, rec.id, store, echo=False).setup()  # loads the data and the model, then resumes
+    assert not any(p.exists() for p in torn) and kept.exists()
+    assert "removed 2 temporary file(s)" in (rec.folder / "train.log").read_text()
+
+
+# 7. a 49-megapixel image is reduced while it is decoded
+def _flat_png(w: int, h: int) -> bytes:
+    """A grey w x h RGB PNG, written directly (Pillow takes seconds to encode 49 megapixels)."""
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = (b"\x00" + b"\x80" * (3 * w)) * h
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_27_7_a_49_megapixel_image_is_reduced_while_decoding(kind):
+    """The whole image at full size once (Pillow's 4 bytes a pixel for a PNG: 196 MB; a JPEG decodes
+    at 1/8 scale), never the RGB, float and resized copies that made ``predict`` peak at 1.19 GB."""
+    if kind == "png":
+        blob = _flat_png(7000, 7000)
+    else:
+        blob = _jpeg(Image.new("L", (7000, 7000), 128).convert("RGB"))
+    for size in ((1, 28, 28), (3, 224, 224)):
+        with Bounded(f"{kind} for {size}", mb=320):
+            x = load_upload(blob, size, name="big")
+        assert x.shape == (1, *size) and abs(float(x.mean()) - 128 / 255) < 0.01
+
+
+# 8. a trailing '+' is an empty transform name, never the bare base model
+@pytest.mark.parametrize("name", ["digits_small_cnn+", "digits_small_cnn++jpeg75", "digits_small_cnn+jpeg75+ "])
+def test_27_8_an_empty_transform_name_is_refused(name, capsys, cli):
+    from advlens.zoo import get_entry, load_model
+    from dashboard.widgets import resolve_model_name
+
+    with Bounded(name):
+        with pytest.raises(KeyError, match="empty transform name"):
+            get_entry(name)
+        with pytest.raises(KeyError, match="empty transform name"):
+            load_model(name, "cpu")
+        assert resolve_model_name(name, ["digits_small_cnn"]) == (None, "")
+    image = Path(os.environ["ADVLENS_HOME"]).parent / "x.png"
+    image.write_bytes(_png("L"))
+    assert cli(["predict", "--model", name, "--image", str(image)]) == 2
+    assert "empty transform name" in _one_line(capsys.readouterr().err)
+    assert get_entry("digits_small_cnn+jpeg75").name == "digits_small_cnn+jpeg75"
+
+
+def test_27_8_the_model_picker_says_why_a_link_with_a_trailing_plus_is_not_used():
+    from streamlit.testing.v1 import AppTest
+
+    def picker():
+        from dashboard.widgets import model_picker
+
+        model_picker()
+
+    app = AppTest.from_function(picker, default_timeout=60)
+    app.query_params["model"] = "digits_small_cnn+"
+    app.run()
+    assert not app.exception
+    assert any("empty transform name" in w.value for w in app.warning), [w.value for w in app.warning]

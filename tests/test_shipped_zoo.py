@@ -41,9 +41,12 @@ def test_shipped_model_has_recipe_metrics_and_half_weights(name):
     assert metrics["test_images"] == 10_000
     assert metrics["robust"], "a robust accuracy from the standard suite"
     for r in metrics["robust"]:
-        assert r["suite"] == "standard" and "APGD-CE" in r["protocol"] and r["n"] >= 300
+        assert r["suite"] == "standard" and "APGD-CE" in r["protocol"] and r["n"] >= 500
         lo, hi = r["robust_interval_95"]
         assert lo <= r["robust_accuracy"] <= hi
+        if RECIPES[name].data == "cifar10-jpeg":  # class-sorted folders: a stratified sample of every class
+            assert r["subset"]["rule"] == "stratified" and r["subset"]["classes_covered"] == 10, r.get("subset")
+            assert "class-stratified sample" in r["protocol"] and min(r["subset"]["class_counts"].values()) >= 50
     with safe_open(str(ASSETS / "models" / f"{name}.safetensors"), "pt") as f:
         dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     if metrics["weights"].startswith("float16"):

@@ -10,9 +10,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..attribution.display import enlarge, image_rgb
+from ..data import to_uint8_hwc
 
 _NICE = (1, 2, 4, 5, 8, 10)
+
+
+def image_rgb(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) or (1, C, H, W) in [0, 1], C = 1 or 3 -> RGB uint8 (H, W, 3). Kept here rather than
+    taken from :mod:`advlens.attribution.display`, whose package imports captum and SciPy (a second
+    of the Attack Lab's start for two small functions)."""
+    arr = to_uint8_hwc(x)
+    return np.ascontiguousarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
+
+
+def enlarge(img: np.ndarray, min_side: int = 224) -> np.ndarray:
+    """Nearest-neighbour upscaling by an integer factor so the shorter side reaches ``min_side``."""
+    h, w = img.shape[:2]
+    f = max(1, int(np.ceil(min_side / max(1, min(h, w)))))
+    return img if f == 1 else np.repeat(np.repeat(img, f, axis=0), f, axis=1)
 
 
 def nice_scale(max_abs: float, limit: float = 0.5) -> int:

@@ -11,6 +11,9 @@ t, g^k = dS_t / dA^k its gradient.
   The paper differentiates Y = exp(S_t); for a piecewise-linear network the exp factors cancel in
   a^k_ij and leave exp(S_t) > 0 as one per-image factor in w_k, which we drop (as the authors' and
   most public implementations do): it scales each map by a constant and changes no normalised map.
+* **LayerCAM** (Jiang et al. 2021, IEEE TIP 30, Eq. 5-6), our own implementation: each position
+  weighted by its own positive gradient, L = ReLU(sum_k ReLU(g^k_ij) A^k_ij). It stays non-empty
+  where Grad-CAM's channel means cancel out, and works on shallow layers.
 * **Differentiable Grad-CAM** (:func:`differentiable_gradcam`): the same map built with
   ``torch.autograd.grad(..., create_graph=True)``, so it carries gradients to the model weights.
   Attention-preserving training (Wu et al., arXiv 1811.09831) trains through it. Options follow
@@ -126,6 +129,19 @@ def gradcam_plus_plus(
     alpha = torch.where(grads != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g2))
     weights = (alpha * F.relu(grads)).sum(dim=(2, 3), keepdim=True)
     maps = F.relu((weights * acts).sum(dim=1, keepdim=True))
+    if upsample_mode is not None:
+        maps = upsample(maps, x.shape[-2:], upsample_mode)
+    return maps[:, 0]
+
+
+def layercam(
+    model: nn.Module, x: torch.Tensor, target, layer: str | None = None, upsample_mode: str | None = "bilinear"
+) -> torch.Tensor:
+    """LayerCAM maps (N, H, W); formula in the module docstring."""
+    _, module, x, t = _prepare(model, x, target, layer)
+    with inference_guard(model):
+        acts, grads, _ = activations_and_gradients(model, x, t, module)
+    maps = F.relu((F.relu(grads.detach()) * acts.detach()).sum(dim=1, keepdim=True))
     if upsample_mode is not None:
         maps = upsample(maps, x.shape[-2:], upsample_mode)
     return maps[:, 0]

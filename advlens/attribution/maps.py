@@ -37,6 +37,7 @@ METHODS: Registry[Method] = Registry(
         Method(
             "gradcam++", "Grad-CAM++", True, cam.gradcam_plus_plus, "2nd/3rd-order pixel weights (Chattopadhay 2018)"
         ),
+        Method("layercam", "LayerCAM", True, cam.layercam, "ReLU(sum_k ReLU(dS/dA^k_ij) A^k_ij) (Jiang et al. 2021)"),
         Method("saliency", "Saliency", False, saliency.saliency, "max over channels of |dS/dx| (Simonyan et al. 2014)"),
         Method("integrated_gradients", "Integrated Gradients", False, saliency.integrated_gradients, _IG),
         Method("smoothgrad", "SmoothGrad", False, saliency.smoothgrad, _SMOOTHGRAD),

@@ -8,6 +8,7 @@ one forward pass on the erased images for the faithfulness test.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,7 @@ from ..models.modes import model_device
 from ..predict import CleanAndAdversarial
 from . import metrics as M
 from .display import joint_normalize, signed_difference
+from .empty import empty_maps
 from .hooks import inference_guard, resolve_layer
 from .maps import compute_map, get_method
 from .targets import resolve_targets
@@ -41,9 +43,43 @@ class AttentionView(CleanAndAdversarial):
     targets_adv: torch.Tensor
     metrics: dict[str, torch.Tensor]
     settings: dict = field(default_factory=dict)
+    empty: dict[str, torch.Tensor] = field(default_factory=dict)  # "clean"/"adversarial" -> bool (N,)
+
+    def empty_names(self, i: int = 0) -> list[str]:
+        """Which maps of sample ``i`` are empty (:func:`.empty.empty_maps`): ``[]``, ``["clean"]``, ..."""
+        return [name for name, flags in self.empty.items() if bool(flags[i])]
+
+    def empty_note(self, i: int = 0) -> str:
+        """``""``, or why the pair metrics of sample ``i`` cannot be computed (``the clean map is empty``)."""
+        names = self.empty_names(i)
+        if not names:
+            return ""
+        return f"the {' and '.join(names)} map{'s are' if len(names) > 1 else ' is'} empty"
 
     def table(self, i: int = 0) -> list[dict]:
-        """Rows (metric, clean, adversarial, clean vs adversarial) for sample ``i``, for display."""
+        """Rows (metric, clean, adversarial, clean vs adversarial, note) for sample ``i``, for display.
+
+        A metric that an empty map makes meaningless is NaN, and its ``note`` names the empty map, short
+        enough for a table cell (``clean map empty``, ``both maps empty``); ``note`` is "" otherwise."""
+        rows = self._rows(i)
+        empty = self.empty_names(i)
+        pair_note = _short(empty)
+        for r in rows:
+            r["note"] = ""
+            if r["clean"] is None:  # a pair metric: both maps are needed
+                if empty:
+                    r["clean vs adversarial"], r["note"] = float("nan"), pair_note
+                continue
+            # the entropy of no mass is NaN; an empty map's top-k% region is the whole image (faithfulness)
+            blank = [name for name in empty if math.isnan(r[name]) or r["metric"].startswith("faithfulness")]
+            if blank:
+                for name in blank:
+                    r[name] = float("nan")
+                r["clean vs adversarial"] = float("nan")
+                r["note"] = _short(blank)
+        return rows
+
+    def _rows(self, i: int) -> list[dict]:
         m = {k: float(v[i]) for k, v in self.metrics.items()}
         k = self.settings.get("k_percent", 20)
         rows = [
@@ -85,6 +121,13 @@ class AttentionView(CleanAndAdversarial):
                 }
             )
         return rows
+
+
+def _short(empty: list[str]) -> str:
+    """``clean map empty``, ``adversarial map empty``, ``both maps empty`` or ""."""
+    if not empty:
+        return ""
+    return "both maps empty" if len(empty) > 1 else f"{empty[0]} map empty"
 
 
 def validate_settings(
@@ -149,6 +192,11 @@ def attention_view(
     (clean_norm, adv_norm), vmin, vmax = joint_normalize(clean_map, adv_map)
     diff, limit = signed_difference(clean_norm, adv_norm)
     metrics = M.shift_metrics(clean_map, adv_map, k_percent, threshold)
+    signed = method_options.get("relu") is False  # Grad-CAM before its ReLU: empty only when zero everywhere
+    empty = {
+        "clean": empty_maps(clean_map.abs() if signed else clean_map),
+        "adversarial": empty_maps(adv_map.abs() if signed else adv_map),
+    }
     if with_faithfulness:
         faith = M.faithfulness(
             model, both, torch.cat([clean_map, adv_map]), torch.cat([t_clean, t_adv]), k_percent, erase, probs=probs
@@ -172,4 +220,5 @@ def attention_view(
         t_adv,
         metrics,
         {"k_percent": float(k_percent), "threshold": float(threshold), "erase": erase},
+        empty,
     )

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sqlite3
 import sys
 
 from ..data import DataError
 from ..models import CheckpointError
+from ..paths import home_error
 
 
 class UsageError(ValueError):
@@ -51,3 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as exc:  # ADVLENS_HOME read-only, full or not a folder: one line
+        problem = home_error(exc)
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
+        return 2

@@ -30,6 +30,7 @@ SHORTCUTS = (
 
 def register(sub) -> None:
     from ..attacks import ATTACKS
+    from .perturbation import add_apply_flags
 
     p = sub.add_parser(
         "attack",
@@ -71,6 +72,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="write the adversarial image here (PNG) and the settings beside it (.json)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--list", action="store_true", help="list the attacks and their parameters, then exit")
+    add_apply_flags(p)  # --universal NAME, --patch NAME: a saved perturbation instead of an attack
     p.set_defaults(func=run)
 
 
@@ -80,6 +82,10 @@ def run(args) -> int:
 
     if args.list:
         return list_attacks()
+    if args.universal or args.patch:  # a saved universal perturbation or patch instead of an attack
+        from .perturbation import apply_saved
+
+        return apply_saved(args)
     try:
         return _run(args)
     except AttackConfigError as exc:

@@ -3,7 +3,8 @@
     python -m advlens certify --model M --sigma 0.25 --n 10000 --images 100 --out certify.json
     python -m advlens certify --model M --dataset mnist --root ../shared/data/mnist --sigma 0.25 --images 500
 
-For each of the first ``--images`` images of the split: the smoothed classifier's certified class
+For each of ``--images`` images of the split (the one subset rule, :mod:`advlens.data.subset`: the
+first K in an official order, a class-stratified sample otherwise; ``--offset``, ``--indices FILE``): the smoothed classifier's certified class
 (or an abstention) and its certified L2 radius; then the certified accuracy (certified, correct and
 with a radius of at least r) at each radius of ``--radii``. ``--n0`` noisy samples choose the
 class, ``--n`` estimate its probability, at confidence 1 - ``--alpha``.
@@ -17,13 +18,22 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from .args import add_image_choice
+
     p = sub.add_parser("certify", help="certified L2 radii of a model by randomized smoothing (Cohen et al.)")
     p.add_argument("--model", required=True, help="zoo model name or checkpoint (the base classifier)")
     p.add_argument("--sigma", required=True, type=float, help="noise level (train the base model at the same sigma)")
     p.add_argument("--dataset", help="dataset name (default: the model's own)")
     p.add_argument("--split", default="test", choices=["test", "train"])
     p.add_argument("--root", help="local folder of the dataset files")
-    p.add_argument("--images", type=int, default=100, help="the first K images of the split (default 100)")
+    add_image_choice(
+        p,
+        ("--images",),
+        n_default=100,
+        n_help="K images (default 100): the first K where the split's order is the official one, a "
+        "class-stratified sample otherwise (image folders, sample sets)",
+        dest="images",
+    )
     p.add_argument("--n", type=int, default=10_000, help="estimation samples per image (default 10,000)")
     p.add_argument("--n0", type=int, default=100, help="selection samples per image (default 100)")
     p.add_argument("--alpha", type=float, default=0.001, help="failure probability (default 0.001)")
@@ -40,13 +50,15 @@ def run(args) -> int:
     from ..smoothing import ABSTAIN, certified_accuracy, certify, check_settings
     from ..zoo import get_entry, is_checkpoint_path, load_model
     from . import UsageError
+    from .args import choose, image_choice, print_subset
 
+    choice = image_choice(args, "images")
     try:
         check_settings(args.sigma, args.n, args.n0, args.alpha)
         radii = [float(r) for r in args.radii.split(",") if r.strip()]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if not 1 <= args.images <= 100_000:
+    if not 1 <= args.images <= 100_000 and choice["indices"] is None:
         raise UsageError("--images must be between 1 and 100,000")
     if any(r < 0 for r in radii) or not radii:
         raise UsageError("--radii must be non-negative numbers, comma-separated")
@@ -55,8 +67,9 @@ def run(args) -> int:
         raise UsageError("say which images to certify: --dataset NAME")
     model = load_model(args.model)
     ds = load_dataset(dataset, split=args.split, root=args.root)
-    k = min(args.images, len(ds))
-    x, y = ds.batch(range(k))
+    subset = choose(ds, choice)
+    k = len(subset)
+    x, y = ds.batch(subset.indices)
     if tuple(x.shape[1:]) != tuple(model.input_size):
         raise UsageError(f"{dataset} images are {tuple(x.shape[1:])}; the model expects {tuple(model.input_size)}")
     from ..data import to_float
@@ -66,8 +79,9 @@ def run(args) -> int:
     names = model.class_names
     print(
         f"randomized smoothing of {getattr(model, 'zoo_name', args.model)}: sigma {args.sigma}, n0 {args.n0}, "
-        f"n {args.n}, alpha {args.alpha}, the first {k} {dataset} {args.split} images"
+        f"n {args.n}, alpha {args.alpha}"
     )
+    print_subset(subset)
     certs = []
     for i in range(k):
         c = certify(model, x[i], args.sigma, args.n0, args.n, args.alpha)
@@ -78,7 +92,7 @@ def run(args) -> int:
         else:
             verdict = "correct" if c.prediction == truth else f"WRONG (true {names[truth]})"
             what = f"{names[c.prediction]:<10s} radius {c.radius:.3f} {verdict}"
-        print(f"  image {i:5d}: {what}   p_A >= {c.p_lower:.4f}   {c.seconds:.2f} s", flush=True)
+        print(f"  image {int(subset.indices[i]):5d}: {what}   p_A >= {c.p_lower:.4f}   {c.seconds:.2f} s", flush=True)
     acc = certified_accuracy(certs, y.tolist(), radii)
     print(f"certified accuracy (n = {k}):")
     for r, a in zip(radii, acc):
@@ -95,7 +109,10 @@ def run(args) -> int:
             "n": args.n,
             "alpha": args.alpha,
             "seed": args.seed,
-            "images": [{"index": i, "label": int(y[i]), **c.to_dict()} for i, c in enumerate(certs)],
+            "subset": subset.to_dict(),
+            "images": [
+                {"index": i, **subset.image_name(i), "label": int(y[i]), **c.to_dict()} for i, c in enumerate(certs)
+            ],
             "certified_accuracy": [{"radius": r, "accuracy": a} for r, a in zip(radii, acc)],
             "abstained": abstained,
             "command": " ".join(["python -m advlens", *sys.argv[1:]]),

@@ -7,8 +7,12 @@
     python -m advlens evaluate --run-id ID           # be the worker of job ID / resume it
     torchrun --nproc_per_node 2 -m advlens evaluate ... --num-images 1000   # shard the images over the ranks
 
-The images are the first ``--n`` of the split, in order, so runs are comparable. Every line names
-the suite and n; the report holds the protocol and one record per image. The standard suite runs
+The images follow the one subset rule (:mod:`advlens.data.subset`): the first ``--n`` where the
+split's order is the official one (MNIST, CIFAR-10's batches, digits), a class-stratified sample with
+a fixed seed otherwise (image folders, sample sets); ``--offset`` and ``--indices FILE`` choose other
+images. The command prints the rule and the class counts, and warns when classes are missing. Every
+line names the suite and n; the report holds the protocol, the subset and one record per image (with
+its dataset index, and its file for folders). The standard suite runs
 the gradient-masking checklist unless ``--no-checklist``. A defended model (``M+jpeg75``) is
 attacked with BPDA and EOT by itself (``--plain`` turns them off, to watch a defense "work").
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 def register(sub) -> None:
     from ..evaluation import SUITES
     from ..evaluation.suites import NORMS
+    from .args import add_image_choice
 
     p = sub.add_parser("evaluate", help="robust accuracy of models under an attack suite (cascade, worst case)")
     p.add_argument("--model", action="append", help="zoo model name or checkpoint (repeatable)")
@@ -33,14 +38,12 @@ def register(sub) -> None:
     p.add_argument("--eps", help="budgets, comma-separated: 0.1,0.15 or 8/255,16/255 (L2: 0.5,1.0)")
     p.add_argument("--norm", default="Linf", choices=list(NORMS))
     p.add_argument("--suite", default="standard", help=f"one of: {', '.join(SUITES)} (default standard)")
-    p.add_argument(
-        "--n",
-        "--num-images",
-        dest="n",
-        type=int,
-        default=0,
-        help="the first N images of the split (0: all; "
-        "under torchrun write --num-images, which torchrun does not mistake for one of its options)",
+    add_image_choice(
+        p,
+        ("--n", "--num-images"),
+        n_help="N images (0: all): the first N where the split's order is the official one (MNIST, CIFAR-10 "
+        "batches, digits), a class-stratified sample otherwise (image folders, sample sets); under torchrun write "
+        "--num-images, which torchrun does not mistake for one of its options",
     )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -62,6 +65,12 @@ def register(sub) -> None:
         default=1,
         help="run each random defended model this many times (seeds seed, seed+1, ...)",
     )
+    p.add_argument(
+        "--leaderboard",
+        action="store_true",
+        help="reproduce RobustBench rows: rb:cifar10/... models on the first --n images of the original CIFAR-10 test "
+        "set (downloaded unless --root has its batches), at the entry's eps and norm, beside the published figure",
+    )
     p.add_argument("--out", help="write the report here (JSON)")
     p.add_argument("--html", help="write a self-contained HTML report here")
     p.add_argument("--csv", help="write the summary table here (CSV)")
@@ -76,14 +85,20 @@ def build_spec(args):
 
     if not args.model or not args.dataset or not args.eps:
         raise UsageError("evaluate needs --model, --dataset and --eps (or --run-id)")
+    from .args import image_choice
+
     checklist = args.checklist if args.checklist is not None else args.suite == "standard"
+    choice = image_choice(args)
     return EvalSpec(
         models=list(args.model),
         dataset=args.dataset,
         eps=[t.strip() for t in args.eps.split(",") if t.strip()],
         suite=args.suite,
         norm=args.norm,
-        n=args.n,
+        n=choice["n"],
+        offset=choice["offset"],
+        indices=choice["indices"],
+        subset_seed=choice["seed"],
         split=args.split,
         root=args.root,
         seed=args.seed,
@@ -114,6 +129,13 @@ def run(args) -> int:
         rec = jobs.execute(args.run_id, store)
         print(f"evaluation {rec.id} {rec.status}{': ' + rec.message if rec.message else ''}")
         return 0 if rec.status in ("done", "cancelled") else 1
+    if getattr(args, "leaderboard", False):  # RobustBench rows: fill in the dataset, eps and norm (issue 25)
+        from ..models.robustbench.leaderboard import leaderboard_setup
+
+        try:
+            vars(args).update(leaderboard_setup(args.model or [], args.root))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     try:
         spec = jobs.check_spec(build_spec(args))
     except EvalConfigError as exc:
@@ -128,9 +150,7 @@ def run(args) -> int:
 
     suite = get_suite(spec.suite)
     if rank0:
-        print(
-            f"{suite.title}, {spec.norm}, on the first {spec.n or 'all'} {spec.dataset} {spec.split} images ({suite.note})"
-        )
+        print(f"{suite.title}, {spec.norm}, {spec.dataset} {spec.split} images ({suite.note})")
         if not spec.adaptive:
             print("plain attacks: defended models are attacked without BPDA or EOT (not a robustness figure)")
     try:
@@ -160,6 +180,10 @@ def run(args) -> int:
             )
         for c in r.get("checklist", []):
             print(f"    [{c['verdict']:>4s}] {c['name']}: {c['measured']}")
+    if getattr(args, "leaderboard", False):
+        from ..models.robustbench.leaderboard import leaderboard_lines
+
+        print("\n".join(leaderboard_lines(report)))
     _write(report, args)
     return 0
 

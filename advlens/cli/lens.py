@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..budget import format_linf
-from .args import linf_eps
+from .args import add_image_choice, linf_eps
 
 ATTACK_CHOICES = ("pgd", "fgsm", "mifgsm", "apgd_ce")
 
@@ -30,7 +30,7 @@ def _common(p) -> None:
     p.add_argument(
         "--method",
         default="gradcam",
-        help="gradcam, gradcam++, saliency, integrated_gradients, smoothgrad (default gradcam)",
+        help="gradcam, gradcam++, layercam, saliency, integrated_gradients, smoothgrad (default gradcam)",
     )
     p.add_argument("--layer", default=None, help="layer for CAM methods (default: the model's CAM layer)")
     p.add_argument("--target", default="true", help="true, clean_pred, adv_pred, own_pred or a class index")
@@ -61,7 +61,7 @@ def register(sub) -> None:
     p.add_argument("--dataset", default="digits", help="dataset name (default digits)")
     p.add_argument("--split", default="test", help="split (default test)")
     p.add_argument("--root", default=None, help="local folder with the dataset's files (MNIST: the .gz files)")
-    p.add_argument("--n", type=int, default=0, help="first N images (default 0: all)")
+    add_image_choice(p)
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--all-images", action="store_true", help="keep images the model misclassifies when clean")
     p.add_argument("--json-out", default=None, help="write the per-image metrics and summary as JSON")
@@ -187,6 +187,8 @@ def run_cam(args) -> int:
     for r in rows:
         vals = [r["clean"], r["adversarial"], r["clean vs adversarial"]]
         print(f"  {r['metric']:<44s} " + "  ".join("        " if v is None else f"{v:8.4f}" for v in vals))
+    if view.empty_note(0):  # nan above: say which map is empty and what shows something
+        print(f"  nan: not computed, {view.empty_note(0)} (try another --layer, or --method layercam)")
     if args.out:
         print(f"wrote {args.out}")
     return 0
@@ -201,17 +203,17 @@ def run_analyze(args) -> int:
     from ..data import load_dataset
     from ..zoo import load_model
     from . import UsageError
+    from .args import choose, image_choice, print_subset
 
     model = load_model(args.model)
     ds = load_dataset(args.dataset, split=args.split, root=args.root)
     if tuple(ds.shape) != tuple(model.input_size):
         raise UsageError(f"{args.dataset} images are {ds.shape}, the model expects {tuple(model.input_size)}")
-    if args.n < 0:
-        raise UsageError("--n must be positive (0: all images)")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    n = len(ds) if args.n == 0 else min(args.n, len(ds))
-    x, y = ds.batch(range(n))
+    subset = choose(ds, image_choice(args))
+    n = len(subset)
+    x, y = ds.batch(subset.indices)
     params = _attack_params(args)
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -243,6 +245,7 @@ def run_analyze(args) -> int:
         f"{'' if args.attack == 'fgsm' else f', {args.steps} steps'}; {args.method} at {a.settings['layer']}, "
         f"target {args.target}, top-{args.k:g}%, threshold {args.threshold:g}"
     )
+    print_subset(subset)
     print(f"attack success {a.n_success} / {a.n_success + a.n_failure}; attack {t_attack:.1f} s, total {t_total:.1f} s")
     print("| metric | success mean | success median | failure mean | failure median | p (Mann-Whitney) |")
     print("|---|---|---|---|---|---|")
@@ -260,6 +263,7 @@ def run_analyze(args) -> int:
                     "dataset": args.dataset,
                     "split": args.split,
                     "n": n,
+                    "subset": subset.to_dict(),
                     "attack": args.attack,
                     "params": params,
                     "settings": {
@@ -272,6 +276,7 @@ def run_analyze(args) -> int:
                     "summary": rows,
                     "verdict": v,
                     "indices": a.indices.tolist(),
+                    "dataset_indices": subset.indices[torch.as_tensor(a.indices, dtype=torch.long)].tolist(),
                     "success": a.success.tolist(),
                     "metrics": {k: [None if val != val else float(val) for val in arr] for k, arr in a.metrics.items()},
                 },

@@ -96,9 +96,11 @@ def register(sub) -> None:
 
 
 def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+    from ..safe_json import loads_limited
+
+    try:  # bounded: 100,000 nested brackets in a --param are text, never a RecursionError
+        return loads_limited(text, "--param", 10_000)
+    except ValueError:
         return text
 
 
@@ -109,10 +111,15 @@ def build_config(args):
 
     base: dict = {}
     if args.config:
-        try:
+        from ..safe_files import read_small_file
+        from ..safe_json import loads_limited
+        from ..training.config import MAX_CONFIG_BYTES
+
+        try:  # both reads check the file's type and size first (never /dev/zero or a pipe)
             base = TrainConfig.from_json_file(args.config).to_dict()
-            explicit = set(json.loads(open(args.config).read()))
-        except ConfigError as exc:
+            text = read_small_file(args.config, MAX_CONFIG_BYTES)
+            explicit = set(loads_limited(text, args.config, MAX_CONFIG_BYTES))
+        except (ConfigError, ValueError) as exc:
             raise UsageError(str(exc)) from None
     else:
         explicit = set()
@@ -198,6 +205,10 @@ def run_runs(args) -> int:
                 from ..evaluation import jobs as eval_jobs
 
                 rec = eval_jobs.resume(args.resume, store)
+            elif store.require(args.resume).kind == "perturbation":
+                from ..perturbations import jobs as pert_jobs
+
+                rec = pert_jobs.resume(args.resume, store)
             else:
                 rec = jobs.resume(args.resume, store)
             print(f"run {rec.id}: {rec.status} (worker pid {rec.pid})")
@@ -219,7 +230,7 @@ def run_runs(args) -> int:
     )
     for r in runs:
         prog = f"{r.step}/{r.total_steps}" if r.total_steps else ""
-        if r.kind == "evaluate" and r.total_steps:
+        if r.kind in ("evaluate", "perturbation") and r.total_steps:
             prog = f"{r.progress * 100:.0f}%"
         print(
             f"{r.id:<8s} {r.kind:<8s} {r.status:<10s} {r.objective:<10s} {r.dataset:<14s} {r.arch:<16s} {prog:>9s} "

@@ -88,7 +88,14 @@ def load_cifar10_batches(root: str | Path, split: str) -> ImageDataset:
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError("cifar10: labels out of range 0..9.")
     pixels = torch.from_numpy(np.ascontiguousarray(data))
-    return ImageDataset("cifar10", pixels, torch.from_numpy(labels), CIFAR10_CLASSES, split, info={"source": str(root)})
+    return ImageDataset(
+        "cifar10",
+        pixels,
+        torch.from_numpy(labels),
+        CIFAR10_CLASSES,
+        split,
+        info={"source": str(root), "official_order": True},
+    )
 
 
 __all__ = ["CIFAR10_CLASSES", "load_cifar10_batches", "parse_batch", "from_numpy_hwc"]

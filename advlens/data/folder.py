@@ -73,7 +73,7 @@ def load_image_folder(
         tuple(classes),
         split or "all",
         item_names=[f"{p.parent.name}/{p.name}" for p in paths],
-        info={"source": str(base)},
+        info={"source": str(base), "files": True},  # item names are the files (class/name)
     )
 
 

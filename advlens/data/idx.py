@@ -82,5 +82,5 @@ def load_idx_dataset(root: str | Path, split: str, name: str, class_names: tuple
         torch.from_numpy(labels.astype(np.int64)),
         class_names,
         split,
-        info={"source": str(root)},
+        info={"source": str(root), "official_order": True},
     )

@@ -12,16 +12,31 @@ import io
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .base import DataError
 
 UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
 UPLOAD_EXTENSIONS = ["png", "jpg", "jpeg", "webp", "bmp"]
 MAX_PIXELS = 50_000_000
+MAX_IMAGE_BYTES = 200_000_000  # an image file read from a path (Streamlit's own upload limit is 200 MB)
 
 
 WHITE = (255, 255, 255)
+
+
+# EXIF orientation -> the transpose that undoes it (the table of ImageOps.exif_transpose)
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+REDUCE_MARGIN = 4  # a reduced image keeps at least 4x the pixels per side the model needs
+_REDUCIBLE = {"L", "RGB", "RGBA", "LA", "I", "F", "CMYK"}  # modes Image.reduce averages correctly
 
 
 def decode_image(
@@ -30,24 +45,39 @@ def decode_image(
     formats: set[str] | None = UPLOAD_FORMATS,
     background: tuple[int, int, int] = WHITE,
     notes: list[str] | None = None,
+    fit: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Bytes -> HxWx3 uint8 RGB numpy array, with EXIF orientation applied.
 
     Transparent pixels are composited onto ``background`` (white by default): dropping the alpha
     channel would turn a drawing on a transparent canvas into whatever colour its hidden pixels
-    hold, often all black. What was done is appended to ``notes`` when given."""
+    hold, often all black. What was done is appended to ``notes`` when given.
+
+    MPO files (what many cameras write: a JPEG followed by more pictures) are read as their first
+    picture. ``fit`` = (height, width) the image is for: a larger image is reduced while it is
+    decoded, to about ``REDUCE_MARGIN`` times that size (JPEG decodes at 1/2, 1/4 or 1/8 scale; other
+    formats are box-reduced right after decoding, before any conversion or copy), so a 49-megapixel
+    photo never exists as float or RGB copies at full size."""
     if not blob:
         raise DataError(f"{name} is empty.")
     try:
         with Image.open(io.BytesIO(blob)) as im:
-            if formats is not None and im.format not in formats:
+            kind = "JPEG" if im.format == "MPO" else im.format  # MPO: a JPEG with more pictures after it
+            if formats is not None and kind not in formats:
                 raise DataError(
                     f"{name} is a {im.format or 'unknown'} image; use one of: {', '.join(sorted(formats))}."
                 )
             if im.width * im.height > MAX_PIXELS:
-                raise DataError(f"{name} is too large ({im.width}x{im.height}).")
-            im.load()
-            im = ImageOps.exif_transpose(im)
+                raise DataError(
+                    f"{name} is too large ({im.width}x{im.height}, {im.width * im.height / 1e6:.0f} megapixels); "
+                    f"at most {MAX_PIXELS / 1e6:.0f} megapixels are accepted."
+                )
+            if im.format == "MPO" and notes is not None and getattr(im, "n_frames", 1) > 1:
+                notes.append(f"{name} holds {im.n_frames} pictures (an MPO file); the first one was used.")
+            orientation = im.getexif().get(0x0112, 1)
+            im = _decode_reduced(im, fit, kind)
+            if orientation in _ORIENTATION:
+                im = im.transpose(_ORIENTATION[orientation])
             rgb = np.asarray(_flatten(im, background, name, notes))
     except DataError:
         raise
@@ -57,6 +87,23 @@ def decode_image(
             "Upload a valid PNG, JPEG, WebP or BMP file."
         ) from None
     return rgb
+
+
+def _decode_reduced(im: Image.Image, fit: tuple[int, int] | None, kind: str | None) -> Image.Image:
+    """Decode ``im``, reduced by a whole factor when it is over ``REDUCE_MARGIN`` times ``fit``."""
+    if fit is None:
+        im.load()
+        return im
+    side = REDUCE_MARGIN * max(fit)  # either side may end up as the height (EXIF rotations)
+    if kind == "JPEG":
+        im.draft(im.mode, (side, side))  # the decoder itself scales by 1/2, 1/4 or 1/8
+    im.load()
+    factor = min(im.width, im.height) // side
+    if factor < 2:
+        return im
+    if im.mode not in _REDUCIBLE:  # a palette or 1-bit image: its colours, not its indices, are averaged
+        im = im.convert("RGBA" if im.mode in ("PA", "La", "RGBa") or "transparency" in im.info else "RGB")
+    return im.reduce(factor)
 
 
 def _flatten(im: Image.Image, background: tuple[int, int, int], name: str, notes: list[str] | None) -> Image.Image:
@@ -120,7 +167,7 @@ def load_upload(
     digit on white paper looks like MNIST (white on black). Transparency is filled with
     ``background``; what was done to the image is appended to ``notes`` when given.
     """
-    x = fit_image(decode_image(blob, name, background=background, notes=notes), size, mode)
+    x = fit_image(decode_image(blob, name, background=background, notes=notes, fit=tuple(size[1:])), size, mode)
     if invert_if_light and size[0] == 1 and float(x.mean()) > 0.5:
         x = 1.0 - x
         if notes is not None:

@@ -57,7 +57,7 @@ def load_digits(split: str = "test") -> ImageDataset:
         torch.from_numpy(y),
         tuple(str(i) for i in range(10)),
         split,
-        info={"source": "sklearn.datasets.load_digits", "split_seed": DIGITS_SPLIT_SEED},
+        info={"source": "sklearn.datasets.load_digits", "split_seed": DIGITS_SPLIT_SEED, "official_order": True},
     )
 
 

@@ -1,6 +1,7 @@
 """Run a suite as a cascade over a set of images, and keep what happened to each image.
 
-Design. The images are the first n of a split, in its order, so evaluations are comparable. The
+Design. The images are chosen by the caller with the one subset rule (:mod:`advlens.data.subset`: the
+first n in an official order, a class-stratified sample otherwise), so evaluations are comparable. The
 clean predictions come first: a misclassified image is not robust and is not attacked. Then each
 attack of the suite runs, batch by batch, on the images still robust when it starts (its
 *stage*); an image whose adversarial point is misclassified is marked broken by that attack, with

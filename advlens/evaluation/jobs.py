@@ -35,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from ..data import load_dataset
+from ..data import DataError, load_dataset
+from ..data.subset import Subset, choose_images
 from ..models.checkpoint import atomic_write_bytes
 from ..models.defended import is_random
 from ..safe_json import loads_limited
@@ -124,11 +125,26 @@ def versions() -> dict:
     }
 
 
-def images(spec: EvalSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``spec.n`` images of the split, in its order (all when n is 0)."""
+def images(spec: EvalSpec) -> tuple[torch.Tensor, torch.Tensor, Subset]:
+    """The images ``spec`` evaluates, chosen by the one subset rule (:mod:`advlens.data.subset`):
+    the first ``n`` where the split's order is the official one, a class-stratified sample otherwise,
+    or exactly ``spec.indices``."""
     ds = load_dataset(spec.dataset, split=spec.split, root=spec.root)
-    n = len(ds) if spec.n == 0 else min(spec.n, len(ds))
-    return ds.batch(range(n))
+    try:
+        subset = choose_images(ds, spec.n, spec.offset, spec.indices, spec.subset_seed, first=spec.legacy_first_n)
+    except DataError as exc:
+        raise EvalConfigError(str(exc)) from None
+    x, y = ds.batch(subset.indices)
+    return x, y, subset
+
+
+def name_images(record: dict, subset: Subset) -> dict:
+    """Give each per-image record its dataset index (and file), and the protocol its images."""
+    for image in record.get("images", []):
+        image.update(subset.image_name(image["index"]))
+    record["protocol"] = f"{record['protocol']}; {subset.describe()}"
+    record["subset"] = {k: v for k, v in subset.to_dict().items() if k not in ("indices", "files")}
+    return record
 
 
 def part_record(name: str, ev: Evaluation, checks) -> dict:
@@ -149,13 +165,17 @@ def run_spec(
     With ``folder`` the parts and the running state are kept there, and finished parts are reused."""
     from ..zoo import load_model
 
-    x, y = images(spec)
+    x, y, subset = images(spec)
+    log(subset.describe())
+    if subset.warning():
+        log(f"warning: {subset.warning()}")
     parts = spec.parts()
     report = {
         "spec": spec.to_dict(),
         "dataset": spec.dataset,
         "split": spec.split,
         "n": len(x),
+        "subset": subset.to_dict(),
         "suite": spec.suite,
         "norm": spec.norm,
         "versions": versions(),
@@ -220,7 +240,7 @@ def run_spec(
                 seed=spec.seed,
                 progress=partial(part_progress, start=attack_share, span=1.0 - attack_share),
             )
-        record = part_record(getattr(model, "zoo_name", name), ev, checks)
+        record = name_images(part_record(getattr(model, "zoo_name", name), ev, checks), subset)
         record["model"] = name
         if is_random(model) and spec.repeats > 1:
             record["spread"] = repeated(model, x, y, eps, spec, ev, should_stop, log)

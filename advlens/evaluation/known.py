@@ -8,6 +8,8 @@ Reads the run store and the reports only; nothing is computed here.
 
 from __future__ import annotations
 
+from ..budget import format_budget
+from ..data.subset import short_rule
 from ..safe_json import loads_limited
 from ..training.store import RunStore, db_path, run_dir
 from .suites import SUITES
@@ -45,16 +47,18 @@ def best_known(model_name: str) -> tuple[str, dict, list[dict]] | None:
     return max(found, key=rank)
 
 
-def describe(records: list[dict], suite_name: str, norm: str, n: int, source: str) -> str:
-    """``robust 69.7% at eps 25.5/255 (0.1) [64.7, 74.4] · standard suite, Linf, n = 360 (evaluation ab12cd)``."""
+def describe(records: list[dict], suite_name: str, norm: str, n: int, source: str, subset: dict | None = None) -> str:
+    """``robust 69.7% at eps 0.1 (25.5/255) [64.7, 74.4] · standard suite, Linf, n = 360, first n (10/10
+    classes) (evaluation ab12cd)``: the figures, the suite, n and which images."""
     figures = ", ".join(
-        f"{r['robust_accuracy'] * 100:.1f}% at eps {r['eps_shown']} "
+        f"{r['robust_accuracy'] * 100:.1f}% at eps {format_budget(r['eps'], r.get('norm', norm))} "
         f"[{r['robust_interval_95'][0] * 100:.1f}, {r['robust_interval_95'][1] * 100:.1f}]"
         for r in sorted(records, key=lambda r: r["eps"])
     )
     suite = SUITES.get(suite_name)
     bound = "" if suite_name == "standard" else " (an upper bound)"
-    return f"robust {figures} · {suite.title if suite else suite_name}{bound}, {norm}, n = {n} ({source})"
+    images = short_rule(subset or records[0].get("subset"))
+    return f"robust {figures} · {suite.title if suite else suite_name}{bound}, {norm}, n = {n}, {images} ({source})"
 
 
 def describe_best(model_name: str, shipped: list[dict] | None = None) -> str | None:
@@ -70,4 +74,4 @@ def describe_best(model_name: str, shipped: list[dict] | None = None) -> str | N
     if best is None:
         return None
     run_id, report, records = best
-    return describe(records, report["suite"], report["norm"], report["n"], f"evaluation {run_id}")
+    return describe(records, report["suite"], report["norm"], report["n"], f"evaluation {run_id}", report.get("subset"))

@@ -15,6 +15,7 @@ import io
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from ..data.subset import short_rule
 from .suites import get_suite
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -33,6 +34,7 @@ def rows(report: dict) -> list[dict]:
                 "eps_shown": r["eps_shown"],
                 "suite": r["suite"],
                 "n": r["n"],
+                "images": short_rule(r.get("subset") or report.get("subset")),
                 "clean_accuracy": round(r["clean_accuracy"], 6),
                 "robust_accuracy": round(r["robust_accuracy"], 6),
                 "ci95_low": round(lo, 6),
@@ -127,6 +129,17 @@ def curves_figure(reports: list[dict]) -> go.Figure:
     return fig
 
 
+def images_line(report: dict) -> str:
+    """Which images: the subset's rule and class counts (and its warning when classes are missing)."""
+    subset = report.get("subset")
+    if not subset:  # a report written before the subset rule
+        return f"Images: the first {report['n']} of the {report['dataset']} {report['split']} split, in order."
+    line = subset["description"][0].upper() + subset["description"][1:] + "."
+    if subset["classes_covered"] < subset["classes_in_split"]:
+        line += f" Warning: {subset['classes_covered']} of {subset['classes_in_split']} classes only."
+    return line
+
+
 def protocol_lines(report: dict) -> list[str]:
     suite = get_suite(report["suite"])
     spec = report.get("spec", {})
@@ -134,7 +147,7 @@ def protocol_lines(report: dict) -> list[str]:
         f"Suite: {suite.title}. {suite.note}.",
         f"Cascade ({report['norm']}): {suite.describe(report['norm'])}; each attack runs on the images every "
         "earlier one failed to break; an image is robust only if it survives all (worst case per image).",
-        f"Images: the first {report['n']} of the {report['dataset']} {report['split']} split, in order.",
+        images_line(report),
         f"Seed {spec.get('seed', 0)}; batch size {spec.get('batch_size', '?')}; intervals: 95% Clopper-Pearson.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()) + ".",
     ]

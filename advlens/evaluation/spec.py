@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from ..budget import BudgetError, parse_budget
+from ..data.subset import MAX_INDICES, SUBSET_SEED
 from .suites import NORMS, SUITES
 
 MAX_MODELS = 8
@@ -24,7 +25,7 @@ class EvalSpec:
     eps: list[float]
     suite: str = "standard"
     norm: str = "Linf"
-    n: int = 0  # the first n images of the split, in order (0: all of them)
+    n: int = 0  # n images of the split chosen by the subset rule (advlens.data.subset; 0: all of them)
     split: str = "test"
     root: str | None = None  # a local folder with the dataset's files
     seed: int = 0
@@ -35,6 +36,10 @@ class EvalSpec:
     name: str = ""
     adaptive: bool = True  # BPDA and EOT on defended models (False: plain attacks, to see a defense "work")
     repeats: int = 1  # runs with seeds seed, seed+1, ... of each random defended model, for their spread
+    offset: int = 0  # skip the rule's first `offset` images (held-out images: another window of the same order)
+    indices: list[int] | None = None  # exactly these dataset indices instead of the rule (repeat a subset)
+    subset_seed: int = SUBSET_SEED  # the stratified rule's seed (datasets not in their official order)
+    legacy_first_n: bool = False  # queued before the subset rule: resume on the first n, as it started
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +52,8 @@ class EvalSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise EvalConfigError(f"unknown evaluation setting(s): {', '.join(unknown)}")
+        if "subset_seed" not in data and "legacy_first_n" not in data:
+            data = {**data, "legacy_first_n": True}  # a job stored before the subset rule existed
         try:
             spec = cls(**data)
         except TypeError as exc:
@@ -86,13 +93,24 @@ class EvalSpec:
             ("seed", 0, 2**31 - 1),
             ("batch_size", 1, 4096),
             ("repeats", 1, MAX_REPEATS),
+            ("offset", 0, 10_000_000),
+            ("subset_seed", 0, 2**31 - 1),
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise EvalConfigError(f"{key} must be a whole number in [{lo}, {hi}], not {value!r}")
+        if self.indices is not None:
+            if not isinstance(self.indices, list) or not 0 < len(self.indices) <= MAX_INDICES:
+                raise EvalConfigError(f"indices must be a list of 1 to {MAX_INDICES:,} image indices")
+            if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.indices):
+                raise EvalConfigError("indices must be whole numbers >= 0")
+            if len(set(self.indices)) != len(self.indices):
+                raise EvalConfigError("an image index is listed twice")
+            if self.offset:
+                raise EvalConfigError("give either indices or an offset, not both")
         if self.split not in ("test", "train"):
             raise EvalConfigError("split must be test or train")
-        for key in ("checklist", "adaptive"):
+        for key in ("checklist", "adaptive", "legacy_first_n"):
             if not isinstance(getattr(self, key), bool):
                 raise EvalConfigError(f"{key} must be true or false")
         for key in ("dataset", "device", "name"):

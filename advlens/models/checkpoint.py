@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
+from ..safe_files import UnsafeFileError, read_small_file
 from .base import Classifier, ModelSpec
 from .errors import CheckpointError
 from .schema import MAX_CHECKPOINT_BYTES, MAX_METADATA_BYTES, check_header, parse_metadata_text, read_header
@@ -66,6 +67,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Delete the temporary files :func:`atomic_write_bytes` leaves in ``folder`` when its process is
+    killed mid-write (``.<name>.<random>.tmp``, torn, never renamed into place). Call it only where
+    no other process writes into ``folder`` (a run's worker on resume). Returns the names removed."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                p.unlink()
+                removed.append(p.name)
+        except OSError:  # gone already, or not ours to delete: leave it
+            continue
+    return removed
 
 
 def save_checkpoint(
@@ -182,9 +198,21 @@ def model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict, name: str =
     return model
 
 
+def _read(path: Path, max_bytes: int) -> bytes:
+    """A checkpoint file's bytes: a regular file within ``max_bytes`` (never a pipe or a device)."""
+    try:
+        return read_small_file(path, max_bytes)
+    except UnsafeFileError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Classifier, dict]:
     """Load a checkpoint from disk. Accepts the .safetensors path, the .json path or the stem."""
     path = Path(path)
+    if path.suffix == ".pt2":  # a torch.export program (advlens.models.exported)
+        from .exported import load_program
+
+        return load_program(path, map_location)
     candidates = [path] if path.suffix == ".safetensors" else [path.with_suffix(".safetensors")]
     weights = next((p for p in candidates if p.is_file()), None)
     if weights is None:
@@ -192,11 +220,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             return _load_legacy_torch(path, map_location)
         raise CheckpointError(f"no checkpoint at {path}: expected a .safetensors file (looked for {candidates[0]}).")
     meta_path = weights.with_suffix(".json")
-    for p, cap in ((weights, MAX_CHECKPOINT_BYTES), (meta_path, MAX_METADATA_BYTES)):
-        if p.is_file() and p.stat().st_size > cap:
-            raise CheckpointError(f"{p.name} is {p.stat().st_size:,} bytes; at most {cap:,} are accepted.")
-    meta_text = meta_path.read_bytes() if meta_path.is_file() else None
-    tensors, meta = read_checkpoint_bytes(weights.read_bytes(), meta_text, name=weights.name)
+    meta_text = _read(meta_path, MAX_METADATA_BYTES) if os.path.lexists(meta_path) else None
+    tensors, meta = read_checkpoint_bytes(_read(weights, MAX_CHECKPOINT_BYTES), meta_text, name=weights.name)
     model = model_from_tensors(tensors, meta, name=weights.name).to(map_location)
     return model, meta
 
@@ -214,7 +239,7 @@ def _load_legacy_torch(path: Path, map_location) -> tuple[Classifier, dict]:
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         raise CheckpointError(f"{path.name} is a torch file without metadata; put {meta_path.name} beside it.")
-    meta = _parse_meta(meta_path.read_bytes(), meta_path.name)
+    meta = _parse_meta(_read(meta_path, MAX_METADATA_BYTES), meta_path.name)
     expected_tensors(meta, path.name)  # the metadata describes a buildable network
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -20,8 +20,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..transforms import InputTransform, chain_name
+from ..transforms import InputTransform, TransformError, chain_name
 from .base import Classifier
+
+MAX_MODEL_NAME = 256  # characters of a model name with its chain (a link's ?model=, --model)
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` cannot be a model name with input transforms ("" when it may be one): too long,
+    or an empty transform name (``digits_small_cnn+``, ``a++jpeg75``), which must never be read as
+    the bare base model."""
+    if len(name) > MAX_MODEL_NAME:
+        return f"a model name of {len(name):,} characters is too long (at most {MAX_MODEL_NAME})"
+    base, sep, rest = name.partition("+")
+    if sep and not base.strip():
+        return f"{name!r} names no base model before the '+'"
+    if sep and any(not token.strip() for token in rest.split("+")):
+        return (
+            f"{name!r} has an empty transform name (a '+' with nothing after it): write a transform after each '+', "
+            f"as in {base.strip()}+jpeg75, or leave out the '+'"
+        )
+    return ""
+
+
+def check_model_name(name: str) -> None:
+    """Raise :class:`TransformError` with :func:`name_problem`'s message when there is one."""
+    problem = name_problem(name)
+    if problem:
+        raise TransformError(problem)
 
 
 class DefendedClassifier(Classifier):

@@ -1,4 +1,12 @@
-"""PreAct-ResNet-18 for 32x32 inputs (He et al. 2016), as used by Wong et al.'s Fast-AT."""
+"""PreAct-ResNet-18 for 32x32 inputs (He et al. 2016), as used by Wong et al.'s Fast-AT.
+
+Grad-CAM's default layer is ``relu``, the final ReLU after the last batch norm (4x4): global average
+pooling and one linear layer follow it, so Grad-CAM there is CAM (Zhou et al. 2016), its activations
+are non-negative, and the map's mean is the class logit minus its bias. ``layer4``'s output, the
+earlier default, comes before that batch norm and can be negative everywhere, which empties the map
+as it did at ``small_cnn``'s ``conv2`` (issue 30). No model of this architecture is shipped, so the
+share of non-empty maps is not measured here; ResNet-20's ``layer3``, the same position, gives 100%.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ class PreActBlock(nn.Module):
 
 class PreActResNet18(nn.Module):
     feature_layer_names = ("conv1", "layer1", "layer2", "layer3", "layer4")
-    cam_layer_name = "layer4"
+    cam_layer_name = "relu"  # why: the module docstring
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
@@ -40,6 +48,7 @@ class PreActResNet18(nn.Module):
         self.layer3 = self._make_layer(256, 2, 2)
         self.layer4 = self._make_layer(512, 2, 2)
         self.bn = nn.BatchNorm2d(512)
+        self.relu = nn.ReLU()  # a module (no weights) so that Grad-CAM can hook the rectified features
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.linear = nn.Linear(512, num_classes)
@@ -54,5 +63,5 @@ class PreActResNet18(nn.Module):
     def forward(self, x):
         out = self.conv1(x)
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.relu(self.bn(out))
+        out = self.relu(self.bn(out))
         return self.linear(self.flatten(self.pool(out)))

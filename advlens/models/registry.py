@@ -12,6 +12,7 @@ from ..registry import Registry
 from .base import Classifier, ModelSpec
 from .efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite0, imagenet_class_names
 from .preact_resnet import PreActResNet18
+from .rb_architectures import ROBUSTBENCH_ARCHITECTURES
 from .resnet_cifar import ResNetCifar
 from .small_cnn import SmallCNN
 
@@ -154,3 +155,7 @@ def build_model(arch: str, spec: ModelSpec | None = None, pretrained: bool = Fal
         raise ValueError(f"{arch} has no pretrained weights; load a checkpoint instead")
     model = Classifier(a.make_net(spec, pretrained), spec)
     return model.eval()
+
+
+for _fields in ROBUSTBENCH_ARCHITECTURES:  # WideResNets and ResNets in the published layouts (issue 25)
+    ARCHITECTURES.add(Architecture(*_fields))

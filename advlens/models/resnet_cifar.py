@@ -5,6 +5,12 @@ basic blocks with 16, 32 and 64 filters (the feature map halves and the width do
 stage), global average pooling and one linear layer: 6n + 2 layers, so n = 3 gives ResNet-20 with
 0.27M parameters. The shortcuts are the paper's option A: the identity, zero-padded in the channels and
 subsampled when the shape changes, so they add no parameters.
+
+Grad-CAM's default layer is ``layer3``, the last stage's rectified output (8x8): global average
+pooling and one linear layer follow it, so Grad-CAM there is CAM (Zhou et al. 2016) and the map's
+mean is the class logit minus its bias, positive for a confidently predicted class. 100% of the
+clean maps of correctly classified test images are non-empty for both shipped ResNet-20s
+(200 images each; ``bench/cam_nonempty.py``, ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -102,15 +102,13 @@ class TrainConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> TrainConfig:
+        from ..safe_files import UnsafeFileError, read_small_file
+
         path = Path(path)
-        try:
-            if path.stat().st_size > MAX_CONFIG_BYTES:
-                raise ConfigError(
-                    f"{path} is larger than {MAX_CONFIG_BYTES:,} bytes; it is not a training configuration."
-                )
-            text = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror or exc}.") from None
+        try:  # a regular file of at most MAX_CONFIG_BYTES: never /dev/zero, a pipe or a huge file
+            text = read_small_file(path, MAX_CONFIG_BYTES, f"the configuration file {path}")
+        except UnsafeFileError as exc:
+            raise ConfigError(str(exc)) from None
         try:
             data = loads_limited(text, str(path), MAX_CONFIG_BYTES)
         except JSONLimitError as exc:

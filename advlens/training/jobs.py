@@ -161,7 +161,8 @@ AUTO_EVALUATE_N = 500  # test images for the quick evaluation queued after a run
 
 def queue_quick_evaluation(rec: RunRecord, store: RunStore, log=print):
     """Queue the ``quick`` suite on a finished run's model, at its training budget (or the budget
-    suggested for its images), on the first AUTO_EVALUATE_N test images. ADVLENS_AUTO_EVALUATE=0
+    suggested for its images), on AUTO_EVALUATE_N test images chosen by the one subset rule (the first
+    ones in an official order, a class-stratified sample of an image folder). ADVLENS_AUTO_EVALUATE=0
     turns it off. A failure to queue is logged, never raised: the run itself is done."""
     if os.environ.get("ADVLENS_AUTO_EVALUATE", "1") == "0":
         return None

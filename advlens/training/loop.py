@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from ..models import Classifier, build_model, get_architecture
+from ..models.checkpoint import remove_stale_temporaries
 from . import distributed, schedule
 from .augment import Augment
 from .config import ConfigError, TrainConfig, validate
@@ -235,6 +236,10 @@ class Trainer:
         self._resume()
 
     def _resume(self) -> None:
+        if self.dist.is_main:  # torn temporary files of a worker killed mid-write (the other ranks never write)
+            removed = [n for d in (self.folder, self.ckpt_dir) for n in remove_stale_temporaries(d)]
+            if removed:
+                self.log(f"removed {len(removed)} temporary file(s) left by an interrupted write: {', '.join(removed)}")
         loaded = load_training_state(self.ckpt_dir, map_location=self.device)
         if loaded is None:
             if self.dist.is_main:

@@ -5,8 +5,9 @@
 2. **Train** the recipe's config as an ordinary tracked run (it shows on the Training page), or
    take the weights of a finished run or a checkpoint file (``from_checkpoint``).
 3. **Evaluate**: clean accuracy on the whole test split, in float32 and after a float16 round trip;
-   robust accuracy under the standard suite (AutoAttack's cascade) on the first ``n`` test images at
-   each of the recipe's budgets, or taken from an evaluation already run on the same weights
+   robust accuracy under the standard suite (AutoAttack's cascade) on ``n`` test images chosen by
+   the one subset rule (the first n of MNIST; a class-stratified sample of the CIFAR-10 JPEG copy's
+   class-sorted folders, :mod:`advlens.data.subset`) at each of the recipe's budgets, or taken from an evaluation already run on the same weights
    (``evaluations``: the JSON that :meth:`Evaluation.to_dict` writes).
 4. **Store** the weights in float16 when the round trip changes test accuracy by less than 0.1
    point (else float32), with the recipe, the metrics and their protocol in the metadata.
@@ -23,6 +24,7 @@ import torch
 
 from ..data import load_dataset
 from ..data.folder import unpack_folder_archive
+from ..data.subset import Subset, choose_images
 from ..models import Classifier, load_checkpoint
 from ..paths import PROJECT_ROOT, home
 from .shipped import CIFAR_LABEL, ShippedRecipe
@@ -72,16 +74,26 @@ def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def robust_records(
-    model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_list: tuple[float, ...], log: Callable[[str], None] = print
+    model: Classifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_list: tuple[float, ...],
+    log: Callable[[str], None] = print,
+    subset: Subset | None = None,
 ) -> list[dict]:
-    """The standard suite at each budget on ``x``; the summary of each :class:`Evaluation`."""
+    """The standard suite at each budget on ``x`` (the images ``subset`` names); the summary of each
+    :class:`Evaluation`, its protocol ending with the subset's rule and class counts."""
     from ..evaluation import evaluate
 
     out = []
     for eps in eps_list:
         t0 = time.perf_counter()
         ev = evaluate(model, x, y, eps, "standard", batch_size=500)
-        record = summary_of(ev.to_dict())
+        record = ev.to_dict()
+        if subset is not None:
+            record["protocol"] = f"{record['protocol']}; {subset.describe()}"
+            record["subset"] = {k: v for k, v in subset.to_dict().items() if k not in ("indices", "files")}
+        record = summary_of(record)
         record["seconds"] = round(time.perf_counter() - t0, 1)
         log(f"  eps {record['eps_shown']}: robust {record['robust_accuracy'] * 100:.2f}% ({record['protocol']})")
         out.append(record)
@@ -91,6 +103,8 @@ def robust_records(
 def summary_of(record: dict) -> dict:
     keep = ("eps", "eps_shown", "n", "protocol", "suite", "norm", "clean_accuracy", "robust_accuracy")
     out = {k: record[k] for k in keep}
+    if record.get("subset"):
+        out["subset"] = {k: v for k, v in record["subset"].items() if k not in ("indices", "files")}
     out["robust_interval_95"] = list(record["robust_interval_95"])
     out["broken_by_attack"] = dict(record["broken_by_attack"])
     return out
@@ -112,9 +126,10 @@ def shipped_metrics(
     half = abs(clean_half - clean) < HALF_TOLERANCE
     log(f"clean accuracy on all {len(y):,} test images: {clean * 100:.2f}% (float16: {clean_half * 100:.2f}%)")
     if evaluations is None:
-        n = min(n, len(y))
-        log(f"standard suite on the first {n} test images at {len(recipe.eval_eps)} budget(s)...")
-        robust = robust_records(half_round_trip(model) if half else model, x[:n], y[:n], recipe.eval_eps, log)
+        subset = choose_images(test, min(n, len(y)))
+        log(f"standard suite on {subset.describe()}, at {len(recipe.eval_eps)} budget(s)...")
+        xs, ys = test.batch(subset.indices)
+        robust = robust_records(half_round_trip(model) if half else model, xs, ys, recipe.eval_eps, log, subset)
     else:
         robust = [summary_of(r) for r in evaluations]
     metrics = {

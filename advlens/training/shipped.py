@@ -2,14 +2,15 @@
 
 A shipped model is rebuilt by ``python -m advlens build-model NAME`` (:mod:`advlens.cli.build_model`):
 an ordinary tracked training run of the recipe's :class:`TrainConfig`, then an evaluation (clean
-accuracy on the whole test split; robust accuracy under the standard suite on the first ``n`` test
-images, at the recipe's budgets), then the weights are written in float16 when that changes the
+accuracy on the whole test split; robust accuracy under the standard suite on ``n`` test images
+chosen by the one subset rule of :mod:`advlens.data.subset`, at the recipe's budgets), then the weights are written in float16 when that changes the
 test accuracy by less than 0.1 point (the loader casts them back to float32).
 
 The digits model keeps its own command (``build-default-model``); the recipes here are the MNIST and
 CIFAR-10 models. Everything was sized for the 2-core CPU: each run takes well under an hour there,
-and so does each evaluation (n: 1,000 / 500 MNIST and 300 CIFAR-10 test images; the standard suite
-on a whole test set would take many hours on that CPU).
+and so does each evaluation (n: 1,000 / 500 MNIST test images, the first ones; 500 CIFAR-10 test
+images, a class-stratified sample, 50 per class; the standard suite on a whole test set would take
+many hours on that CPU).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ShippedRecipe:
     data: str  # "mnist" (the gzip IDX folder) or "cifar10-jpeg" (the JPEG tar, unpacked once)
     settings: dict  # TrainConfig fields
     eval_eps: tuple[float, ...]  # the L-inf budgets of the shipped evaluation
-    eval_n: int  # default n of the standard-suite evaluation (the first n test images)
+    eval_n: int  # default n of the standard-suite evaluation (images chosen by advlens.data.subset)
     why: dict = field(default_factory=dict)  # setting -> the reason for its value
 
     def config(self, data_root: str, **overrides) -> TrainConfig:
@@ -112,7 +113,7 @@ RECIPES: dict[str, ShippedRecipe] = {
             "cifar10-jpeg",
             {**_CIFAR, "objective": "standard", "epochs": 10, "lr": 0.2, "schedule": "cyclic", "eval_steps": 0},
             eval_eps=(2 / 255, 8 / 255),
-            eval_n=300,
+            eval_n=500,  # 50 per class: the JPEG copy's folders are sorted by class
             why={
                 "epochs": "10 epochs: about 25 min on one CPU core; the cyclic schedule gets most of the accuracy",
                 "lr": "SGD with a cyclic rate 0 -> 0.2 -> 0 (Wong et al. 2020 / Smith's super-convergence)",
@@ -135,7 +136,7 @@ RECIPES: dict[str, ShippedRecipe] = {
                 "eval_steps": 10,
             },
             eval_eps=(8 / 255,),
-            eval_n=300,
+            eval_n=500,
             why={
                 "objective": "FGSM from a random start (Fast-AT): 2 passes per step, the only AT a CPU affords",
                 "objective_params": "alpha 1.25 eps = 10/255, the authors' step",

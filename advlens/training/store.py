@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import home, runs_dir
+from ..paths import home, runs_dir, writing_home
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -108,7 +108,7 @@ _RUN_COLUMNS = (
     "config",
     "kind",
 )
-KINDS = ("train", "evaluate")  # a training run, or an evaluation of models by an attack suite
+KINDS = ("train", "evaluate", "perturbation")  # training, an evaluation by a suite, a universal perturbation/patch
 
 
 def db_path() -> Path:
@@ -223,7 +223,13 @@ class RunStore:
     # --------------------------------------------------------------------------- connection
     @contextlib.contextmanager
     def connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A fresh connection; with ``write`` the block is one IMMEDIATE transaction."""
+        """A fresh connection; with ``write`` the block is one IMMEDIATE transaction. A home that is
+        read-only, full or not a folder raises :class:`advlens.paths.HomeError` (one line)."""
+        with writing_home("opening the run store (runs.sqlite)", assume_home=False), self._connect(write) as con:
+            yield con
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
@@ -261,15 +267,17 @@ class RunStore:
         self, config: dict, device: str, run_id: str | None = None, world_size: int = 1, kind: str = "train"
     ) -> RunRecord:
         """Insert a queued run and make its folder with ``config.json``. An evaluation's row shows
-        its suite as the objective and its models as the architecture."""
+        its suite as the objective and its models as the architecture; a perturbation job's config names
+        its method (universal, patch) as ``objective`` and its model as ``arch``."""
         if kind not in KINDS:
             raise ValueError(f"unknown run kind {kind!r}")
         run_id = run_id or self.new_run_id()
         folder = run_dir(run_id)
-        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
         from ..models.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(folder / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
+        with writing_home(f"making the folder of run {run_id}"):
+            (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(folder / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
         now = time.time()
         with self.connect(write=True) as con:
             con.execute(
@@ -278,9 +286,9 @@ class RunStore:
                 (
                     run_id,
                     config.get("name", ""),
-                    config["objective"] if kind == "train" else config["suite"],
+                    config["suite"] if kind == "evaluate" else config["objective"],
                     config["dataset"],
-                    config["arch"] if kind == "train" else ", ".join(config["models"]),
+                    ", ".join(config["models"]) if kind == "evaluate" else config["arch"],
                     device,
                     now,
                     now,

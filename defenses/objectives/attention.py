@@ -24,7 +24,7 @@ Choices the paper leaves open, exposed as hyperparameters (defaults and reasons)
 - ``cam_variant``: ``softmax`` (the training code) or ``relu`` (their analysis code);
   ``cam_normalize``: per-sample ``max`` by default, so the contrast term is on a fixed [0, 1]
   scale (a raw spatial softmax sums to 1 and makes the mean-contrast term vanish);
-  ``cam_layer``: empty for the model's late conv layer (small_cnn: conv2, 14x14; PreAct-ResNet-18:
+  ``cam_layer``: empty for the model's late conv layer (small_cnn: relu2, 14x14; PreAct-ResNet-18:
   layer4; the authors' map was 8x8, layer3 on 32x32 inputs).
 - ``erase``: ``mean`` (per-channel mean of the clean batch: the authors erase in the normalised
   input space, i.e. to the dataset mean), ``grey`` or ``zero``.

@@ -1,0 +1,47 @@
+"""Reproducing a RobustBench leaderboard row: the standard suite on the first n images of the
+original CIFAR-10 test set (the python batches of the canonical download, in their official order,
+as RobustBench takes them), our figure beside the published one.
+
+The JPEG copy of CIFAR-10 (``--dataset folder``) is not that set: its images were re-encoded and
+its order is by class, so it cannot reproduce the row; :func:`leaderboard_setup` always uses the
+``cifar10`` dataset (downloaded into ``$ADVLENS_DATA_DIR`` unless a folder with the batches is given).
+"""
+
+from __future__ import annotations
+
+from .catalog import get_catalog_entry
+
+TEST_SET = "the original CIFAR-10 test set (python batches, official order, first n images as RobustBench)"
+
+
+def leaderboard_setup(models: list[str], root: str | None) -> dict:
+    """The dataset, budget and norm for the leaderboard rows of ``models`` (all ``rb:cifar10/...`` of
+    one threat model and budget), downloading CIFAR-10's batches when ``root`` is None."""
+    entries = [get_catalog_entry(m.split("+", 1)[0]) for m in models]
+    if any(e.dataset != "cifar10" for e in entries):
+        raise ValueError("--leaderboard reproduces CIFAR-10 rows: give rb:cifar10/... models")
+    if len({(e.threat, e.eps) for e in entries}) != 1:
+        raise ValueError("--leaderboard needs models of one threat model and budget (run Linf and L2 separately)")
+    if root is None:
+        from ...data.download import ensure_downloaded
+
+        root = str(ensure_downloaded("cifar10", download=True))
+    return {"dataset": "cifar10", "root": root, "eps": entries[0].eps, "norm": entries[0].threat, "split": "test"}
+
+
+def leaderboard_lines(report: dict) -> list[str]:
+    """One line per result: ours (with its 95% interval and n) beside the published figure."""
+    out = [f"leaderboard rows on {TEST_SET}:"]
+    for r in report.get("results", []):
+        try:
+            entry = get_catalog_entry(str(r["model"]).split("+", 1)[0])
+        except KeyError:
+            continue
+        lo, hi = r["robust_interval_95"]
+        inside = "inside" if lo * 100 <= entry.autoattack <= hi * 100 else "OUTSIDE"
+        out.append(
+            f"  {entry.name}: robust {r['robust_accuracy'] * 100:.2f}% [{lo * 100:.1f}, {hi * 100:.1f}] on n = {r['n']} "
+            f"(clean {r['clean_accuracy'] * 100:.2f}%) | published AutoAttack {entry.autoattack:.2f}%, clean "
+            f"{entry.clean:.2f}% on n = {entry.n_test:,}: the published figure is {inside} our interval"
+        )
+    return out

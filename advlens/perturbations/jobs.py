@@ -1,0 +1,281 @@
+"""Universal perturbations and patches as background jobs: a run kind (``perturbation``) of the run store.
+
+A :class:`PerturbationSpec` (the method, its model, the training images, the held-out images, the target,
+the method's parameters and the name to save it under) is checked before anything is queued; the job then
+shares the training runs' and evaluations' queue, cancel flag and dead-worker reaping, and its worker
+(``python -m advlens universal|patch --run-id ID``) runs the loop of :func:`advlens.workers.run_job`.
+The job trains the perturbation on the training images (:mod:`advlens.attacks.universal`,
+:mod:`advlens.attacks.patch`), measures its fooling rate on the held-out images
+(:mod:`advlens.perturbations.measure`) and saves it (:mod:`advlens.perturbations.saved`). Both sets of
+images follow the one subset rule (:mod:`advlens.data.subset`); by default the held-out images are the
+next window of the same split's order, or another split/dataset when given. A cancelled job starts again
+from the beginning when resumed (it runs minutes, not hours).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+from ..data import DataError, load_dataset
+from ..data.subset import SUBSET_SEED, choose_images
+from ..training.store import RunRecord, RunStore
+from ..workers import run_job, spawn_worker
+from . import saved
+
+KIND = "perturbation"
+MAX_IMAGES = 60_000
+
+
+class PerturbationConfigError(ValueError):
+    """A bad setting of a perturbation job; the message says what to change."""
+
+
+def method_class(method: str):
+    from ..attacks.patch import AdversarialPatch
+    from ..attacks.universal import UniversalPerturbation
+
+    classes = {"universal": UniversalPerturbation, "patch": AdversarialPatch}
+    if method not in classes:
+        raise PerturbationConfigError(f"unknown method {method!r}; one of {', '.join(classes)}")
+    return classes[method]
+
+
+@dataclass
+class PerturbationSpec:
+    method: str  # "universal" or "patch"
+    model: str
+    dataset: str
+    name: str  # saved under this name
+    split: str = "train"
+    root: str | None = None
+    n: int = 1000  # training images, by the subset rule (0: all from offset on)
+    offset: int = 0
+    subset_seed: int = SUBSET_SEED
+    heldout_dataset: str | None = None  # None: the same dataset
+    heldout_split: str | None = None  # None: the same split (then the next window: offset + n)
+    heldout_root: str | None = None
+    heldout_n: int = 500  # 0: all from the held-out offset on
+    heldout_offset: int | None = None  # None: right after the training window when the split is the same
+    target: int | None = None
+    params: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    replace: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PerturbationSpec:
+        if not isinstance(data, dict):
+            raise PerturbationConfigError("a perturbation job's config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}  # the run row's objective/arch copies
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise PerturbationConfigError(f"missing setting: {exc}") from None
+
+    def heldout(self) -> tuple[str, str, str | None, int]:
+        """(dataset, split, root, offset) of the held-out images."""
+        dataset = self.heldout_dataset or self.dataset
+        split = self.heldout_split or self.split
+        root = self.heldout_root if self.heldout_dataset else self.root
+        same = dataset == self.dataset and split == self.split
+        offset = self.heldout_offset if self.heldout_offset is not None else (self.offset + self.n if same else 0)
+        return dataset, split, root, offset
+
+    def row(self) -> dict:
+        """The config stored in the run row (the spec plus the columns the runs table shows)."""
+        return {**self.to_dict(), "objective": self.method, "arch": self.model}
+
+
+def check_spec(spec: PerturbationSpec, store_check: bool = True) -> PerturbationSpec:
+    """Everything that can be checked before running: method, params, model, datasets, target, name."""
+    from ..data.catalog import DATASETS
+    from ..zoo import get_entry
+
+    cls = method_class(spec.method)
+    from ..attacks.base import AttackConfigError
+
+    try:
+        spec.params = cls.validate_params(dict(spec.params))
+    except AttackConfigError as exc:
+        raise PerturbationConfigError(str(exc)) from None
+    saved.check_name(spec.name)
+    if store_check and not spec.replace:
+        try:
+            saved.load(spec.name)
+            raise PerturbationConfigError(f"a perturbation named {spec.name} exists; choose another name (or replace)")
+        except saved.PerturbationError:
+            pass
+    try:
+        entry = get_entry(spec.model)
+    except KeyError as exc:
+        raise PerturbationConfigError(exc.args[0]) from None
+    for name in (spec.dataset, spec.heldout()[0]):
+        if name not in DATASETS:
+            raise PerturbationConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+        shape = DATASETS[name].input_size
+        if entry.input_size is not None and name != "folder" and tuple(entry.input_size) != tuple(shape):
+            raise PerturbationConfigError(f"{spec.model} expects {tuple(entry.input_size)} images; {name} has {shape}")
+    for what, v in (("n", spec.n), ("heldout_n", spec.heldout_n), ("offset", spec.offset)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > MAX_IMAGES:
+            raise PerturbationConfigError(f"{what} must be a whole number from 0 to {MAX_IMAGES:,}, not {v!r}")
+    if spec.target is not None:
+        k = len(entry.class_names) if getattr(entry, "class_names", None) else None
+        if isinstance(spec.target, bool) or not isinstance(spec.target, int) or spec.target < 0:
+            raise PerturbationConfigError(f"the target must be a class index, not {spec.target!r}")
+        if k is not None and spec.target >= k:
+            raise PerturbationConfigError(f"target class {spec.target} is out of range: {spec.model} has {k} classes")
+    return spec
+
+
+def resolved_device(want: str) -> str:
+    from ..device import get_device
+
+    want = (want or "auto").strip().lower()
+    if want == "auto":
+        dev = get_device()
+        return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
+    return "cpu" if want == "cpu" or not torch.cuda.is_available() else want
+
+
+def worker_command(run_id: str, method: str) -> list[str]:
+    return [sys.executable, "-m", "advlens", method, "--run-id", run_id]
+
+
+def submit(spec: PerturbationSpec, store: RunStore | None = None) -> RunRecord:
+    """Check ``spec``, queue it and launch its worker. Returns the run's record."""
+    store = store or RunStore()
+    check_spec(spec)
+    spec.device = resolved_device(spec.device)
+    rec = store.create_run(spec.row(), spec.device, kind=KIND)
+    spawn_worker(rec.id, worker_command(rec.id, spec.method), store)
+    return store.require(rec.id)
+
+
+def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
+    """Queue a cancelled or failed job again; it starts from the beginning."""
+    store = store or RunStore()
+    store.reap_dead()
+    rec = store.require(run_id)
+    if rec.status == "done":
+        raise ValueError(f"perturbation job {run_id} is done")
+    store.requeue(run_id, rec.device)
+    spawn_worker(run_id, worker_command(run_id, rec.objective), store)
+    return store.require(run_id)
+
+
+def list_jobs(store: RunStore | None = None, limit: int = 50) -> list[RunRecord]:
+    store = store or RunStore()
+    return store.list_runs(kind=KIND, limit=limit)
+
+
+# ------------------------------------------------------------------------------------------ running
+def load_images(dataset: str, split: str, root: str | None, n: int, offset: int, seed: int):
+    ds = load_dataset(dataset, split=split, root=root)
+    try:
+        subset = choose_images(ds, n, offset, None, seed)
+    except DataError as exc:
+        raise PerturbationConfigError(str(exc)) from None
+    x, y = ds.batch(subset.indices)
+    return x, y, subset
+
+
+def run_spec(spec: PerturbationSpec, progress=None, should_stop=None, log=print, device=None) -> dict | None:
+    """Train, measure and save ``spec``'s perturbation. Returns its metadata (None when stopped)."""
+    from ..zoo import load_model
+    from .measure import fooling_rate
+
+    check_spec(spec, store_check=False)
+    model = load_model(spec.model, device)
+    x, y, train = load_images(spec.dataset, spec.split, spec.root, spec.n, spec.offset, spec.subset_seed)
+    log(f"training {train.describe()}")
+    if spec.target is not None:
+        keep = y != spec.target  # a targeted attack has nothing to do on the target's own images
+        x, y = x[keep], y[keep]
+        if len(x) == 0:
+            raise PerturbationConfigError("every training image is of the target class")
+    h_ds, h_split, h_root, h_offset = spec.heldout()
+    xh, yh, held = load_images(h_ds, h_split, h_root, spec.heldout_n, h_offset, spec.subset_seed)
+    log(f"held-out {held.describe()}")
+    overlap = (
+        h_ds == spec.dataset
+        and h_split == spec.split
+        and bool(set(held.indices.tolist()) & set(train.indices.tolist()))
+    )
+    if overlap:
+        raise PerturbationConfigError("the held-out images overlap the training images; give another window")
+    cls = method_class(spec.method)
+    torch.manual_seed(spec.seed)
+    attack = cls(
+        model,
+        progress=(lambda s, t: progress(0.95 * s / t)) if progress else None,
+        should_stop=should_stop,
+        **spec.params,
+    )
+    t0 = time.time()
+    target = None if spec.target is None else torch.full_like(y, spec.target)
+    attack(x, y, target)
+    seconds = time.time() - t0
+    if attack.stopped:
+        return None
+    tensor = attack.delta if spec.method == "universal" else attack.patch
+    names = model.class_names
+    meta = {
+        "model": spec.model,
+        "method": cls.title,
+        "paper": cls.paper,
+        "params": spec.params,
+        "target": spec.target,
+        "target_name": names[spec.target] if spec.target is not None else None,
+        "class_names": list(names),
+        "input_size": list(model.input_size),
+        "train": {k: v for k, v in train.to_dict().items() if k != "files"},
+        "train_images_used": len(x),
+        "history": [round(v, 4) for v in attack.history],
+        "seconds": round(seconds, 1),
+        "seed": spec.seed,
+        "job": spec.to_dict(),
+    }
+    if spec.method == "patch":
+        side = tensor.shape[-1]
+        meta["area_covered"] = side * side / (x.shape[-2] * x.shape[-1])
+    result = fooling_rate(model, spec.method, tensor.cpu(), meta, xh, yh)
+    per_image = result.pop("per_image")
+    meta["heldout"] = {
+        **result,
+        "subset": {k: v for k, v in held.to_dict().items() if k != "files"},
+        "protocol": f"{result['measure']}; {held.describe()}",
+        "fooled_indices": [int(i) for i, hit in zip(held.indices.tolist(), per_image) if hit],
+    }
+    log(
+        f"held-out: {result['rate'] * 100:.1f}% [{result['interval_95'][0] * 100:.1f}, "
+        f"{result['interval_95'][1] * 100:.1f}] of n = {result['n']} ({result['measure']})"
+    )
+    saved.save(spec.name, spec.method, tensor.cpu(), meta, replace=spec.replace)
+    log(f"saved as {spec.name} in {saved.user_dir()}")
+    return meta
+
+
+def execute(run_id: str, store: RunStore | None = None, echo: bool = True) -> RunRecord:
+    """The worker of a perturbation job (:func:`advlens.workers.run_job` does the bookkeeping)."""
+    store = store or RunStore()
+
+    def body(rec: RunRecord, progress, should_stop, log):
+        spec = PerturbationSpec.from_dict(rec.config)
+        log(f"{spec.method} for {spec.model} on {spec.dataset} ({spec.n} images), saved as {spec.name}")
+        device = "cpu" if rec.device == "cpu" else rec.device
+        meta = run_spec(spec, progress, should_stop, log, device=device)
+        if meta is None:
+            return None
+        held = meta["heldout"]
+        metrics = {"heldout_rate": held["rate"], "heldout_n": held["n"], "interval": held["interval_95"]}
+        return {"metrics": metrics, "final_path": str(saved.user_dir() / f"{spec.name}.safetensors")}
+
+    return run_job(run_id, store, "perturbation job", body, echo=echo)
