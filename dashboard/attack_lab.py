@@ -32,6 +32,7 @@ from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
 from dashboard.params import budget_input, param_inputs, seed_from_url, state_value, url_text
 from dashboard.perturbation_section import saved_perturbation_section
 from dashboard.progress import MEMO_SIZE, STOP_KEY, clear, eta_text, result_on_click, with_progress  # noqa: F401
+from dashboard.sparse_views import show_sparse
 from dashboard.url_state import synced
 from dashboard.widgets import (
     CurrentExample,
@@ -70,6 +71,8 @@ def suggested_defaults(model, cls) -> dict:
             out["eps"] = suggested_linf_eps(model)
         elif prm.name == "eps" and prm.unit == "L2" and model.input_size[0] == 1:
             out["eps"] = 2.0
+        elif prm.name == "eps" and prm.unit == "L1" and model.input_size[0] == 1:
+            out["eps"] = 20.0  # grey digits: about twice the median smallest L1 change (FMN-L1, issue 28)
     return out
 
 
@@ -537,6 +540,7 @@ def render() -> None:
 def show_result(res, cls, key, model_name, example, name, params, target, seed) -> None:
     show_images(res)
     show_metrics(res)
+    show_sparse(res, cls)  # L0/L1 and minimal-norm attacks: the changed pixels, the norm found (issue 28)
     show_topk(res)
     attention_section(res, model_name, key)
     run_id = hashlib.sha1(repr(key).encode()).hexdigest()[:10]

@@ -20,6 +20,7 @@ from advlens.zoo import get_entry, list_models, suggested_linf_eps, trained_linf
 from dashboard.cam_pair import cam_pair
 from dashboard.charts import ADV_COLOR, topk_bars
 from dashboard.params import param_inputs, seed_from_url, write_to_url
+from dashboard.transfer_section import transfer_section
 from dashboard.url_state import synced
 from dashboard.widgets import image_picker, model_picker, page_setup
 
@@ -125,6 +126,7 @@ def render() -> None:
     if tuple(model_a.input_size) != tuple(model_b.input_size) or model_a.class_names != model_b.class_names:
         st.error(f"{name_a} and {name_b} do not take the same inputs and classes; pick two models of one dataset.")
         return
+    transfer_section(name_a, model_a, [e.name for e in fits])
     example = image_picker(model_a, key="cmp_image")
     if example is None:
         return

@@ -29,6 +29,7 @@ from advlens.training.store import RunStore
 from advlens.workers import cancel
 from advlens.zoo import list_models
 from dashboard.charts import line_chart
+from dashboard.corruption_section import corruption_section
 from dashboard.url_state import synced, write
 from dashboard.widgets import cached_dataset, get_model, page_setup
 
@@ -447,6 +448,8 @@ def render() -> None:
     results_section(store)
     st.subheader("Certified robustness (randomized smoothing)")
     certified_section()
+    st.subheader("Common corruptions")
+    corruption_section()
 
 
 if __name__ == "__main__":

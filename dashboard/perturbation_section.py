@@ -23,6 +23,7 @@ from advlens.workers import cancel
 from dashboard.url_state import synced
 
 NONE = "(none)"
+URL_KEYS = ("pert", "pert_row", "pert_col", "pert_scale", "pert_angle")
 
 
 def fits(item: saved.SavedPerturbation, input_size) -> bool:
@@ -56,7 +57,7 @@ def describe(item: saved.SavedPerturbation) -> str:
             f"{p.get('min_scale')} to 1, rotation up to {p.get('max_rotation')} degrees, {p.get('steps')} steps"
         )
     goal = f"target **{m.get('target_name')}**" if item.target is not None else "untargeted"
-    train = (m.get("train") or {}).get("description", "")
+    train = (m.get("train") or {}).get("description", "").removeprefix("images: ")
     return (
         f"{m.get('method', item.kind)} ({m.get('paper', '')}) for `{item.model}`: {budget}; {goal}. Trained on {train}"
     )
@@ -80,13 +81,17 @@ def show_applied(model, example, item) -> None:
     names = model.class_names
     clean, adv = int(probs[0].argmax()), int(probs[1].argmax())
     c1, c2, c3 = st.columns(3)
-    c1.image(picture(example.x[0]), caption=f"clean: {names[clean]} ({float(probs[0].max()) * 100:.1f}%)")
+    c1.image(
+        picture(example.x[0]), caption=f"clean: {names[clean]} ({float(probs[0].max()) * 100:.1f}%)", width="stretch"
+    )
     if item.kind == "universal":
         pert, k = perturbation_rgb(item.tensor)
-        c2.image(pert, caption=f"the universal perturbation x {k}, mid-grey = 0 (the same for every image)")
+        c2.image(
+            pert, caption=f"the universal perturbation x {k}, mid-grey = 0 (the same for every image)", width="stretch"
+        )
     else:
-        c2.image(picture(item.tensor), caption="the patch (the same for every image)")
-    c3.image(picture(x_adv[0]), caption=f"with it: {names[adv]} ({float(probs[1].max()) * 100:.1f}%)")
+        c2.image(picture(item.tensor), caption="the patch (the same for every image)", width="stretch")
+    c3.image(picture(x_adv[0]), caption=f"with it: {names[adv]} ({float(probs[1].max()) * 100:.1f}%)", width="stretch")
     m = st.columns(3)
     m[0].metric("Prediction with it", names[adv])
     if item.target is not None:
@@ -177,7 +182,16 @@ def saved_perturbation_section(model_name: str, model, example) -> None:
     items.sort(key=lambda i: (i.model != model_name, i.name))
     options = [NONE, *(i.name for i in items)]
     labels = {i.name: f"{i.name} ({i.kind} for {i.model})" for i in items}
-    choice = synced(st.selectbox, "pert", NONE, "Saved perturbation", options, format_func=lambda n: labels.get(n, n))
+    if st.session_state.get("pert") not in options:  # first run (read the link), or gone from this model's list
+        wanted = st.query_params.get("pert")
+        st.session_state["pert"] = wanted if wanted in options else NONE
+    choice = st.selectbox("Saved perturbation", options, key="pert", format_func=lambda n: labels.get(n, n))
+    if choice == NONE:  # the link names one only when one is chosen
+        for key in URL_KEYS:
+            if key in st.query_params:
+                del st.query_params[key]
+    elif st.query_params.get("pert") != choice:
+        st.query_params["pert"] = choice
     if choice != NONE:
         item = next(i for i in items if i.name == choice)
         st.markdown(describe(item))

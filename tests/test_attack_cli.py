@@ -30,6 +30,10 @@ FAST_ARGS = {
     "apgd_dlr_l2": ["--eps", "3", "--steps", "10"],
     "apgd_t_l2": ["--eps", "3", "--steps", "10", "--set", "targets=2"],
     "fab_t_l2": ["--eps", "3", "--steps", "20", "--set", "targets=2"],
+    "hopskipjump": ["--steps", "3"],
+    "hopskipjump_linf": ["--steps", "3"],
+    "difgsm": ["--eps", "64/255", "--steps", "5"],
+    "tifgsm": ["--eps", "64/255", "--steps", "5"],
 }
 
 

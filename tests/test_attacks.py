@@ -46,6 +46,19 @@ FAST = {
     "apgd_dlr_l2": {"eps": 1.5, "steps": 8},
     "apgd_t_l2": {"eps": 1.5, "steps": 8, "targets": 3},
     "fab_t_l2": {"eps": 1.5, "steps": 8, "targets": 3},
+    "apgd_ce_l1": {"eps": 8.0, "steps": 8},
+    "apgd_dlr_l1": {"eps": 8.0, "steps": 8},
+    "apgd_t_l1": {"eps": 8.0, "steps": 8, "targets": 3},
+    "fab_t_l1": {"eps": 8.0, "steps": 8, "targets": 3},
+    "fmn_l0": {"steps": 10},
+    "fmn_l1": {"steps": 10},
+    "fmn_l2": {"steps": 10},
+    "fmn_linf": {"steps": 10},
+    "sparse_rs": {"eps": 10, "steps": 30},
+    "hopskipjump": {"steps": 3, "init_evals": 10},
+    "hopskipjump_linf": {"steps": 3, "init_evals": 10},
+    "difgsm": {"eps": 0.1, "steps": 5},
+    "tifgsm": {"eps": 0.1, "steps": 5},
 }
 MINIMAL = ("fab_t", "fab_t_l2")  # minimal-norm search within the budget: the budget is a bound, not a target
 LINF = [n for n, cls in ATTACKS.items() if cls.norm == "Linf" and n not in MINIMAL]

@@ -4,7 +4,8 @@
 A square patch p of ``side`` pixels (the largest square within ``area`` of the image) replaces the pixels
 it covers; where it lands is random: a uniform position, a scale s in [min_scale, 1] and a rotation r in
 [-max_rotation, max_rotation] degrees. The patch is trained to make the model predict the target class
-t wherever it lands, on every training image (Adam on the pixels, kept in [0, 1]):
+t wherever it lands, on every training image (Adam on the pixels, kept in [0, 1], its rate decaying
+to 0 on a cosine):
 
     p* = argmax_p  E_{x ~ X, (pos, s, r) ~ T} [ log P( t | A(p, x, pos, s, r) ) ]
 
@@ -134,6 +135,7 @@ class AdversarialPatch(Attack):
         adam = _Adam(param, self.lr)
         self.history: list[float] = []  # the targeted success on each step's batch
         for step in range(self.steps):
+            adam.lr = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))  # cosine decay to 0
             idx = torch.randint(n, (min(self.batch_size, n),)).to(x.device)
             yb, tb = y[idx], target[idx] if target is not None else None
             placement = sample_placements(len(idx), side, (h, w), self.min_scale, self.max_rotation)

@@ -5,13 +5,19 @@ from __future__ import annotations
 from ..params import format_params
 from ..registry import Registry
 from .apgd import APGD, APGDDLR, APGDDLRL2, APGDL2, APGDT, APGDTL2
+from .apgd_l1 import APGDDLRL1, APGDL1, APGDTL1
 from .base import Attack, AttackConfigError
 from .cw import CWL2
 from .deepfool import DeepFool
 from .fab import FABT, FABTL2
+from .fab_l1 import FABTL1
 from .fgsm import FGSM
+from .fmn import FMNL0, FMNL1, FMNL2, FMNLinf
+from .hopskipjump import HopSkipJump, HopSkipJumpLinf
+from .input_diversity import DIFGSM, TIFGSM
 from .mifgsm import MIFGSM
 from .pgd import PGD, PGDL2
+from .sparse_rs import SparseRS
 from .square import Square, SquareL2
 from .stepll import StepLL
 
@@ -35,6 +41,19 @@ ATTACKS: Registry[type[Attack]] = Registry(
         APGDDLRL2,
         APGDTL2,
         FABTL2,
+        APGDL1,
+        APGDDLRL1,
+        APGDTL1,
+        FABTL1,
+        FMNL0,
+        FMNL1,
+        FMNL2,
+        FMNLinf,
+        SparseRS,
+        HopSkipJump,
+        HopSkipJumpLinf,
+        DIFGSM,
+        TIFGSM,
     ),
     AttackConfigError,
 )

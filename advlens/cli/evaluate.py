@@ -35,9 +35,15 @@ def register(sub) -> None:
     p.add_argument("--dataset", help="dataset name (see `datasets`)")
     p.add_argument("--split", default="test", choices=["test", "train"])
     p.add_argument("--root", help="local folder of the dataset files")
-    p.add_argument("--eps", help="budgets, comma-separated: 0.1,0.15 or 8/255,16/255 (L2: 0.5,1.0)")
+    p.add_argument(
+        "--eps", help="budgets, comma-separated: 0.1,0.15 or 8/255,16/255 (L2: 0.5,1.0); none for --suite corruptions"
+    )
     p.add_argument("--norm", default="Linf", choices=list(NORMS))
-    p.add_argument("--suite", default="standard", help=f"one of: {', '.join(SUITES)} (default standard)")
+    p.add_argument(
+        "--suite",
+        default="standard",
+        help=f"one of: {', '.join(SUITES)}, corruptions (15 common corruptions x 5 severities) (default standard)",
+    )
     add_image_choice(
         p,
         ("--n", "--num-images"),
@@ -136,6 +142,10 @@ def run(args) -> int:
             vars(args).update(leaderboard_setup(args.model or [], args.root))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    if args.suite == "corruptions":  # no budget, no cascade (issue 28)
+        from .corruptions import run_corruptions
+
+        return run_corruptions(args)
     try:
         spec = jobs.check_spec(build_spec(args))
     except EvalConfigError as exc:

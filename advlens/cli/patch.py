@@ -1,8 +1,8 @@
 """``python -m advlens patch``: an adversarial patch trained with EOT over position, scale and rotation (a job).
 
     python -m advlens patch --model cifar10_resnet20 --dataset folder --root /tmp/cifar10-jpeg --n 2000 \\
-        --heldout-dataset cifar10_samples --heldout-split test --heldout-n 100 --target frog --area 0.1 \\
-        --steps 2000 --name resnet20-frog-patch [--detach]
+        --heldout-dataset cifar10_samples --heldout-split test --heldout-n 100 --target bird --area 0.1 \\
+        --steps 2000 --name resnet20-bird-patch [--detach]
     python -m advlens patch --run-id ID
 
 Trains a square patch covering at most --area of the image so that the model predicts --target wherever

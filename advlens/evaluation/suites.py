@@ -15,6 +15,12 @@ of them (the worst case per image). Each suite has an L-inf and an L2 form.
   each, every gradient averaged over 20 random draws (EOT). A randomized defended model asked for
   the standard suite gets this one (:func:`advlens.evaluation.cascade.evaluate`).
 
+L1 (``--norm L1``; Croce and Hein 2021, arXiv 2103.01208): the L1 APGD with its sparsity-adaptive
+step (:mod:`advlens.attacks.apgd_l1`). ``standard`` follows ``AutoAttack(norm="L1",
+version="standard")``: APGD-CE with 5 restarts and APGD-T over 5 targets, both on the schedule
+that starts at 3 eps and 2 eps (``large_reps``), then FAB-T (L1) over 9 targets; AutoAttack's last
+attack, its L1 Square, is not implemented here, and the protocol says so.
+
 On a defended model (a base model behind input transforms) every gradient attack is adaptive
 unless the evaluation is asked to be plain: BPDA through non-differentiable transforms, EOT over
 20 draws for random ones (:mod:`advlens.attacks.adaptive`).
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 from ..budget import format_budget
 from ..registry import Registry
 
-NORMS = ("Linf", "L2")
+NORMS = ("Linf", "L2", "L1")
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,15 @@ class Suite:
     l2: tuple[tuple[str, dict], ...]
     note: str = ""
     strength: int = 0  # which suite's figure wins when two evaluations of a model disagree
+    l1: tuple[tuple[str, dict], ...] = ()
+    l1_note: str = ""  # what the L1 version leaves out, in the protocol of every L1 figure
 
     def attacks(self, norm: str = "Linf") -> tuple[tuple[str, dict], ...]:
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
-        return self.linf if norm == "Linf" else self.l2
+        if norm == "L1" and not self.l1:
+            raise ValueError(f"the {self.name} suite has no L1 version")
+        return {"Linf": self.linf, "L2": self.l2, "L1": self.l1}[norm]
 
     def describe(self, norm: str = "Linf") -> str:
         parts = []
@@ -53,7 +63,8 @@ class Suite:
 
     def protocol(self, norm: str, eps: float, n: int, seed: int) -> str:
         """The sentence every figure of this suite carries."""
-        return f"{self.title}, {norm} eps {format_budget(eps, norm)}, n = {n}, seed {seed}: {self.describe(norm)}"
+        text = f"{self.title}, {norm} eps {format_budget(eps, norm)}, n = {n}, seed {seed}: {self.describe(norm)}"
+        return f"{text} ({self.l1_note})" if norm == "L1" and self.l1_note else text
 
 
 def _standard(norm_suffix: str) -> tuple[tuple[str, dict], ...]:
@@ -67,6 +78,19 @@ def _standard(norm_suffix: str) -> tuple[tuple[str, dict], ...]:
 
 def _quick(norm_suffix: str) -> tuple[tuple[str, dict], ...]:
     return ((f"apgd_ce{norm_suffix}", {"steps": 100, "restarts": 1}), (f"apgd_dlr{norm_suffix}", {"steps": 100}))
+
+
+# AutoAttack's L1 standard version: more restarts, 5 targets, the 3 eps / 2 eps / eps schedule
+_STANDARD_L1 = (
+    ("apgd_ce_l1", {"steps": 100, "restarts": 5, "large_reps": True}),
+    ("apgd_t_l1", {"steps": 100, "targets": 5, "large_reps": True}),
+    ("fab_t_l1", {"steps": 100, "targets": 9}),
+)
+_QUICK_L1 = (("apgd_ce_l1", {"steps": 100, "restarts": 1}), ("apgd_dlr_l1", {"steps": 100}))
+_RAND_L1 = (
+    ("apgd_ce_l1", {"steps": 100, "restarts": 1, "large_reps": False, "eot": 20}),
+    ("apgd_dlr_l1", {"steps": 100, "large_reps": False, "eot": 20}),
+)
 
 
 def _rand(norm_suffix: str) -> tuple[tuple[str, dict], ...]:
@@ -86,6 +110,8 @@ SUITES: Registry[Suite] = Registry(
             _standard("_l2"),
             "AutoAttack's standard version (Croce and Hein 2020)",
             strength=2,
+            l1=_STANDARD_L1,
+            l1_note="AutoAttack's L1 Square is not run: an upper bound if it would break more",
         ),
         Suite(
             "quick",
@@ -94,6 +120,7 @@ SUITES: Registry[Suite] = Registry(
             _quick("_l2"),
             "not AutoAttack's standard version: an upper bound on robust accuracy",
             strength=1,
+            l1=_QUICK_L1,
         ),
         Suite(
             "rand",
@@ -102,10 +129,17 @@ SUITES: Registry[Suite] = Registry(
             _rand("_l2"),
             "AutoAttack's rand version (Croce and Hein 2020), for randomized defenses",
             strength=2,
+            l1=_RAND_L1,
         ),
     ),
     ValueError,
 )
+
+
+# Not an attack cascade and needs no budget: accuracy under the 15 common corruptions at 5 severities
+# (Hendrycks and Dietterich 2019; RobustBench's ``corruptions`` threat model), run by
+# :mod:`advlens.evaluation.corruption_suite` (``evaluate --suite corruptions``).
+CORRUPTIONS_SUITE = "corruptions"
 
 
 def get_suite(name: str) -> Suite:

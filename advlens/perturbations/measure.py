@@ -19,7 +19,7 @@ import torch
 from ..attacks.patch import Placement, apply_patch, sample_placements
 from ..attacks.universal import add_universal
 from ..evaluation.intervals import clopper_pearson
-from ..models.modes import eval_mode
+from ..models.modes import eval_mode, model_device
 
 PLACEMENT_SEED = 1234  # the held-out placements of a patch: part of the protocol
 
@@ -54,7 +54,7 @@ def fooling_rate(
 ) -> dict:
     """The fooling rate on ``(x, y)`` (see the module docstring), with n, k and the 95% interval."""
     target = meta.get("target")
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    device = model_device(model)
     clean, adv = [], []
     with eval_mode(model):
         for s in range(0, len(x), batch_size):

@@ -24,9 +24,9 @@ from ...paths import home, writing_home
 from ...safe_files import UnsafeFileError, read_small_file
 from ..checkpoint import atomic_write_bytes, save_checkpoint
 from ..schema import MAX_CHECKPOINT_BYTES
+from . import download as dl
 from .catalog import CatalogEntry, approx_bytes, get_catalog_entry
 from .convert import RobustBenchError, convert_file
-from . import download as dl
 from .download import DownloadError, Progress, download
 
 MAX_FILE_BYTES = 6_000_000_000  # the largest published file we take (a WRN-106-16 with its optimizer state)
