@@ -34,6 +34,15 @@ FAST_ARGS = {
     "hopskipjump_linf": ["--steps", "3"],
     "difgsm": ["--eps", "64/255", "--steps", "5"],
     "tifgsm": ["--eps", "64/255", "--steps", "5"],
+    "apgd_ce_l1": ["--eps", "20", "--steps", "10"],
+    "apgd_dlr_l1": ["--eps", "20", "--steps", "10"],
+    "apgd_t_l1": ["--eps", "20", "--steps", "10", "--set", "targets=2"],
+    "fab_t_l1": ["--eps", "20", "--steps", "20", "--set", "targets=2"],
+    "fmn_l0": ["--steps", "100"],
+    "fmn_l1": ["--steps", "20"],
+    "fmn_l2": ["--steps", "20"],
+    "fmn_linf": ["--steps", "20"],
+    "sparse_rs": ["--eps", "60", "--steps", "300"],
 }
 
 

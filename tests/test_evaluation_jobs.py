@@ -43,7 +43,7 @@ def test_a_bad_spec_is_refused_before_a_run_exists():
         (spec(models=["nope"]), "unknown model 'nope'"),
         (spec(eps=["8"]), "above 1"),
         (spec(suite="strong"), "unknown suite"),
-        (spec(norm="L1"), "unknown norm"),
+        (spec(norm="L3"), "unknown norm"),
         (spec(n=-1), "n must be"),
         (spec(dataset="imagenet_samples"), "expects"),
         (spec(eps=[0.1, 0.1]), "twice"),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..budget import BudgetError, parse_linf
 
@@ -99,3 +100,55 @@ def print_subset(subset) -> None:
     print(subset.describe())
     if subset.warning():
         print(f"warning: {subset.warning()}")
+
+
+def class_index(names, value: str, what: str) -> int:
+    from . import UsageError
+
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        idx = int(text)
+        if not 0 <= idx < len(names):
+            raise UsageError(
+                f"{what} {idx} is out of range: the model has {len(names)} classes (0 to {len(names) - 1})"
+            )
+        return idx
+    lowered = [n.lower() for n in names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    matches = [i for i, n in enumerate(lowered) if text.lower() in n]
+    if len(matches) == 1:
+        return matches[0]
+    hint = f"; it matches {len(matches)} classes" if matches else ""
+    raise UsageError(f"unknown {what} {value!r}{hint}: give a class index or an exact class name")
+
+
+def load_input(args, model):
+    """(x of shape (1, C, H, W), label or -1, description, source dict)."""
+    from ..data import load_dataset
+    from . import UsageError
+    from .args import read_image
+
+    if args.image:
+        path = Path(args.image)
+        x = read_image(args.image, model, args.resize)
+        label = class_index(model.class_names, args.label, "label") if args.label else -1
+        return x, label, path.name, {"kind": "file", "path": str(path)}
+    if args.index is None:
+        raise UsageError("--dataset needs --index")
+    ds = load_dataset(args.dataset, split=args.split, root=args.root)
+    x, y = ds.item(args.index)
+    if tuple(x.shape[1:]) != tuple(model.input_size):
+        raise UsageError(
+            f"{args.dataset} images are {'x'.join(map(str, x.shape[1:]))} but the model expects "
+            f"{'x'.join(map(str, model.input_size))}"
+        )
+    label = y if tuple(ds.class_names) == tuple(model.class_names) else -1
+    if args.label:
+        label = class_index(model.class_names, args.label, "label")
+    return (
+        x,
+        label,
+        ds.item_name(args.index),
+        {"kind": "dataset", "dataset": args.dataset, "split": args.split, "index": args.index},
+    )

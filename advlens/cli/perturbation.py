@@ -88,7 +88,7 @@ def build_spec(args, method: str, raw: dict):
     from ..perturbations.jobs import PerturbationConfigError, PerturbationSpec, check_spec, method_class
     from ..perturbations.saved import PerturbationError
     from . import UsageError
-    from .attack import class_index
+    from .args import class_index
 
     if not args.model or not args.dataset:
         raise UsageError(f"{method} needs --model and --dataset (or --run-id)")
@@ -215,7 +215,7 @@ def apply_saved(args) -> int:
     from ..predict import predict_proba
     from ..zoo import load_model
     from . import UsageError
-    from .attack import load_input
+    from .args import load_input
 
     name = args.universal or args.patch
     try:
