@@ -45,3 +45,29 @@ def describe_device(device: torch.device | None = None) -> str:
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     note = ", forced" if cpu_forced() and torch.cuda.is_available() else ""
     return f"cpu ({torch.get_num_threads()} threads{note})"
+
+
+def queue_device(want: str | None) -> str:
+    """The one device resolver of the job queues: 'cpu' or 'cuda:N' for a config's ``device`` text.
+
+    'auto' (or empty) is the device this process would use; 'cuda' means 'cuda:0', so an evaluation on
+    'cuda' and a training run on 'cuda:0' wait in the same queue. A CUDA device that this machine does
+    not have raises ValueError with a one-line message (the caller turns it into its config error).
+    """
+    text = (want or "").strip().lower()
+    if text in ("", "auto"):
+        dev = get_device()
+        return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
+    if text == "cpu":
+        return "cpu"
+    if not text.startswith("cuda"):
+        raise ValueError(f"unknown device {want!r}: use auto, cpu, cuda or cuda:N")
+    index_text = text.split(":", 1)[1] if ":" in text else "0"
+    if not index_text.isdigit() or len(index_text) > 3:
+        raise ValueError(f"unknown device {want!r}: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {want!r} was asked for, but CUDA is not available here.")
+    index = int(index_text)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {want!r} was asked for, but this machine has {torch.cuda.device_count()} GPU(s).")
+    return f"cuda:{index}"

@@ -25,6 +25,15 @@ with two threads beside two busy processes on 2 cores, against 1 s with one). Th
     ran side by side at 1.0x. Taking turns finishes the first at 1x and the second at 2x instead
     of both at 2x or more. Hence one call at a time.
 
+- **Turns.** A long call must not hold the line for its whole length (a C&W on Lite0 kept 20
+  sessions' 0.05 s PGDs waiting for it: ``bench/load_test.py``). A call that reports its steps calls
+  :meth:`Gate.take_turns` between them (the pages' progress callback does); once it has run for
+  :data:`TURN_S` with others in line, it steps aside, joins the back of the line and goes on when its
+  turn comes again (round robin). It keeps torch's random state across the pause, so a call's result
+  does not depend on what ran in between (each call seeds its own draws), and lets go of its model
+  locks (:mod:`advlens.models.modes`) while it waits, since a call on the same model would otherwise
+  wait for it while it waits for that call.
+
 ``torch.set_num_threads`` is process-wide in name, but with torch's OpenMP backend each thread keeps
 the count it last set (a new thread starts from the last value set anywhere), so the gate sets it in
 the thread that runs the call, right before the call. Bounding the calls that run together is what
@@ -48,6 +57,7 @@ CALLS_ENV = "ADVLENS_INTERACTIVE_CALLS"
 PER_CALL_MAX = 4
 PLAN_TTL_S = 2.0  # how long the interactive plan is reused before the job files are read again
 WAIT_POLL_S = 0.25
+TURN_S = 1.0  # how long a call runs before it lets the calls waiting in line go first (Gate.take_turns)
 
 
 def cores() -> int:
@@ -204,10 +214,23 @@ class Gate:
             finally:
                 self._local.held -= 1
             return
-        ticket = object()
-        shown = None
         with self._cond:
+            ticket = object()
             self._line.append(ticket)
+        threads = self._wait_turn(ticket, on_wait)
+        self._local.held, self._local.since = 1, time.monotonic()
+        try:
+            set_threads(threads)
+            yield threads
+        finally:
+            self._local.held = 0
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def _wait_turn(self, ticket, on_wait: Callable[[int], None] | None = None) -> int:
+        """Wait until ``ticket`` (already in line) may run; take its slot; return the threads to use."""
+        shown = None
         try:
             while True:
                 threads, slots = self.plan()
@@ -215,7 +238,7 @@ class Gate:
                     if self._line[0] is ticket and self._running < slots:
                         self._line.popleft()
                         self._running += 1
-                        break
+                        return threads
                     position = self._line.index(ticket) + max(0, self._running - slots + 1)
                 if on_wait is not None and position != shown:
                     shown = position
@@ -228,15 +251,41 @@ class Gate:
                     self._line.remove(ticket)
                 self._cond.notify_all()
             raise
-        self._local.held = 1
+
+    def take_turns(self) -> bool:
+        """Called by a running call between its steps: after :data:`TURN_S` in its slot, if others
+        wait in line, give the slot up, wait at the back of the line, and take it again (with
+        torch's random state as it was). Returns whether it stepped aside. Cheap when it does not."""
+        local = self._local
+        if not getattr(local, "held", 0) or time.monotonic() - local.since < TURN_S or not self._line:
+            return False
+        import torch
+
+        from .models.modes import release_held_locks
+
+        rng = torch.get_rng_state()
+        on_gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
+        gpu_rng = torch.cuda.get_rng_state_all() if on_gpu else None
+        take_back = release_held_locks()  # a call on the same model must not wait for this one
+        with self._cond:
+            ticket = object()
+            self._line.append(ticket)
+            self._running -= 1
+            self._cond.notify_all()
         try:
-            set_threads(threads)
-            yield threads
-        finally:
-            self._local.held = 0
+            threads = self._wait_turn(ticket)
+        except BaseException:  # keep the count of running calls right: the slot's exit gives it back
             with self._cond:
-                self._running -= 1
-                self._cond.notify_all()
+                self._running += 1
+            take_back()
+            raise
+        take_back()  # the slot first, then the models: the order every call takes them in
+        torch.set_rng_state(rng)
+        if gpu_rng is not None:
+            torch.cuda.set_rng_state_all(gpu_rng)
+        set_threads(threads)
+        local.since = time.monotonic()
+        return True
 
 
 GATE = Gate()
@@ -245,6 +294,12 @@ GATE = Gate()
 def interactive(on_wait: Callable[[int], None] | None = None):
     """``with interactive(on_wait): ...`` runs one heavy interactive engine call under the policy."""
     return GATE.slot(on_wait)
+
+
+def take_turns() -> bool:
+    """Between the steps of a heavy interactive call: let the calls waiting in line go first once
+    this one has run for :data:`TURN_S` (see :meth:`Gate.take_turns`)."""
+    return GATE.take_turns()
 
 
 def set_interactive_threads() -> int:

@@ -2,7 +2,8 @@
 
 Entries come from: pretrained architectures (EfficientNet-Lite0), checkpoints shipped in
 ``assets/models``, checkpoints the user imported (``$ADVLENS_HOME/models``), finished training
-runs (read from the run store; what the zoo says of a run comes from its checkpoint's recipe), and
+runs (read from their folders in ``$ADVLENS_HOME/runs``: a run's final checkpoint, its recipe and
+metrics; the zoo reads no job store), and
 saved defenses (``$ADVLENS_HOME/models/<name>.defense.json``: a base model's name and a chain of
 input transforms, never a copy of the weights).
 
@@ -29,10 +30,9 @@ from .models.robustbench import cached_entries as rb_cached_entries
 from .models.robustbench import get_catalog_entry, is_robustbench_name, not_cached_message
 from .models.robustbench.store import published_metrics as rb_metrics
 from .models.schema import MAX_METADATA_BYTES, parse_metadata_text
-from .paths import ASSET_MODELS_DIR, user_models_dir, writing_home
+from .paths import ASSET_MODELS_DIR, runs_dir, user_models_dir, writing_home
 from .safe_files import UnsafeFileError, read_small_file
 from .safe_json import loads_limited
-from .training.store import RunStore, db_path
 from .transforms import TransformError, chain_name, split_name
 
 DEFENSE_SUFFIX = ".defense.json"
@@ -52,12 +52,10 @@ class ZooEntry:
     problem: str = ""  # why the checkpoint cannot be used ("" when it can): shown, never loaded
 
     @property
-    def evaluation(self) -> str | None:
-        """The best-known robustness evaluation of this model, with its protocol (None if never evaluated)."""
-        from .evaluation.known import describe_best
-
-        shipped = self.metrics.get("robust") if isinstance(self.metrics.get("robust"), list) else None
-        return describe_best(self.name, shipped)
+    def shipped_evaluations(self) -> list[dict] | None:
+        """The standard-suite records shipped in the checkpoint's metadata (what
+        :func:`advlens.evaluation.known.evaluation_of` weighs against the evaluations run here)."""
+        return self.metrics.get("robust") if isinstance(self.metrics.get("robust"), list) else None
 
 
 def _meta_of(weights: Path) -> dict:
@@ -106,42 +104,60 @@ def training_budget(recipe: dict | None) -> float | None:
     return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0 else None
 
 
+RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
 def _run_entries() -> list[ZooEntry]:
-    """Finished training runs' final checkpoints, named ``run-<id>-<objective>``: the one provider
-    that turns run records into zoo entries. Reads the store only when it exists, so listing the zoo
-    never creates ``runs.sqlite``; what a description says comes from the checkpoint's recipe."""
-    if not db_path().is_file():
+    """Finished training runs' final checkpoints, named ``run-<id>-<objective>``, newest first: the one
+    provider that turns runs into zoo entries. A run's folder (``$ADVLENS_HOME/runs/<id>``) holds
+    ``final.safetensors`` once the run is done; its metadata (the recipe, the final metrics) and the
+    run's ``config.json`` (its name) say the rest, so the zoo reads files, never the job store."""
+    folder = runs_dir()
+    if not folder.is_dir():
         return []
+    finals = [p for p in folder.glob("*/final.safetensors") if RUN_ID.fullmatch(p.parent.name)]
     out = []
-    for rec in RunStore().list_runs(status="done"):
-        path = Path(rec.final_path) if rec.final_path else rec.folder / "final.safetensors"
+    for path in sorted(finals, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
-            meta = _meta_of(path) if path.is_file() else None
+            meta = _meta_of(path)
         except CheckpointError:
-            meta = None
-        if meta is None:
             continue
-        bits = [f"{rec.objective} on {rec.dataset}"]
-        eps = training_budget(meta.get("recipe"))
-        if eps is not None:
-            bits.append(f"eps {format_linf(eps)}")
-        for key, what in (("test_accuracy", "test"), ("heldout_robust_accuracy", "held-out PGD (upper bound)")):
-            if isinstance(rec.metrics.get(key), float):
-                bits.append(f"{what} {rec.metrics[key] * 100:.1f}%")
-        name = rec.config.get("name") or ""
-        desc = f"training run {rec.id}{f' ({name})' if name else ''}: " + ", ".join(bits)
-        shape = tuple(meta.get("input_size", ())) or None
-        out.append(
-            ZooEntry(
-                rec.zoo_name, rec.arch, meta.get("dataset") or rec.dataset, "run", desc, path, dict(rec.metrics), shape
-            )
-        )
+        out.append(_run_entry(path, meta))
     return out
+
+
+def _run_entry(path: Path, meta: dict) -> ZooEntry:
+    run_id = path.parent.name
+    recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
+    objective = str(recipe.get("objective") or "?")
+    dataset = meta.get("dataset") or str(recipe.get("dataset") or "?")
+    metrics = dict(meta.get("metrics") or {})
+    bits = [f"{objective} on {recipe.get('dataset') or dataset}"]
+    eps = training_budget(recipe)
+    if eps is not None:
+        bits.append(f"eps {format_linf(eps)}")
+    for key, what in (("test_accuracy", "test"), ("heldout_robust_accuracy", "held-out PGD (upper bound)")):
+        if isinstance(metrics.get(key), float):
+            bits.append(f"{what} {metrics[key] * 100:.1f}%")
+    name = _run_name(path.parent)
+    desc = f"training run {run_id}{f' ({name})' if name else ''}: " + ", ".join(bits)
+    shape = tuple(meta.get("input_size", ())) or None
+    return ZooEntry(f"run-{run_id}-{objective}", meta["arch"], dataset, "run", desc, path, metrics, shape)
+
+
+def _run_name(folder: Path) -> str:
+    """The name the user gave a run (its ``config.json``), or ''."""
+    try:
+        config = loads_limited(read_small_file(folder / "config.json", 1024**2), "config.json", 1024**2)
+    except (UnsafeFileError, OSError, ValueError):
+        return ""
+    name = config.get("name") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def _cached_by_files(fn):
     """Memoise a zoo listing on what it reads: the names, sizes and mtimes of the files in the shipped
-    and the user's model folders, and of the run store. A page reruns on every click; this spares it
+    and the user's model folders, and of the runs' final checkpoints. A page reruns on every click; this spares it
     re-reading every checkpoint's metadata when nothing changed. Callers get copies of the entries."""
     import copy
     import os
@@ -158,11 +174,10 @@ def _cached_by_files(fn):
                     out += sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in it)
             except OSError:
                 out.append((str(folder), None))
-        db = db_path()
-        for p in (db, db.with_name(db.name + "-wal")):
+        for p in sorted(runs_dir().glob("*/final.safetensors")):  # a run that finished, or was deleted
             try:
                 st = p.stat()
-                out.append((st.st_mtime_ns, st.st_size))
+                out.append((p.parent.name, st.st_mtime_ns, st.st_size))
             except OSError:
                 out.append(None)
         return tuple(out)
@@ -200,7 +215,7 @@ def list_models(include_unreadable: bool = False) -> list[ZooEntry]:
     entries += _robustbench_entries()
     try:
         entries += _run_entries()
-    except Exception:  # a broken run store must not hide the rest of the zoo
+    except Exception:  # a broken run folder must not hide the rest of the zoo
         pass
     entries += _defense_entries(entries)
     _mark_duplicates(entries)

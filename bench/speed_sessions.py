@@ -129,7 +129,7 @@ def start_training(home: str) -> tuple[str, int]:
         check=True,
     ).stdout
     run_id = out.split()[1]
-    from advlens.training.store import RunStore
+    from advlens.jobs.store import RunStore
 
     os.environ["ADVLENS_HOME"] = home
     store = RunStore()

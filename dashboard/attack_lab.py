@@ -4,7 +4,9 @@ Pick a model, an image and an attack; the page shows the clean image, the amplif
 and the adversarial image, both top-5s, the norms and whether the attack succeeded. Iterative
 attacks come with a step scrubber over their trajectory (loss, confidences, norms and the image
 at each step). A minimal-eps finder bisects the smallest L-inf budget that flips the image; a table
-compares every attack on the image, and a sweep shows the prediction against eps.
+compares every attack on the image, and a sweep shows the prediction against eps. FMN attacks can
+also run on n images of a dataset for the robust-accuracy-against-eps curve of the one run, and a
+decision-based attack (HopSkipJump) shows its distance against the label queries spent.
 
 Every setting lives in the URL (``st.query_params``), so a link reproduces the experiment. All
 computation goes through the engine (:mod:`advlens.attacks`); this page only lays it out.
@@ -20,6 +22,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from advlens.attack_cost import fitted_preset
 from advlens.attacks import ATTACKS, AttackConfigError, find_minimal_eps, get_attack, run_attack
 from advlens.attacks.display import perturbation_rgb, picture, step_pictures
 from advlens.budget import format_linf
@@ -27,8 +30,9 @@ from advlens.data import encode_png
 from advlens.models.defended import is_defended, is_random, needs_bpda, transformed_inputs
 from advlens.smoothing import ABSTAIN, Stopped, certify
 from advlens.zoo import suggested_linf_eps
-from dashboard.attack_views import attention_section, compare_section, sweep_section
+from dashboard.attack_views import attention_section, compare_section, query_section, sweep_section
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
+from dashboard.minimal_norm_section import lab_curve_section
 from dashboard.params import budget_input, param_inputs, seed_from_url, state_value, url_text
 from dashboard.perturbation_section import saved_perturbation_section
 from dashboard.progress import MEMO_SIZE, STOP_KEY, clear, eta_text, result_on_click, with_progress  # noqa: F401
@@ -84,9 +88,9 @@ def param_controls(cls, model, from_url: bool) -> tuple[dict, list[str]]:
     return param_inputs(cls.params(), prefix, suggested_defaults(model, cls))
 
 
-def apply_preset(cls) -> None:
+def apply_preset(cls, preset: dict | None = None) -> None:
     """A button callback: set the attack's widgets to its CPU preset (before the page reruns)."""
-    for name, value in cls.CPU_PRESET.items():
+    for name, value in (cls.CPU_PRESET if preset is None else preset).items():
         st.session_state[f"atk_{cls.name}_{name}"] = state_value(cls.param(name), value)
 
 
@@ -464,14 +468,17 @@ def render() -> None:
     st.caption(attack_blurb(cls))
     values, problems = param_controls(cls, model, from_url)
     if cls.CPU_PRESET:
-        shown = ", ".join(f"{k}={v}" for k, v in cls.CPU_PRESET.items())
+        preset, note = fitted_preset(cls, model)  # lowered for a big model (issue 25: advlens.attack_cost)
+        shown = ", ".join(f"{k}={v}" for k, v in preset.items())
         st.button(
             f"CPU-friendly preset ({shown})",
             key=f"atk_preset_{cls.name}",
             on_click=apply_preset,
-            args=(cls,),
+            args=(cls, preset),
             help="Settings that finish in seconds on a 2-core CPU and still flip the sample photos.",
         )
+        if note:
+            st.caption(note)
     target, target_ok = target_control(model, example.label, from_url)
     with st.expander("Run settings"):
         if "atk_seed" not in st.session_state:
@@ -529,6 +536,7 @@ def render() -> None:
         else:
             show_result(res, cls, key, model_name, example, name, params, target, seed)
             show_defense(model, res)
+    lab_curve_section(model_name, model, name, params)  # FMN: the robustness curve on n images (issue 28)
     min_eps_section(model, example, target, dg)
     lab_eps = params["eps"] if cls.norm == "Linf" else suggested_linf_eps(model)
     compare_section(model, example, lab_eps, target, dg)
@@ -542,6 +550,7 @@ def show_result(res, cls, key, model_name, example, name, params, target, seed) 
     show_metrics(res)
     show_sparse(res, cls)  # L0/L1 and minimal-norm attacks: the changed pixels, the norm found (issue 28)
     show_topk(res)
+    query_section(res, cls)  # decision-based attacks: distance against label queries (issue 28)
     attention_section(res, model_name, key)
     run_id = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
     show_trajectory(res, run_id)

@@ -16,7 +16,7 @@ import streamlit as st
 from advlens.attacks import ATTACKS
 from advlens.attacks.compare import COMPARED, compare_attacks, eps_sweep
 from advlens.budget import format_linf
-from dashboard.charts import ADV_COLOR, CLEAN_COLOR
+from dashboard.charts import ADV_COLOR, CLEAN_COLOR, line_chart
 from dashboard.params import budget_input
 from dashboard.progress import result_on_click
 from dashboard.url_state import synced
@@ -93,6 +93,35 @@ def sweep_section(model, example, name: str, params: dict, eps: float, target, d
         f"The prediction first changes at {format_linf(flips[0])} on this grid."
         if flips
         else "No budget on this grid flips the image."
+    )
+
+
+def query_section(res, cls) -> None:
+    """A decision-based attack (HopSkipJump): the distance it has reached against the label queries
+    it has spent on this image, the measure of such attacks (Chen et al. 2020, Fig. 3)."""
+    distance = getattr(cls, "distance", None)
+    traj = res.trajectory
+    if cls.uses_gradients or distance is None or traj is None or len(traj) == 0:
+        return
+    series = traj.series(0)
+    queries = series["step"]  # the queries image 0 had used at each recorded iteration
+    linf = distance == "Linf"
+    dist = [-v * (255 if linf else 1) for v in series["loss"]]  # the recorded loss is minus the distance
+    st.plotly_chart(
+        line_chart(
+            queries,
+            {f"{'L-inf (x255)' if linf else 'L2'} distance to the image": dist},
+            "Distance against label queries",
+            "label queries",
+            "L-inf (x/255)" if linf else "L2",
+        ),
+        key="atk_queries",
+    )
+    total = int(traj.queries[0]) if getattr(traj, "queries", None) is not None else queries[-1]
+    st.caption(
+        f"The attack saw only the top-1 label: {total:,} queries in all for this image, each point after one "
+        "iteration's binary search back onto the decision boundary. Fewer queries for the same distance is a "
+        "stronger decision-based attack."
     )
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from advlens import attention_study as study
 from advlens.attacks import AttackConfigError, attack_in_batches
 from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view
 from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image_rgb, overlay
 from advlens.attribution.empty import check_maps
 from advlens.attribution.metrics import ERASE_VALUES
 from advlens.budget import format_linf
+from advlens.jobs import RunStore, cancel, progress_text
+from advlens.paths import HomeError
 from advlens.predict import topk_from_probs as topk_of
 from advlens.threads import interactive
+from dashboard.attention_compare import second_model_section
 from dashboard.cam_pair import fix_applier, signed_control
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
@@ -87,6 +91,7 @@ def settings_panel(model, key: str = "att") -> dict:
     }
 
 
+STUDY_INLINE_MAX = 50  # more images than this run as a background job (progress, stop, resume)
 METRIC_HELP = """
 - **top-k% IoU**: overlap of the k% most attended pixels of the two maps (1: same region). Wu et al.
   report ~0.12 for successful attacks and ~0.19 for failed ones.
@@ -108,14 +113,14 @@ def cell(value: float, row: dict) -> str:
 
 def analysis_section(model_name: str, model, method: str, layer: str | None, target, k: float, thr: float) -> None:
     """The seed paper's analysis over the first N images of a dataset: successful vs failed attacks."""
-    from advlens.attribution.analysis import analyze_attention_shift, distribution_figure, summarize, verdict
-    from advlens.data.subset import choose_images
-    from dashboard.widgets import cached_dataset, compatible_datasets
+    from advlens.attribution.analysis import distribution_figure, summarize, verdict
+    from dashboard.widgets import compatible_datasets
 
     st.caption(
         "Wu et al. report a clean-vs-adversarial IoU of ~0.12 when the attack succeeds and ~0.19 when it "
         "fails. Attack N test images (the first N of MNIST or digits, a class-stratified sample of a sample set) with PGD L-inf, compute both maps with the settings above, and "
-        "compare the two groups (images misclassified when clean are left out)."
+        "compare the two groups (images misclassified when clean are left out). More than "
+        f"{STUDY_INLINE_MAX} images run as a background job: its progress shows here, with Stop and Resume."
     )
     names = [d for d in compatible_datasets(model) if d != "folder"]
     if not names:
@@ -127,41 +132,25 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
     eps = budget_input("ana_eps", 20 / 255, c3, "eps (L-inf: 8/255 or 0.0314)")
     steps = int(synced(c4.number_input, "ana_steps", 10, "PGD steps", min_value=1, max_value=100))
     if eps is not None and st.button("Run the analysis", key="ana_run"):
-        try:
-            ds = cached_dataset(ds_name, "test", None)
-            subset = choose_images(ds, n)  # the one subset rule: first N in an official order, else stratified
-            x, y = ds.batch(subset.indices)
-            st.caption(subset.describe("Images"))
-            bar = st.progress(0.0, text="attacking...")
-            # One heavy call at a time per server (advlens.threads): a second session waits in line.
-            with interactive(lambda place: bar.progress(0.0, text=f"waiting for the CPU, number {place} in line")):
-                torch.manual_seed(0)
-                x_adv = attack_in_batches(
-                    model,
-                    x,
-                    y,
-                    "pgd",
-                    eps=eps,
-                    steps=steps,
-                    progress=lambda d, t: bar.progress(0.5 * d / t, "attacking..."),
-                )
-                result = analyze_attention_shift(
-                    model,
-                    x,
-                    y,
-                    x_adv,
-                    method=method,
-                    layer=layer,
-                    target=target,
-                    k_percent=k,
-                    threshold=thr,
-                    progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."),
-                )
-            bar.empty()
-        except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
-            st.error(f"The analysis could not run: {exc}")
-            return
-        st.session_state["ana_result"] = (model_name, ds_name, len(x), eps, steps, result)
+        settings = {"method": method, "layer": layer, "target": target, "k_percent": k, "threshold": thr}
+        if n <= STUDY_INLINE_MAX:
+            study_inline(model_name, model, ds_name, n, eps, steps, settings)
+        else:
+            study_job(model_name, ds_name, n, eps, steps, settings)
+    job_id = st.session_state.get("ana_job")
+    if job_id:
+        st.fragment(run_every=2)(study_job_panel)(job_id)
+        found = study.load_result(job_id)
+        if found is not None:
+            spec, result = found
+            st.session_state["ana_result"] = (
+                spec["model"],
+                spec["dataset"],
+                result.n_total,
+                spec["eps"],
+                spec["steps"],
+                result,
+            )
     stored = st.session_state.get("ana_result")
     if not stored or stored[0] != model_name:
         return
@@ -196,6 +185,78 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
             f"**{'yes' if v['higher_entropy_on_success'] else 'no'}** (p = {v['entropy_p_value']:.2g})."
         )
     st.plotly_chart(distribution_figure(result), width="stretch", key="ana_fig")
+
+
+def study_inline(model_name: str, model, ds_name: str, n: int, eps: float, steps: int, settings: dict) -> None:
+    """The study on a few images, here and now (more are a background job: :func:`study_job`)."""
+    from advlens.attribution.analysis import analyze_attention_shift
+    from advlens.data.subset import choose_images
+    from dashboard.widgets import cached_dataset
+
+    try:
+        ds = cached_dataset(ds_name, "test", None)
+        subset = choose_images(ds, n)  # the one subset rule: first N in an official order, else stratified
+        x, y = ds.batch(subset.indices)
+        st.caption(subset.describe("Images"))
+        bar = st.progress(0.0, text="attacking...")
+        # One heavy call at a time per server (advlens.threads): a second session waits in line.
+        with interactive(lambda place: bar.progress(0.0, text=f"waiting for the CPU, number {place} in line")):
+            torch.manual_seed(0)
+            x_adv = attack_in_batches(
+                model,
+                x,
+                y,
+                "pgd",
+                eps=eps,
+                steps=steps,
+                progress=lambda d, t: bar.progress(0.5 * d / t, "attacking..."),
+            )
+            result = analyze_attention_shift(
+                model,
+                x,
+                y,
+                x_adv,
+                **settings,
+                progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."),
+            )
+        bar.empty()
+    except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
+        st.error(f"The analysis could not run: {exc}")
+        return
+    st.session_state["ana_job"] = None
+    st.session_state["ana_result"] = (model_name, ds_name, len(x), eps, steps, result)
+
+
+def study_job(model_name: str, ds_name: str, n: int, eps: float, steps: int, settings: dict) -> None:
+    """Queue the study on many images as a background job (:mod:`advlens.attention_study`)."""
+    spec = study.StudySpec(model=model_name, dataset=ds_name, n=n, eps=float(eps), steps=steps, **settings)
+    try:
+        rec = study.submit(spec)
+    except (study.StudyConfigError, HomeError) as exc:
+        st.error(f"The analysis could not run: {exc}")
+        return
+    st.session_state["ana_job"] = rec.id
+    st.session_state["ana_result"] = None
+
+
+def study_job_panel(job_id: str) -> None:
+    """The study job's progress from the job store, with Stop and Resume; a full rerun when it is done."""
+    store = RunStore()
+    store.reap_dead()
+    rec = store.get(job_id)
+    if rec is None:
+        return
+    cols = st.columns([4, 1])
+    cols[0].markdown(f"Study job `{rec.id}` ({rec.title}): **{rec.status}** {rec.message}")
+    if rec.active:
+        cols[0].progress(rec.progress, text=progress_text(rec))
+        if cols[1].button("Stop", key="ana_stop"):
+            cancel(rec.id, store)
+    elif rec.status in ("cancelled", "failed") and cols[1].button("Resume", key="ana_resume"):
+        study.resume(rec.id, store)
+    if rec.status == "done" and st.session_state.get("ana_seen") != rec.id:
+        st.session_state["ana_seen"] = rec.id
+        st.rerun()
 
 
 def render() -> None:
@@ -300,6 +361,8 @@ def render() -> None:
         f"for both maps{'' if view.layer is None else f' · layer {view.layer}'} · largest value: clean "
         f"{float(view.clean_map[0].max()):.4g}, adversarial {float(view.adv_map[0].max()):.4g}."
     )
+
+    second_model_section(src)
 
     st.subheader("Attention-shift metrics")
     rows = view.table(0)

@@ -15,6 +15,7 @@ import torch
 from advlens.attacks import ATTACKS, AttackConfigError, run_attack
 from advlens.attribution.display import enlarge, image_rgb
 from advlens.budget import format_linf
+from advlens.evaluation.known import evaluation_of
 from advlens.predict import predict_proba
 from advlens.zoo import get_entry, list_models, suggested_linf_eps, trained_linf_eps
 from dashboard.cam_pair import cam_pair
@@ -61,7 +62,7 @@ def _attention(model, res, side: str, key: tuple) -> tuple | None:
 
 def model_column(title: str, name: str, model, res, transfer_probs: torch.Tensor | None, key: tuple = ()) -> None:
     st.markdown(f"#### {title}: `{name}`")
-    known = get_entry(name).evaluation
+    known = evaluation_of(get_entry(name))
     st.caption(f"Best-known evaluation: {known}" if known else "Not evaluated yet: the Evaluate page measures it.")
     truth = res.class_names[int(res.y[0])]
     c1, c2 = st.columns(2)

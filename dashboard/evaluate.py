@@ -17,21 +17,21 @@ import pandas as pd
 import streamlit as st
 
 from advlens.attribution.display import enlarge, image_rgb
-from advlens.data import DataError, to_float
+from advlens.data import DataError
 from advlens.data.catalog import DATASETS
 from advlens.data.subset import RULE_HELP, SUBSET_SEED, choose_images, parse_indices
 from advlens.evaluation import NORMS, SUITES, EvalConfigError, EvalSpec
 from advlens.evaluation import jobs as eval_jobs
 from advlens.evaluation.report import cascade_rows, curves_figure, rows, to_csv, to_html
+from advlens.jobs import RunStore, cancel
 from advlens.paths import HomeError
-from advlens.smoothing import ABSTAIN, certified_accuracy, certify_batch
-from advlens.training.store import RunStore
-from advlens.workers import cancel
 from advlens.zoo import list_models
-from dashboard.charts import line_chart
+from dashboard.certify_section import certified_section
 from dashboard.corruption_section import corruption_section
+from dashboard.leaderboard_section import leaderboard_section
+from dashboard.minimal_norm_section import minimal_norm_section
 from dashboard.url_state import synced, write
-from dashboard.widgets import cached_dataset, get_model, page_setup
+from dashboard.widgets import cached_dataset, page_setup
 
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "skip": "➖ skip"}
 GALLERY_SHOWN = 12
@@ -190,8 +190,8 @@ def jobs_table(store: RunStore) -> None:
             {
                 "id": r.id,
                 "status": r.status,
-                "suite": r.objective,
-                "models": r.arch,
+                "suite": r.config.get("suite", ""),
+                "models": ", ".join(r.config.get("models", [])),
                 "dataset": r.dataset,
                 "budgets": ", ".join(str(e) for e in r.config.get("eps", [])) + f" ({r.config.get('norm', 'Linf')})",
                 "n": r.config.get("n") or "all",
@@ -210,6 +210,8 @@ def jobs_table(store: RunStore) -> None:
     st.session_state["ev_active_runs"] = {r.id for r in active}
     if was_active - st.session_state["ev_active_runs"]:
         st.rerun(scope="app")
+    if active and not st.session_state.get("ev_fast_refresh"):  # resumed elsewhere (CLI, another server)
+        st.rerun(scope="app")  # redraw so that the table refreshes every 2 s while it runs
     for r in active:
         cols = st.columns([4, 1])
         cols[0].progress(r.progress, text=f"{r.id}: {r.status}, {r.progress * 100:.0f}%")
@@ -332,7 +334,7 @@ def results_section(store: RunStore) -> None:
     if not done:
         return
     ids = [r.id for r in done]
-    label = {r.id: f"{r.id}: {r.objective}, {r.arch} on {r.dataset}" for r in done}
+    label = {r.id: f"{r.id}: {r.title} on {r.dataset}" for r in done}
     wanted = st.query_params.get("run")
     default = [wanted] if wanted in ids else ids[:1]
     chosen = st.multiselect("Evaluations to show and compare", ids, default=default, format_func=label.get)
@@ -354,85 +356,6 @@ def results_section(store: RunStore) -> None:
         show_evaluation(rep["id"], rep)
 
 
-def certified_section() -> None:
-    """Randomized smoothing: certified accuracy against the L2 radius on the first K images."""
-    st.caption(
-        "Certified accuracy at radius r: the share of images that the smoothed classifier (Cohen et al. 2019) "
-        "classifies correctly with a certified L2 radius of at least r. A proof, not an attack: no L2 "
-        "perturbation smaller than r changes those predictions (with probability 1 - alpha per image)."
-    )
-    entries = [e for e in list_models() if e.input_size is not None]
-    datasets = [d for d in DATASETS if d != "imagenet_samples"]
-    small = next((i for i, e in enumerate(entries) if e.dataset in datasets), 0)  # a model with a dataset here
-    with st.form("cert_form"):
-        cols = st.columns(3)
-        name = cols[0].selectbox("Base model", [e.name for e in entries], index=small, key="cert_model")
-        default = entries[small].dataset if entries and entries[small].dataset in datasets else datasets[0]
-        dataset = cols[1].selectbox("Dataset", datasets, index=datasets.index(default), key="cert_dataset")
-        root = cols[2].text_input("Local folder with the dataset's files", key="cert_root").strip()
-        cols = st.columns(5)
-        sigma = cols[0].number_input("sigma", 0.01, 2.0, 0.25, 0.05, key="cert_sigma")
-        images = int(cols[1].number_input("images", 1, 1000, 20, key="cert_images", help=SUBSET_HELP))
-        n = int(cols[2].number_input("n", 100, 200_000, 1000, 500, key="cert_n"))
-        n0 = int(cols[3].number_input("n0", 10, 10_000, 100, 10, key="cert_n0"))
-        alpha = cols[4].number_input("alpha", 0.0001, 0.1, 0.001, 0.001, format="%.4f", key="cert_alpha")
-        go = st.form_submit_button("Certify")
-    if go:
-        try:
-            ds = cached_dataset(dataset, "test", root or None)
-            subset = choose_images(ds, images)
-            x, y = ds.batch(subset.indices)
-            model = get_model(name)
-            if tuple(x.shape[1:]) != tuple(model.input_size):
-                raise ValueError(f"{dataset} images are {tuple(x.shape[1:])}; {name} expects {tuple(model.input_size)}")
-            bar = st.progress(0.0, text="certifying")
-
-            def progress(done, total):
-                bar.progress(done / total, text=f"certifying: {done:,} of {total:,} forward passes")
-
-            certs = certify_batch(model, to_float(x), float(sigma), n0, n, float(alpha), progress=progress)
-        except (DataError, ValueError, KeyError) as exc:
-            st.error(str(exc))
-            return
-        bar.empty()
-        st.session_state["cert_result"] = (
-            name,
-            subset.describe(),
-            float(sigma),
-            n,
-            n0,
-            float(alpha),
-            certs,
-            y.tolist(),
-        )
-    found = st.session_state.get("cert_result")
-    if found is None:
-        return
-    name, images, sigma, n, n0, alpha, certs, labels = found
-    top = max([c.radius for c in certs] + [sigma])
-    radii = [round(top * i / 20, 4) for i in range(21)]
-    acc = certified_accuracy(certs, labels, radii)
-    st.plotly_chart(
-        line_chart(
-            radii,
-            {f"{name}, sigma {sigma}": [a * 100 for a in acc]},
-            f"Certified accuracy (n = {len(certs)} images, {n:,} samples each, alpha {alpha})",
-            "L2 radius",
-            "certified accuracy %",
-        ),
-        key="cert_chart",
-    )
-    abstained = sum(c.prediction == ABSTAIN for c in certs)
-    st.caption(
-        f"{images[:1].upper()}{images[1:]}. Abstained on {abstained} of {len(certs)} images; "
-        + ", ".join(
-            f"r {r:g}: {a * 100:.1f}%"
-            for r, a in zip((0.25, 0.5, 0.75), certified_accuracy(certs, labels, (0.25, 0.5, 0.75)))
-        )
-        + f"; {sum(c.seconds for c in certs):.1f} s in all."
-    )
-
-
 def render() -> None:
     page_setup("Evaluate robustness")
     st.caption(
@@ -444,12 +367,19 @@ def render() -> None:
         new_evaluation_form(store)
     st.subheader("Evaluations")
     runs = store.list_runs(kind="evaluate")
-    st.fragment(run_every=2 if any(r.active for r in runs) else None)(jobs_table)(store)
+    # every 2 s while a run is active; every 10 s otherwise, so that a run queued or resumed from the CLI
+    # or another server shows up without a reload (one small SQLite read)
+    st.session_state["ev_fast_refresh"] = any(r.active for r in runs)
+    st.fragment(run_every=2 if st.session_state["ev_fast_refresh"] else 10)(jobs_table)(store)
     results_section(store)
+    st.subheader("Reproduce a RobustBench leaderboard row")
+    leaderboard_section(store)
     st.subheader("Certified robustness (randomized smoothing)")
-    certified_section()
+    certified_section(store)
     st.subheader("Common corruptions")
     corruption_section()
+    st.subheader("Minimal-norm curve (FMN)")
+    minimal_norm_section()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import streamlit as st
 
 from advlens.budget import format_linf, linf_text
 from advlens.data import DATASETS, to_uint8_hwc
+from advlens.evaluation.known import evaluation_of
 from advlens.predict import top_k
 from advlens.showcase import SHOWCASE
 from advlens.zoo import list_models
@@ -157,7 +158,7 @@ def render() -> None:
                     else ""
                 ),
                 "description": e.description,
-                "robustness (best-known evaluation)": e.evaluation or "not evaluated (see Evaluate)",
+                "robustness (best-known evaluation)": evaluation_of(e) or "not evaluated (see Evaluate)",
             }
             for e in models
         ],

@@ -31,6 +31,7 @@ class Lesson:
     look_for: str  # Markdown
     question: str
     answer: str
+    needs: tuple[str, ...] = ()  # RobustBench models it downloads (the Lessons page offers their download)
 
 
 MNIST_7 = "MNIST 7 (test #0)"
@@ -51,6 +52,15 @@ def _digit(index: int) -> dict:
 
 def _lab(model: str, image: str, attack: str, **params) -> dict:
     return {"model": model, "image_src": "Sample", "image_sample": image, "attack": attack, **params}
+
+
+RB_STANDARD = "rb:cifar10/Linf/Standard"
+RB_ROBUST = "rb:cifar10/Linf/Carmon2019Unlabeled"
+
+
+def _lens(model: str, image: str, method: str) -> dict:
+    """The Attention page on its own (not the Attack Lab's example): ``model`` on sample ``image``, one map."""
+    return {"att_other": "1", "model": model, "image_src": "Sample", "image_sample": image, "att_method": method}
 
 
 LESSONS: tuple[Lesson, ...] = (
@@ -491,6 +501,69 @@ LESSONS: tuple[Lesson, ...] = (
         "what the API reveals.",
     ),
 )
+
+
+PERCEPTUAL = Lesson(
+    "perceptually-aligned-gradients",
+    "Robust models have perceptually aligned gradients",
+    "See that the input gradient of an adversarially trained network looks like the object, while a standard "
+    "network's looks like noise (Tsipras et al. 2019; Santurkar et al. 2019), on two RobustBench WideResNet-28-10s.",
+    "The saliency map is the gradient of the class score with respect to the pixels: which pixel changes move "
+    "the score. A standard network's score can be moved by tiny, scattered changes (that is why 8/255 attacks "
+    "work), so its gradient is high-frequency noise. Adversarial training flattens the loss in every direction "
+    "of the eps-ball, so the directions left that change the score are the ones that change the image in a "
+    "visible way: edges and shapes of the object. Grad-CAM, which pools gradients over a late layer, shows "
+    "less of a difference: both models look roughly at the object. The two models here are RobustBench's "
+    "Standard (clean 94.78%, AutoAttack 0%) and Carmon et al. 2019 (clean 89.69%, AutoAttack 59.53% at 8/255), "
+    "the same architecture.",
+    r"S(x)_{ij} = \max_c \Big|\frac{\partial f_y(x)}{\partial x_{c,ij}}\Big|, \qquad "
+    r"\min_\theta\ \mathbb{E}_{(x,y)}\ \max_{\|\delta\|_\infty \le \epsilon} L\big(f_\theta(x+\delta), y\big)",
+    (
+        Step(
+            "Saliency of the standard WideResNet on a cat",
+            "attention",
+            _lens(RB_STANDARD, CIFAR_CAT, "saliency"),
+            (RB_STANDARD,),
+        ),
+        Step(
+            "Saliency of the robust WideResNet on the same cat",
+            "attention",
+            _lens(RB_ROBUST, CIFAR_CAT, "saliency"),
+            (RB_ROBUST,),
+        ),
+        Step(
+            "Grad-CAM of the standard WideResNet", "attention", _lens(RB_STANDARD, CIFAR_CAT, "gradcam"), (RB_STANDARD,)
+        ),
+        Step("Grad-CAM of the robust WideResNet", "attention", _lens(RB_ROBUST, CIFAR_CAT, "gradcam"), (RB_ROBUST,)),
+        Step(
+            "Without the downloads: saliency of the shipped standard ResNet-20",
+            "attention",
+            _lens("cifar10_resnet20", CIFAR_CAT, "saliency"),
+            ("cifar10_resnet20", "Saliency"),
+        ),
+        Step(
+            "... and of the shipped Fast-AT ResNet-20 (adversarially trained at 8/255)",
+            "attention",
+            _lens("cifar10_resnet20_fast_at", CIFAR_CAT, "saliency"),
+            ("cifar10_resnet20_fast_at", "Saliency"),
+        ),
+    ),
+    "Compare the **clean** saliency maps of links 1 and 2: the standard model's is speckle spread over the "
+    "image, the robust model's traces the cat's outline and face. Links 3 and 4 show Grad-CAM: both maps sit "
+    "on the cat, so Grad-CAM alone would not tell the models apart. The two WideResNets are RobustBench "
+    "downloads (146 and 153 MB): if they are not in the cache, each link opens the page with a download button "
+    "(or, with no network, the `python -m advlens fetch-model NAME --from FILE` command for a file obtained "
+    "elsewhere); the last two links show the same effect, weaker, on the small models shipped with advlens.",
+    "A saliency map that looks like the object is often taken as evidence that a model 'understands' the "
+    "image. What does this lesson say about that reading?",
+    "The look of a gradient map says more about the model's robustness than about its reasoning: two models "
+    "that both classify the cat correctly give very different saliency maps, and the clean, object-shaped one "
+    "comes from robustness to small perturbations (the gradient cannot point in imperceptible directions any "
+    "more). Grad-CAM, coarser and pooled, hides the difference. Conversely, adversarial examples of a robust "
+    "model start to look like the target class, because its gradients are perceptually aligned.",
+    needs=(RB_STANDARD, RB_ROBUST),
+)
+LESSONS = (*LESSONS, PERCEPTUAL)
 
 
 def lesson_by_slug(slug: str) -> Lesson | None:

@@ -26,11 +26,36 @@ def step_links(lesson: Lesson) -> None:
         )
 
 
+def needed_models(lesson: Lesson) -> None:
+    """The RobustBench models a lesson downloads: one line when they are all here; otherwise which are
+    missing, each with its download button (and the command for a file obtained elsewhere)."""
+    if not lesson.needs:
+        return
+    from advlens.models.robustbench import get_catalog_entry, is_cached
+    from dashboard.model_download import download_box, downloaded_notice
+
+    entries = [get_catalog_entry(name) for name in lesson.needs]
+    missing = [e for e in entries if not is_cached(e)]
+    for e in entries:
+        downloaded_notice(e.name)
+    if not missing:
+        st.success(f"The models of this lesson are downloaded: {', '.join(e.name for e in entries)}.")
+        return
+    st.warning(
+        f"This lesson needs {len(missing)} RobustBench model(s) that are not downloaded yet. Until then their "
+        "links open the page with the same download button; the links without them work as they are."
+    )
+    for i, e in enumerate(missing):
+        if download_box(e, f"lesson_{lesson.slug}_{i}"):
+            st.rerun()
+
+
 def show_lesson(lesson: Lesson, number: int) -> None:
     st.header(f"Lesson {number}: {lesson.title}")
     st.markdown(f"**Goal.** {lesson.goal}")
     st.markdown(f"**The idea.** {lesson.idea}")
     st.latex(lesson.formula)
+    needed_models(lesson)
     st.markdown("**Try it** (each link opens the page with every setting in place):")
     step_links(lesson)
     st.markdown(f"**What to look for.** {lesson.look_for}")

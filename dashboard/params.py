@@ -8,6 +8,8 @@ parameter looks and reads the same on each page. An L-inf budget is a text field
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from advlens.budget import format_linf
@@ -19,13 +21,14 @@ LINF_EPS = Param("eps", float, 8 / 255, None, None, PIXEL, "L-inf budget: the la
 
 
 def uses_text(prm: Param) -> bool:
-    """Budgets (two written forms) and optional numbers (blank: auto) are text fields."""
-    return prm.kind is float and (prm.is_budget or prm.optional)
+    """Budgets (two written forms), optional numbers (blank: auto), dicts (``hidden=512`` or JSON) and
+    lists of numbers (``0.5, 0.75``) are text fields."""
+    return (prm.kind is float and (prm.is_budget or prm.optional)) or prm.kind in (dict, tuple, list)
 
 
 def state_value(prm: Param, value):
     """``value`` (engine units) as the widget of ``prm`` holds it in session state."""
-    if uses_text(prm):
+    if uses_text(prm) or value is None:
         return prm.text(value)
     if prm.kind is float:
         return float(value)
@@ -37,6 +40,8 @@ def state_value(prm: Param, value):
 
 
 def label_of(prm: Param) -> str:
+    if prm.label and not prm.is_budget:
+        return prm.label
     if prm.is_budget:
         return f"{prm.name} (L-inf: 8/255 or 0.0314)"
     if prm.unit == "L2":
@@ -44,32 +49,95 @@ def label_of(prm: Param) -> str:
     return prm.name
 
 
-def param_input(prm: Param, key: str, default=None, container=None, label: str | None = None, help: str | None = None):
+def param_input(
+    prm: Param,
+    key: str,
+    default=None,
+    container=None,
+    label: str | None = None,
+    help: str | None = None,
+    choices=None,
+    format_func=None,
+    bounded: bool = False,
+):
     """One widget for ``prm``; returns its value in engine units or raises :class:`ParamError`.
 
     The widget starts at ``default`` (engine units; the descriptor's default when None) unless
-    ``st.session_state[key]`` already holds a value (a link or an earlier run set it).
+    ``st.session_state[key]`` already holds a value (a link or an earlier run set it). ``choices``
+    (and their ``format_func``) replace the descriptor's, e.g. the models of the zoo; ``bounded``
+    gives a number field the descriptor's range (the value cannot leave it).
     """
     box = container if container is not None else st
     if key not in st.session_state:
         st.session_state[key] = state_value(prm, prm.default if default is None else default)
     text = label or label_of(prm)
     tip = (help if help is not None else prm.help) + (" Leave blank for auto." if prm.optional else "")
+    options = list(prm.choices if choices is None else choices)
     if uses_text(prm):
-        raw = box.text_input(text, key=key, help=tip, placeholder="auto" if prm.optional else None)
+        blank = "auto" if prm.optional and prm.kind is float else None
+        raw = box.text_input(text, key=key, help=tip, placeholder=blank)
         value = prm.parse(raw)
         if prm.is_budget and value is not None:
             box.caption(f"budget {format_linf(value)}")
         return value
     if prm.kind is bool:
         return prm.validate(box.checkbox(text, key=key, help=tip))
-    if prm.choices:
-        return prm.validate(box.selectbox(text, list(prm.choices), key=key, help=tip))
+    if options:
+        fmt = {"format_func": format_func} if format_func is not None else {}
+        return prm.validate(box.selectbox(text, options, key=key, help=tip, **fmt))
+    limits = {}
+    if bounded and prm.is_number:
+        limits = {"min_value": prm.kind(prm.min) if prm.min is not None else None}
+        limits["max_value"] = prm.kind(prm.max) if prm.max is not None else None
     if prm.kind is int:
-        return prm.validate(box.number_input(text, step=1, key=key, help=tip))
+        return prm.validate(box.number_input(text, step=1, key=key, help=tip, **limits))
     if prm.kind is float:
-        return prm.validate(box.number_input(text, step=0.01, format="%g", key=key, help=tip))
-    return prm.validate(box.text_input(text, key=key, help=tip).strip())
+        step = _step(st.session_state[key]) if bounded else 0.01
+        return prm.validate(box.number_input(text, step=step, format="%g", key=key, help=tip, **limits))
+    raw = (box.text_input(text, key=key, help=tip) or "").strip()
+    return prm.parse(raw) if prm.optional else prm.validate(raw)
+
+
+def _step(value) -> float:
+    """The +/- step of a float field: one unit of its leading digit (0.001 for a learning rate of 1e-3)."""
+    try:
+        value = abs(float(value))
+    except (TypeError, ValueError):
+        return 0.01
+    return 10.0 ** math.floor(math.log10(value)) if 0 < value < 1e6 else 0.01
+
+
+def field_input(
+    prm: Param,
+    key: str,
+    default=None,
+    container=None,
+    url_key: str | None = None,
+    read_url: bool = True,
+    choices=None,
+    format_func=None,
+    help: str | None = None,
+):
+    """:func:`param_input` for a configuration field whose value lives in the URL under ``url_key``
+    (a link sets it; every run writes it back), with the field's range on number inputs. A linked
+    value that cannot be read, or is not among ``choices``, is ignored. Raises :class:`ParamError`."""
+    options = list(prm.choices if choices is None else choices)
+    if key in st.session_state and options and st.session_state[key] not in options:
+        del st.session_state[key]  # e.g. another dataset with other models: start from the default again
+    if url_key and read_url and key not in st.session_state and url_key in st.query_params:
+        try:
+            value = prm.parse(st.query_params[url_key][:1000])
+            if options and value not in options:
+                raise ParamError(value)
+            st.session_state[key] = state_value(prm, value)
+        except ParamError:
+            pass
+    value = param_input(prm, key, default, container, help=help, choices=options, format_func=format_func, bounded=True)
+    if url_key and value is not None:
+        text = url_text(prm, value)
+        if st.query_params.get(url_key, "") != text:
+            st.query_params[url_key] = text
+    return value
 
 
 def url_text(prm: Param, value) -> str:

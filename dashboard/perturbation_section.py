@@ -13,13 +13,12 @@ import torch
 from advlens.attacks.display import perturbation_rgb, picture
 from advlens.attacks.patch import fixed_placement
 from advlens.budget import format_linf
+from advlens.jobs import RunStore, cancel
 from advlens.paths import HomeError
 from advlens.perturbations import jobs as pert_jobs
 from advlens.perturbations import saved
 from advlens.perturbations.measure import perturb
 from advlens.predict import predict_proba
-from advlens.training.store import RunStore
-from advlens.workers import cancel
 from dashboard.url_state import synced
 
 NONE = "(none)"
@@ -157,7 +156,7 @@ def jobs_list() -> None:
         st.caption(str(exc))
         return
     for r in runs:
-        text = f"{r.id}: {r.objective} for {r.arch} → {r.config.get('name')}, {r.status}"
+        text = f"{r.id}: {r.config.get('method')} for {r.config.get('model')} → {r.config.get('name')}, {r.status}"
         if r.active:
             cols = st.columns([4, 1])
             cols[0].progress(r.progress, text=f"{text}, {r.progress * 100:.0f}%")

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from advlens.threads import interactive
+from advlens.threads import interactive, take_turns
 from dashboard.widgets import memo_get, memo_put
 
 MEMO_SIZE = 6
@@ -54,6 +54,7 @@ def with_progress(title: str, work, slow_hint: str = ""):
     def progress(step: int, total: int) -> None:
         if state["interrupt"] is not None:
             return
+        take_turns()  # a long call lets the sessions waiting in line go first (advlens.threads)
         now = time.monotonic()
         if step < total and now - state["last"] < 0.1:
             return

@@ -1,36 +1,38 @@
 """Training: configure and start runs (standard and adversarial training), watch them live, cancel
 and resume them. Each run trains in its own OS process (``python -m advlens train --run-id ID``);
 this page only reads and writes the run store, so a run goes on when the tab closes or the server
-restarts. The selected run is kept in the URL (``?run=<id>``)."""
+restarts. The selected run is kept in the URL (``?run=<id>``).
+
+The form has one widget per field of the training configuration, built from its one declaration
+(:data:`advlens.training.config.FIELDS`: label, help, range, section) by :func:`dashboard.params.field_input`;
+this page adds only what depends on the moment: the dataset's recommended values, the zoo's models,
+the devices present."""
 
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from advlens.data import DATASETS
+from advlens.jobs.store import ACTIVE, RunRecord, RunStore, read_log_tail
 from advlens.models import ARCHITECTURES
-from advlens.params import ParamError
+from advlens.params import Param, ParamError
 from advlens.training import jobs
-from advlens.training.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, recommended_for_dataset
+from advlens.training.config import FIELDS, ConfigError, TrainConfig, recommended_for_dataset
 from advlens.training.objectives import Objective, list_objectives
-from advlens.training.store import ACTIVE, RunRecord, RunStore, read_log_tail
 from advlens.zoo import list_models
-from dashboard.params import LINF_EPS, param_input, param_inputs, seed_from_url, write_to_url
-from dashboard.url_state import synced, write
+from dashboard.params import field_input, param_inputs, seed_from_url, write_to_url
 from dashboard.widgets import page_setup
 
 URL_READ_KEY = "tr_url_read"
 TRAINABLE_DATASETS = [n for n, d in DATASETS.items() if d.trainable]
 TRAINABLE_ARCHS = [a for a in ARCHITECTURES if a != "efficientnet_lite0"]
-EPS_HELP = "L-inf budget of the training adversary and of the robust-accuracy curve"
 SCHEDULE_HELP = {
     "constant": "constant",
-    "step": "step decay (x0.1 at 50% and 75%)",
+    "step": "step decay (x0.1 at 50% and 75%; see More settings)",
     "cosine": "cosine annealing",
     "onecycle": "one-cycle (Smith)",
     "cyclic": "cyclic triangle 0 -> lr -> 0 (Fast-AT)",
@@ -64,186 +66,166 @@ def init_choices(dataset: str, fine_tunes: bool) -> tuple[list[str], int]:
     return names, 0
 
 
-def number(
-    box, key: str, default: int, label: str, lo: int, hi: int, url_key: str | None = None, read_url: bool = True
-) -> int:
-    """A whole-number field in [lo, hi] kept in the URL (under ``url_key``, default ``key``)."""
-    return synced(
-        box.number_input,
-        key,
-        int(default),
-        label,
-        min_value=lo,
-        max_value=hi,
-        url_key=url_key or key,
-        read_url=read_url,
-    )
+# The form's sections, in order: (title, columns). Their fields, labels, help, ranges and defaults
+# come from the one declaration, advlens.training.config.FIELDS (each field's `group`).
+GROUPS = {
+    "data": ("", 2),
+    "model": ("", 4),
+    "init": ("", 2),
+    "optimiser": ("", 4),
+    "adversary": ("", 4),
+    "objective": ("", 0),  # the objective's own hyperparameters (objective_params)
+    "evaluation": ("**Evaluation and limits**", 5),
+    "run": ("", 2),
+    "more": ("More settings: optimiser details, logging, checkpoints, CUDA", 4),  # folded
+}
+# Sections whose defaults depend on the objective and the dataset (recommended values): their
+# widgets are keyed per (objective, dataset), so a new choice starts from its own defaults.
+PER_CHOICE = ("model", "init", "optimiser", "adversary")
+
+
+def by_group() -> dict[str, list[Param]]:
+    groups: dict[str, list[Param]] = {g: [] for g in (*GROUPS, "top")}
+    for prm in FIELDS:
+        groups[prm.group].append(prm)
+    return groups
+
+
+class FormContext:
+    """What the form's widgets need beyond the declaration: keys, defaults and the page's choices."""
+
+    def __init__(self, cls: type[Objective], dataset: str, first: bool):
+        self.cls, self.dataset, self.first = cls, dataset, first
+        self.k = f"{cls.name}_{dataset}"
+        family = cls.family(dataset)
+        self.inits, init_index = init_choices(dataset, cls.fine_tunes)
+        self.no_clean_model = cls.fine_tunes and init_index == 0
+        self.defaults = {
+            **TrainConfig().to_dict(),
+            **recommended_for_dataset(dataset),
+            "batch_size": 64 if family == "mnist" else 128,
+            "init_from": self.inits[init_index],
+        }
+        devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        self.choices = {"arch": TRAINABLE_ARCHS, "init_from": self.inits, "device": devices}
+        self.formats = {"schedule": lambda s: SCHEDULE_HELP[s], "init_from": lambda n: n or "a fresh initialisation"}
+        init_help = "fine-tune a trained model of the zoo (same architecture, input size and classes)"
+        self.helps = {"init_from": init_help + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else "")}
+
+    def widget(self, prm: Param, box):
+        """The field's widget in ``box``; its value, or raises :class:`ParamError`."""
+        if prm.group == "data":  # a folder of this dataset (not in the link)
+            key, url_key, read_url = f"tr_{prm.short}_{self.dataset}", None, False
+        elif prm.group in PER_CHOICE:  # the link is read once per session (``first``)
+            key, url_key, read_url = f"tr_{prm.short}_{self.k}", f"tr_{prm.short}", self.first
+        else:
+            key = url_key = f"tr_{prm.short}"
+            read_url = True
+        return field_input(
+            prm,
+            key,
+            self.defaults.get(prm.name),
+            box,
+            url_key=url_key,
+            read_url=read_url,
+            choices=self.choices.get(prm.name),
+            format_func=self.formats.get(prm.name),
+            help=self.helps.get(prm.name),
+        )
+
+
+def field_row(fields: list[Param], columns: int, ctx: FormContext, values: dict, problems: list[str]) -> None:
+    """The widgets of ``fields`` in rows of ``columns``; values and problems are collected."""
+    cols = st.columns(max(1, min(columns, len(fields))))
+    for i, prm in enumerate(fields):
+        try:
+            values[prm.name] = ctx.widget(prm, cols[i % len(cols)])
+        except ParamError as exc:
+            problems.append(str(exc))
+
+
+def hyperparameter_inputs(ctx: FormContext, values: dict, problems: list[str]) -> None:
+    """``objective_params``: one widget per hyperparameter the objective declares (in the link as tr_hp_*)."""
+    cls, prefix = ctx.cls, f"tr_hp_{ctx.k}"
+    values["objective_params"] = {}
+    if not cls.hyperparams:
+        return
+    st.markdown(f"**{cls.title}: hyperparameters**")
+    if ctx.first:
+        seed_from_url(cls.hyperparams, prefix, "tr_hp_")
+    params, errors = param_inputs(cls.hyperparams, prefix, cls.defaults(ctx.dataset))
+    write_to_url(cls.hyperparams, params, "tr_hp_")
+    values["objective_params"] = params
+    problems.extend(errors)
+
+
+def form_fields(ctx: FormContext, values: dict, problems: list[str]) -> None:
+    """Every field of the declaration but the objective and the dataset, section by section."""
+    groups = by_group()
+    for group, (title, columns) in GROUPS.items():
+        fields = groups[group]
+        if group == "data" and DATASETS[ctx.dataset].offline:
+            continue  # shipped with the package: no folder, no download
+        if group == "init" and ctx.no_clean_model:
+            st.info(
+                f"{ctx.cls.title} fine-tunes a clean model, and none of {ctx.dataset} is in the zoo yet: train a "
+                f"standard run on {ctx.dataset} first, then pick it under **Start from** (or start from a fresh "
+                "initialisation)."
+            )
+        if group == "objective":
+            hyperparameter_inputs(ctx, values, problems)
+        elif group == "more":
+            with st.expander(title):
+                field_row(fields, columns, ctx, values, problems)
+        else:
+            if title:
+                st.markdown(title)
+            field_row(fields, columns, ctx, values, problems)
 
 
 def new_run_form(store: RunStore) -> None:
     objectives = {cls.name: cls for cls in list_objectives()}
     names = list(objectives)
+    top = {prm.name: prm for prm in by_group()["top"]}
     c1, c2 = st.columns(2)
-    obj_name = synced(
-        c1.selectbox,
+    obj_name = field_input(
+        top["objective"],
         "tr_objective",
         "pgd_at" if "pgd_at" in names else names[0],
-        "Objective",
-        names,
+        c1,
+        url_key="tr_objective",
+        choices=names,
         format_func=lambda n: objectives[n].title,
     )
-    dataset = synced(
-        c2.selectbox,
+    dataset = field_input(
+        top["dataset"],
         "tr_dataset",
         TRAINABLE_DATASETS[0],
-        "Dataset",
-        TRAINABLE_DATASETS,
+        c2,
+        url_key="tr_dataset",
+        choices=TRAINABLE_DATASETS,
         format_func=lambda n: f"{n} — {DATASETS[n].description}",
     )
     cls = objectives[obj_name]
     objective_header(cls)
-    rec = recommended_for_dataset(dataset)
-    defaults = TrainConfig()
-    family = cls.family(dataset)
-    k = f"{obj_name}_{dataset}"
     # The link is read once per session: afterwards a new objective or dataset starts from its own defaults.
-    first = not st.session_state.get(URL_READ_KEY, False)
-    linked = partial(synced, read_url=first)
+    ctx = FormContext(cls, dataset, first=not st.session_state.get(URL_READ_KEY, False))
+    values: dict = {"objective": obj_name, "dataset": dataset}
+    problems: list[str] = []
     with st.form("tr_form", enter_to_submit=False):  # only the Start button starts a run
-        root = ""
-        if not DATASETS[dataset].offline:
-            root = st.text_input(
-                "Local folder with the dataset",
-                key=f"tr_root_{dataset}",
-                help="MNIST/Fashion-MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; "
-                "folder: root/<class>/<images> or root/{train,test}/<class>/<images>. "
-                "Blank: the download cache.",
-            )
-        a1, a2, a3, a4 = st.columns(4)
-        arch = linked(a1.selectbox, f"tr_arch_{k}", rec["arch"], "Model", TRAINABLE_ARCHS, url_key="tr_arch")
-        epochs = int(number(a2, f"tr_epochs_{k}", int(rec["epochs"]), "Epochs", 1, 1000, "tr_epochs", first))
-        batch = int(
-            number(a3, f"tr_batch_{k}", 64 if family == "mnist" else 128, "Batch size", 1, 4096, "tr_batch", first)
-        )
-        seed = int(number(a4, f"tr_seed_{k}", 0, "Seed", 0, 2**31 - 1, "tr_seed", first))
-        inits, init_index = init_choices(dataset, cls.fine_tunes)
-        if cls.fine_tunes and init_index == 0:
-            st.info(
-                f"{cls.title} fine-tunes a clean model, and none of {dataset} is in the zoo yet: train a standard "
-                f"run on {dataset} first, then pick it under **Start from** (or start from a fresh initialisation)."
-            )
-        init_from = linked(
-            st.selectbox,
-            f"tr_init_{k}",
-            inits[init_index],
-            "Start from",
-            inits,
-            url_key="tr_init",
-            format_func=lambda n: n or "a fresh initialisation",
-            help="fine-tune a trained model of the zoo (same architecture, input size and classes)"
-            + (f"; {cls.title} starts from a clean model" if cls.fine_tunes else ""),
-        )
-        b1, b2, b3, b4 = st.columns(4)
-        optimizer = linked(b1.selectbox, f"tr_opt_{k}", rec["optimizer"], "Optimiser", OPTIMIZERS, url_key="tr_opt")
-        sched = linked(
-            b2.selectbox,
-            f"tr_sched_{k}",
-            rec["schedule"],
-            "Schedule",
-            SCHEDULES,
-            format_func=lambda s: SCHEDULE_HELP[s],
-            url_key="tr_sched",
-        )
-        lr = linked(
-            b3.number_input, f"tr_lr_{k}", float(rec["lr"]), "Learning rate (peak)", format="%.4g", url_key="tr_lr"
-        )
-        wd = linked(
-            b4.number_input,
-            f"tr_wd_{k}",
-            float(rec.get("weight_decay", 0.0)),
-            "Weight decay",
-            format="%.4g",
-            url_key="tr_wd",
-        )
-        e1, e0, e2, e3 = st.columns(4)
-        eps_key = f"tr_eps_{k}"
-        if first and eps_key not in st.session_state and st.query_params.get("tr_eps"):
-            st.session_state[eps_key] = st.query_params["tr_eps"][:64]  # ?tr_eps=0.3 or 8/255
-        try:
-            eps, eps_problem = param_input(LINF_EPS, eps_key, float(rec["eps"]), e1, help=EPS_HELP), None
-        except ParamError as exc:
-            eps, eps_problem = None, str(exc)
-        write("tr_eps", st.session_state[eps_key])
-        warm = linked(
-            e0.number_input,
-            f"tr_warm_{k}",
-            0.0,
-            "eps warm-up (fraction of training)",
-            min_value=0.0,
-            max_value=0.99,
-            format="%.2f",
-            url_key="tr_warm",
-            help="ramp the training eps linearly from 0 over this part",
-        )
-        crop = int(
-            number(e2, f"tr_crop_{k}", int(rec["crop_padding"]), "Random crop padding (px)", 0, 16, "tr_crop", first)
-        )
-        flip = linked(e3.checkbox, f"tr_flip_{k}", bool(rec["flip"]), "Random horizontal flips", url_key="tr_flip")
-        params, problems = {}, []
-        if cls.hyperparams:
-            st.markdown(f"**{cls.title}: hyperparameters**")
-            if first:
-                seed_from_url(cls.hyperparams, f"tr_hp_{k}", "tr_hp_")
-            params, problems = param_inputs(cls.hyperparams, f"tr_hp_{k}", cls.defaults(dataset))
-            write_to_url(cls.hyperparams, params, "tr_hp_")
-        st.markdown("**Evaluation and limits**")
-        d1, d2, d3, d4, d5 = st.columns(5)
-        val_size = int(number(d1, "tr_val", defaults.val_size, "Validation images", 0, 100_000))
-        eval_size = int(number(d2, "tr_eval_size", defaults.eval_size, "Held-out batch", 1, 10_000))
-        eval_steps = int(number(d3, "tr_eval_steps", defaults.eval_steps, "PGD steps (robust curve)", 0, 1000))
-        max_steps = int(number(d4, "tr_max_steps", 0, "Max steps (0: all)", 0, 10**9))
-        limit = int(number(d5, "tr_limit", 0, "Train images (0: all)", 0, 10**8))
-        f1, f2 = st.columns(2)
-        devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        device = synced(f1.selectbox, "tr_device", "auto", "Device", devices)
-        name = synced(f2.text_input, "tr_name", "", "Run name (optional)")
+        form_fields(ctx, values, problems)
         submitted = st.form_submit_button("Start", type="primary")
     st.session_state[URL_READ_KEY] = True
-    if not submitted:
-        return
-    if eps_problem:
-        problems.insert(0, eps_problem)
+    if submitted:
+        start_run(store, values, problems)
+
+
+def start_run(store: RunStore, values: dict, problems: list[str]) -> None:
     if problems:
         st.error("The run was not started:\n\n" + "\n\n".join(f"- {p}" for p in problems))
         return
-    cfg_dict = dict(
-        objective=obj_name,
-        objective_params=params,
-        dataset=dataset,
-        data_root=root.strip() or None,
-        arch=arch,
-        epochs=epochs,
-        batch_size=batch,
-        optimizer=optimizer,
-        lr=lr,
-        weight_decay=wd,
-        schedule=sched,
-        eps=eps,
-        eps_warmup=float(warm),
-        crop_padding=crop,
-        flip=flip,
-        val_size=val_size,
-        eval_size=eval_size,
-        eval_steps=eval_steps,
-        max_steps=max_steps,
-        limit_train=limit,
-        seed=seed,
-        device=device,
-        name=name.strip(),
-        init_from=init_from,
-    )
     try:
-        rec_run = jobs.submit(TrainConfig.from_dict(cfg_dict), store)
+        rec_run = jobs.submit(TrainConfig.from_dict(values), store)
     except jobs.DuplicateRun as exc:
         st.query_params["run"] = exc.run.id
         st.session_state["tr_run"] = exc.run.id

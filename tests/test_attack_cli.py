@@ -26,6 +26,7 @@ FAST_ARGS = {
     "apgd_t": ["--eps", "64/255", "--steps", "10", "--set", "targets=2"],
     "fab_t": ["--eps", "64/255", "--steps", "20", "--set", "targets=2"],
     "square_l2": ["--eps", "3", "--steps", "300"],
+    "square_l1": ["--eps", "30", "--steps", "300"],
     "apgd_ce_l2": ["--eps", "3", "--steps", "10"],
     "apgd_dlr_l2": ["--eps", "3", "--steps", "10"],
     "apgd_t_l2": ["--eps", "3", "--steps", "10", "--set", "targets=2"],

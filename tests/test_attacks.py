@@ -42,6 +42,7 @@ FAST = {
     "apgd_t": {"eps": 0.1, "steps": 8, "targets": 3},
     "fab_t": {"eps": 0.15, "steps": 8, "targets": 3},
     "square_l2": {"eps": 2.0, "steps": 200},
+    "square_l1": {"eps": 12.0, "steps": 100},
     "apgd_ce_l2": {"eps": 1.5, "steps": 8},
     "apgd_dlr_l2": {"eps": 1.5, "steps": 8},
     "apgd_t_l2": {"eps": 1.5, "steps": 8, "targets": 3},

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from advlens.evaluation import EvalSpec
 from advlens.evaluation import jobs as eval_jobs
-from advlens.training.store import RunStore
+from advlens.jobs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

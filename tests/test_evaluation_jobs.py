@@ -15,8 +15,7 @@ import pytest
 
 from advlens.evaluation import EvalConfigError, EvalSpec
 from advlens.evaluation import jobs as eval_jobs
-from advlens.training.store import RunStore, db_path
-from advlens.workers import cancel, wait
+from advlens.jobs import RunStore, cancel, db_path, wait
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +56,7 @@ def test_a_bad_spec_is_refused_before_a_run_exists():
 
 def test_an_evaluation_job_runs_in_its_own_process_and_persists_its_report():
     rec = eval_jobs.submit(spec(eps=[0.05, 0.1]))
-    assert rec.kind == "evaluate" and rec.objective == "quick" and rec.arch == "digits_small_cnn"
+    assert rec.kind == "evaluate" and rec.meta["suite"] == "quick" and rec.meta["models"] == ["digits_small_cnn"]
     assert rec.pid and rec.pid != os.getpid()
     rec = wait(rec.id, timeout=300)
     assert rec.status == "done", rec.message
@@ -117,7 +116,7 @@ def test_torchrun_shards_the_images_and_the_merged_result_equals_one_process(tmp
 
 
 def test_the_best_known_evaluation_prefers_the_standard_suite_and_a_finished_run_queues_a_quick_one(monkeypatch):
-    from advlens.evaluation.known import describe_best
+    from advlens.evaluation.known import describe_best, evaluation_of
     from advlens.training import jobs as train_jobs
     from advlens.zoo import get_entry
 
@@ -132,18 +131,19 @@ def test_the_best_known_evaluation_prefers_the_standard_suite_and_a_finished_run
         assert eval_jobs.execute(rec.id, store, echo=False).status == "done"
     text = describe_best("digits_small_cnn")
     assert "standard (AutoAttack" in text and "n = 8" in text and "upper bound" not in text
-    assert get_entry("digits_small_cnn").evaluation == text
+    assert evaluation_of(get_entry("digits_small_cnn")) == text
     # a finished training run queues the quick suite on its model (spawning is stubbed here)
     launched = []
     monkeypatch.setenv("ADVLENS_AUTO_EVALUATE", "1")
-    monkeypatch.setattr(eval_jobs, "spawn_worker", lambda run_id, command, store=None: launched.append(command) or 0)
+    monkeypatch.setattr(train_jobs, "spawn_worker", lambda run_id, command, store=None: launched.append(command) or 0)
     trained = store.create_run({"objective": "standard", "dataset": "digits", "arch": "small_cnn"}, "cpu")
     digits = _digits()
     monkeypatch.setattr("advlens.zoo.load_model", lambda name, device=None: digits)
     monkeypatch.setattr(eval_jobs, "check_spec", lambda s: s.validated())  # the run has no checkpoint here
     queued = train_jobs.queue_quick_evaluation(trained, store, log=lambda s: None)
     assert queued.config["suite"] == "quick" and queued.config["models"] == [trained.zoo_name]
-    assert queued.config["eps"] == [32 / 255] and launched
+    assert queued.config["eps"] == [32 / 255] and launched[0][-3:] == ["evaluate", "--run-id", queued.id]
+    assert queued.kind == "evaluate" and queued.meta["module"] == "advlens.evaluation.jobs"
 
 
 def _digits():

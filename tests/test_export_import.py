@@ -303,3 +303,26 @@ def test_home_import_box_takes_a_program_from_a_path(exported, tmp_path):
     at.button(key="ckpt_import_path").click().run()
     assert not at.exception and any("boxed" in s.value for s in at.success), [s.value for s in at.success]
     assert get_entry("boxed").arch == "torch_export"
+
+
+def test_a_program_exported_at_batch_1_gives_one_gradcam_map_per_image(tmp_path):
+    """The plain ``torch.export.export(net, (x,))`` fixes the batch at 1; the model runs larger inputs in
+    slices, and Grad-CAM (a hook on one layer) used to keep the last slice's map only (issue 25)."""
+    from advlens.attribution import compute_map
+
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    buf = io.BytesIO()
+    torch.export.save(torch.export.export(net, (torch.rand(1, 1, 8, 8),)), buf)
+    meta = json.dumps({"class_names": NAMES, "cam_layer": "features.4"}).encode()
+    import_checkpoint(buf.getvalue(), meta, "fixed.pt2")
+    model = load_model("fixed", device="cpu")
+    assert model.program_batch == 1
+    original = Classifier(net, ModelSpec("fixed", (1, 8, 8), tuple(NAMES), (0.0,), (1.0,))).eval()
+    x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 2, 1])
+    for method in ("gradcam", "gradcam++", "layercam"):
+        maps = compute_map(model, x, method, "net.features.4", y)
+        assert maps.shape == (3, 8, 8)
+        torch.testing.assert_close(maps, compute_map(original, x, method, "net.features.4", y), rtol=1e-4, atol=1e-6)
+    one = compute_map(model, x, "gradcam", "net.features.4", 2)  # one class for every image
+    torch.testing.assert_close(one[1], compute_map(model, x[1:2], "gradcam", "net.features.4", 2)[0])

@@ -515,8 +515,8 @@ def test_27_2_a_read_only_or_full_home_is_one_line(tmp_path, monkeypatch, capsys
     import errno
     import sqlite3
 
+    import advlens.jobs.store as store_mod
     import advlens.models.checkpoint as ckpt_mod
-    import advlens.training.store as store_mod
 
     ckpt = _small_checkpoint(tmp_path)
 
@@ -665,8 +665,8 @@ def _jpeg(im: Image.Image) -> bytes:
 
 # 6. torn .tmp files of a worker killed mid-write
 def test_27_6_stale_temporary_files_are_removed_on_resume():
+    from advlens.jobs.store import RunStore
     from advlens.training.loop import Trainer
-    from advlens.training.store import RunStore
 
     store = RunStore()
     cfg = TrainConfig.from_dict({"objective": "standard", "dataset": "digits", "epochs": 1, "max_steps": 2})

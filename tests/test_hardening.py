@@ -154,9 +154,9 @@ def test_a_transparent_drawing_is_composited_onto_white_and_the_user_is_told():
 
 # 7. The training form started runs by accident --------------------------------------------------
 def test_the_same_config_twice_starts_one_run(monkeypatch):
+    from advlens.jobs.store import RunStore
     from advlens.training import jobs
     from advlens.training.config import TrainConfig
-    from advlens.training.store import RunStore
 
     monkeypatch.setattr(jobs, "spawn_worker", lambda run_id, command, store=None: 0)  # no worker process
     store = RunStore()

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from advlens.attacks import ATTACKS
 from advlens.data import load_dataset
+from advlens.models.robustbench import get_catalog_entry, is_robustbench_name
 from advlens.zoo import get_entry
 from dashboard.lesson_catalog import LESSONS
 from dashboard.links import PAGE_FILES as PAGES
@@ -17,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 
 
-def test_at_least_eight_complete_lessons():
-    assert len(LESSONS) >= 8
+def test_twelve_complete_lessons():
+    assert len(LESSONS) == 12
     assert len({lesson.slug for lesson in LESSONS}) == len(LESSONS)
     for lesson in LESSONS:
         assert lesson.goal and lesson.idea and lesson.look_for and lesson.question and lesson.answer
@@ -35,7 +36,10 @@ def test_lesson_links_name_things_that_exist(lesson):
     for step in lesson.steps:
         p = step.params
         for key in ("model", "cmp_a", "cmp_b", "tr_init"):
-            if key in p:
+            if key in p and is_robustbench_name(p[key]):
+                assert p[key] in lesson.needs  # the Lessons page offers its download
+                get_catalog_entry(p[key])  # KeyError if the catalogue does not have it
+            elif key in p:
                 get_entry(p[key])  # KeyError if the zoo does not have it
         for key in ("attack", "cmp_attack"):
             if key in p:
@@ -112,3 +116,26 @@ def test_a_lesson_link_forgets_old_settings_but_remembers_its_lesson():
     at.run()
     assert not at.exception
     assert at.markdown[0].value == f"topic={LESSONS[1].slug} att_k=20"
+
+
+def test_the_robust_gradients_lesson_offers_the_downloads_it_needs():
+    """Lesson 12 compares two RobustBench WideResNets: not downloaded here, so the lesson says so and shows
+    a download button and the offline command for each; its shipped-model links still resolve."""
+    lesson = LESSONS[-1]
+    assert lesson.slug == "perceptually-aligned-gradients"
+    assert lesson.needs == ("rb:cifar10/Linf/Standard", "rb:cifar10/Linf/Carmon2019Unlabeled")
+    methods = [(s.params["model"], s.params["att_method"]) for s in lesson.steps]
+    for name in lesson.needs:
+        assert (name, "saliency") in methods and (name, "gradcam") in methods
+    images = {s.params["image_sample"] for s in lesson.steps}
+    assert len(images) == 1  # the same CIFAR-10 image throughout
+    at = AppTest.from_file(str(ROOT / "dashboard/lessons.py"), default_timeout=120)
+    at.query_params["topic"] = lesson.slug
+    at.run()
+    assert not at.exception
+    assert any("needs 2 RobustBench model(s) that are not downloaded yet" in w.value for w in at.warning)
+    assert [b.label for b in at.button] == [
+        f"Download {name} ({size})" for name, size in zip(lesson.needs, ("146 MB", "153 MB"))
+    ]
+    commands = [c.value for c in at.caption if "fetch-model" in c.value]
+    assert all(any(f"python -m advlens fetch-model {n} --from FILE" in c for c in commands) for n in lesson.needs)

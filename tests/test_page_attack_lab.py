@@ -3,6 +3,7 @@ the URL, bad settings show st.error, the scrubber, the minimal-eps finder and th
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -47,8 +48,12 @@ def test_every_attack_runs_with_its_defaults(name):
     charts = [c.proto.spec for c in at.get("plotly_chart")]
     assert sum("top-5" in c for c in charts) == 2
     assert len(at.get("download_button")) == 2
+    label_only = name.startswith("hopskipjump")  # + distance against label queries
     if ATTACKS[name].iterative:
-        assert len(at.select_slider) == 1 and len(charts) == 5  # + loss, confidence, norms
+        assert len(at.select_slider) == 1 and len(charts) == 5 + label_only  # + loss, confidence, norms
+    assert ("Distance against label queries" in " ".join(charts)) == label_only
+    if name.startswith("fmn_"):  # the curve mode waits for its button
+        assert at.button(key="atk_curve_run").label == "Run on n images"
     if ATTACKS[name].norm == "Linf":
         assert levels(m["L-inf"]) <= 32 + 1e-3  # the digits default budget, 32/255
     assert at.query_params["attack"] == [name] or at.query_params["attack"] == name
@@ -177,3 +182,52 @@ def test_switching_model_restores_that_models_defaults():
     assert at.text_input(key="atk_fgsm_eps").value == "2/255"  # the ImageNet default
     assert at.selectbox(key="atk_target").value == -1
     assert "Egyptian cat" in " ".join(c.proto.spec for c in at.get("plotly_chart"))  # chelsea, the first photo
+
+
+@pytest.mark.parametrize("name,unit", [("hopskipjump", "L2"), ("hopskipjump_linf", "L-inf (x/255)")])
+def test_label_only_attacks_plot_distance_against_queries(name, unit):
+    at = page(attack=name, steps=4, image_src="Dataset item", image_ds="digits", image_idx=3)
+    assert not at.exception and not errors(at)
+    chart = next(c for c in at.get("plotly_chart") if "Distance against label queries" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    queries, dist = spec["data"][0]["x"], spec["data"][0]["y"]
+    assert len(queries) == 5 and queries == sorted(queries) and queries[0] > 0  # after the start, then 4 iterations
+    assert dist[-1] <= dist[0] and spec["layout"]["yaxis"]["title"]["text"] == unit
+    assert any("queries in all for this image" in c.value for c in at.caption)
+
+
+def test_fmn_curve_mode_on_n_images():
+    at = page(attack="fmn_linf", steps=20)
+    assert not at.exception and not errors(at)
+    assert not any("FMN)" in c.proto.spec for c in at.get("plotly_chart"))  # only on a click
+    at.selectbox(key="atk_curve_ds").set_value("digits")
+    at.number_input(key="atk_curve_n").set_value(8)
+    at.button(key="atk_curve_run").click().run()
+    assert not at.exception and not errors(at)
+    chart = next(c for c in at.get("plotly_chart") if "upper bound from one attack (FMN)" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    acc = spec["data"][1]["y"]
+    assert acc[0] == 100.0 and acc == sorted(acc, reverse=True) and acc[-1] < 100.0
+    assert spec["layout"]["xaxis"]["title"]["text"] == "eps (L-inf, x/255)"
+    m = metrics(at)
+    assert m["Images"] == "8" and "/255" in m["Median smallest perturbation found"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Images: the first 8 images of the digits test split" in captions and "fmn_linf (steps=20" in captions
+
+
+def test_fmn_curve_refuses_a_dataset_of_other_classes(monkeypatch):
+    from advlens.data import ImageDataset
+    from dashboard import minimal_norm_section as section
+
+    real = section.cached_dataset
+
+    def renamed(name, split, root):
+        ds = real(name, split, root)
+        return ImageDataset(ds.name, ds.pixels, ds.labels, tuple(f"c{i}" for i in range(10)), ds.split)
+
+    monkeypatch.setattr(section, "cached_dataset", renamed)
+    at = page(attack="fmn_l2", steps=5)
+    at.number_input(key="atk_curve_n").set_value(4)
+    at.button(key="atk_curve_run").click().run()
+    assert not at.exception
+    assert any("Curve settings rejected" in e and "classes are not the model's" in e for e in errors(at)), errors(at)

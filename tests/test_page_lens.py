@@ -117,3 +117,23 @@ def test_features_page_and_bad_input(digits_test):
     at.text_input(key="feat_layer_text").set_value("bogus.layer").run()
     assert not at.exception
     assert any("no layer 'bogus.layer'" in e for e in errors(at))
+
+
+def test_attention_page_compares_a_second_model_on_the_same_image():
+    """The toggle shows another model's clean and adversarial maps on the page's image; only models of
+    the same input size are offered, and the transfer outcome is named."""
+    at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT)
+    at.query_params["att_second_on"] = "1"
+    at.query_params["att_second"] = "mnist_small_cnn_pgd_at"
+    at.run()
+    assert not at.exception, at.exception
+    assert errors(at) == []
+    picker = at.selectbox(key="att_second")
+    assert picker.value == "mnist_small_cnn_pgd_at"
+    offered = {str(o) for o in picker.options}
+    assert not any("cifar10" in o or "efficientnet" in o for o in offered)  # other input sizes are not offered
+    lines = [m.value for m in at.markdown if "mnist_small_cnn_pgd_at" in m.value and "transfer attack" in m.value]
+    assert len(lines) == 1, [m.value for m in at.markdown]
+    captions = [i.caption for im in at.get("image") for i in im.proto.imgs]
+    assert sum(c.startswith("clean ·") for c in captions) == 2, captions  # the page's model, then the second
+    assert sum(c.startswith("adversarial ·") for c in captions) == 2, captions

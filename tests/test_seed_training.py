@@ -10,10 +10,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from advlens.jobs.store import RunStore
 from advlens.models import load_checkpoint, save_checkpoint
 from advlens.training import jobs
 from advlens.training.config import TrainConfig
-from advlens.training.store import RunStore
 from defenses.denoise_block import DenoiseBlock
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -168,8 +168,9 @@ def test_build_model_refuses_unknown_names_and_foreign_evaluations(tmp_path):
 
 
 def test_zoo_shows_the_shipped_evaluation_with_its_protocol():
+    from advlens.evaluation.known import evaluation_of
     from advlens.zoo import get_entry
 
     for name in SHIPPED:
-        text = get_entry(name).evaluation
+        text = evaluation_of(get_entry(name))
         assert text and "shipped with the model" in text and "AutoAttack" in text and "n = " in text

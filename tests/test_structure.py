@@ -153,3 +153,94 @@ def test_only_the_plugin_loader_imports_defenses_at_run_time():
     """After every architecture and objective is built, ``defenses`` was imported by the loader only."""
     out = subprocess.run([sys.executable, "-c", RUNTIME_CHECK], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+# The layers, lowest first. A module may import modules of its own layer or of lower layers, never of
+# a higher one. A module's layer is the first rule whose prefix names it (the longest prefix wins).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "basics",
+        (
+            "advlens",
+            "advlens.paths",
+            "advlens.device",
+            "advlens.params",
+            "advlens.safe_files",
+            "advlens.safe_json",
+            "advlens.budget",
+            "advlens.registry",
+            "advlens.intervals",  # Clopper-Pearson intervals: statistics every layer reports
+        ),
+    ),
+    (
+        "engine",
+        (
+            "advlens.data",
+            "advlens.models",
+            "advlens.attacks",
+            "advlens.attribution",
+            "advlens.transforms",
+            "advlens.predict",
+            "advlens.threads",  # the CPU's turns: it releases the models' locks (advlens.models.modes)
+        ),
+    ),
+    ("zoo", ("advlens.zoo",)),
+    ("jobs", ("advlens.jobs",)),
+    (
+        "features",
+        (
+            "advlens.training",
+            "advlens.evaluation",
+            "advlens.perturbations",
+            "advlens.smoothing",
+            "advlens.corruptions",
+            "advlens.certify",
+            "advlens.attention_study",
+            "advlens.showcase",
+        ),
+    ),
+    ("cli", ("advlens.cli", "advlens.__main__")),
+    ("plugins", ("advlens.plugins", "defenses")),
+    ("dashboard", ("dashboard",)),
+]
+# The one allowed reach upwards: the plugin loader names its plugins (defenses) by entry point and is
+# asked for them by the registries of the engine (architectures, objectives).
+ALLOWED_UP = {"advlens.plugins"}
+
+
+def layer_of(module: str) -> int | None:
+    best, found = -1, None
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, found = len(p), rank
+    return found
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    out = []
+    for src, deps in sorted(graph.items()):
+        a = layer_of(src)
+        for dst in sorted(deps):
+            b = layer_of(dst)
+            if a is None or b is None or dst in ALLOWED_UP:
+                continue
+            if b > a:
+                out.append(f"{src} ({LAYERS[a][0]}) -> {dst} ({LAYERS[b][0]})")
+    return out
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in import_graph() if layer_of(m) is None)
+    assert not missing, "modules with no layer in LAYERS: " + ", ".join(missing)
+
+
+def test_no_module_imports_a_higher_layer():
+    edges = upward_imports(import_graph())
+    assert not edges, f"{len(edges)} upward import(s):\n" + "\n".join(edges)
+
+
+def test_the_layer_rule_finds_upward_imports():
+    graph = {"advlens.zoo": {"advlens.jobs.store", "advlens.models"}, "advlens.jobs.store": {"advlens.paths"}}
+    assert upward_imports(graph) == ["advlens.zoo (zoo) -> advlens.jobs.store (jobs)"]
+    assert layer_of("advlens.jobs") == 3 and layer_of("advlens.models.robustbench.store") == 1

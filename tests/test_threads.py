@@ -160,3 +160,48 @@ def test_a_waiter_interrupted_in_line_leaves_it(monkeypatch):
         t.join(10)
         assert errors == ["rerun"] and gate.waiting == 0
     assert gate.running == 0
+
+
+def test_a_long_call_lets_the_waiting_ones_go_first_and_keeps_its_random_state(monkeypatch):
+    import torch
+
+    from advlens.models.modes import eval_mode, model_lock
+
+    model = torch.nn.Linear(2, 2)  # both calls use it: the paused one must not keep it locked
+    monkeypatch.setattr(threads, "set_threads", lambda n: None)
+    monkeypatch.setattr(threads, "TURN_S", 0.0)
+    gate = threads.Gate(plan=lambda: (1, 1))
+    started, order, draws = threading.Event(), [], []
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+
+    def long_call():
+        with gate.slot(), eval_mode(model), eval_mode(model):
+            torch.manual_seed(5)
+            draws.append(torch.rand(2))
+            started.set()
+            _wait_until(lambda: gate.waiting == 1, "the short call to wait in line")
+            assert gate.take_turns()  # its turn is over and the short call waits: it steps aside
+            order.append("long resumed")
+            draws.append(torch.rand(2))
+            assert model_lock(model)._is_owned()  # its model's lock back, as deep as before
+            assert not gate.take_turns()  # nobody waits now: it runs on
+        assert not model_lock(model)._is_owned()
+
+    def short_call():
+        with gate.slot(), eval_mode(model):
+            order.append("short")
+            torch.manual_seed(99)  # another session's seed, between the long call's steps
+            torch.rand(10)
+
+    t1 = threading.Thread(target=long_call, daemon=True)  # a deadlock fails the test, never hangs it
+    t1.start()
+    assert started.wait(10)
+    t2 = threading.Thread(target=short_call, daemon=True)
+    t2.start()
+    t1.join(10)
+    t2.join(10)
+    assert order == ["short", "long resumed"]
+    assert torch.equal(torch.cat(draws), expected)  # as if the short call had not run in between
+    assert gate.running == 0 and gate.waiting == 0
+    assert not gate.take_turns()  # outside a slot: nothing to give up

@@ -15,11 +15,11 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
+from advlens.jobs.store import RunStore
 from advlens.models import load_checkpoint
 from advlens.training import distributed, jobs
 from advlens.training.config import TrainConfig
 from advlens.training.loop import Trainer
-from advlens.training.store import RunStore
 
 CFG = dict(
     objective="standard",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from advlens.jobs.store import RunStore, db_path
 from advlens.training import jobs
-from advlens.training.store import RunStore, db_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "dashboard/training.py")

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from advlens.cli import main as cli_main
+from advlens.jobs.store import RunStore, db_path, read_log_tail
 from advlens.models import CheckpointError, load_checkpoint
 from advlens.training import jobs
 from advlens.training.config import ConfigError, TrainConfig
 from advlens.training.objectives import EpochVerdict, register
 from advlens.training.state import load_training_state, read_pointer
-from advlens.training.store import RunStore, db_path, read_log_tail
 from defenses.objectives.standard import Standard
 
 TINY = dict(

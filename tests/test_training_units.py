@@ -11,12 +11,12 @@ import sys
 import pytest
 import torch
 
+from advlens.jobs.store import RunStore, db_path, process_start
 from advlens.training import schedule
 from advlens.training.augment import Augment, random_crop, random_flip
 from advlens.training.config import ConfigError, TrainConfig, validate
 from advlens.training.objectives import get_objective, list_objectives
 from advlens.training.state import optimizer_from_tensors, optimizer_to_tensors
-from advlens.training.store import RunStore, db_path, process_start
 
 
 def test_onecycle_matches_torch_onecyclelr_including_adam_beta1():
@@ -141,7 +141,7 @@ def test_optimizer_state_round_trips_through_tensors_and_json():
         ({"dataset": "mnist"}, "not available offline"),
         ({"dataset": "folder", "data_root": "/nonexistent/images"}, "does not exist"),
         ({"dataset": "folder"}, "needs a folder"),
-        ({"optimizer": "lion"}, "unknown optimizer"),
+        ({"optimizer": "lion"}, "optimizer must be one of sgd, adam"),
         ({"arch": "vgg"}, "unknown architecture"),
         ({"objective": "pgd_at", "objective_params": {"steps": 0}}, "steps must be >= 1"),
         ({"objective": "trades", "objective_params": {"gamma": 1}}, "unknown hyperparameter"),

@@ -148,7 +148,7 @@ def test_saved_perturbations_round_trip_and_refuse_bad_files():
 
 
 def test_a_perturbation_job_runs_in_the_run_store_and_saves_its_result(digits_model):
-    from advlens.training.store import RunStore
+    from advlens.jobs.store import RunStore
 
     spec = jobs.PerturbationSpec(
         method="universal",
@@ -162,8 +162,8 @@ def test_a_perturbation_job_runs_in_the_run_store_and_saves_its_result(digits_mo
     )
     jobs.check_spec(spec)
     store = RunStore()
-    rec = store.create_run(spec.row(), "cpu", kind=jobs.KIND)
-    assert rec.objective == "universal" and rec.arch == "digits_small_cnn" and rec.status == "queued"
+    rec = store.create_run(spec.row(), "cpu", kind=jobs.KIND, meta=jobs.PerturbationJob().describe(spec.row()))
+    assert rec.meta["method"] == "universal" and rec.meta["model"] == "digits_small_cnn" and rec.status == "queued"
     rec = jobs.execute(rec.id, store, echo=False)
     assert rec.status == "done", rec.message
     assert rec.metrics["heldout_n"] == 40 and 0 <= rec.metrics["heldout_rate"] <= 1
@@ -225,3 +225,65 @@ def test_the_attack_lab_applies_a_saved_patch():
     assert "targeted success on held-out images: 50.0%" in text and "n = 10" in text
     labels = {m.label: m.value for m in at.metric}
     assert labels["Target reached"] in ("yes", "no") and "Prediction with it" in labels
+
+
+@pytest.mark.parametrize("method", ["patch", "universal"])
+def test_a_stopped_perturbation_job_continues_from_its_saved_step(method, tmp_path):
+    """A job stopped half-way continues from its last saved state and ends where an uninterrupted run
+    ends; a state of another spec, or a torn one, is ignored."""
+    from advlens.perturbations import state
+
+    params = (
+        {"area": 0.1, "steps": 12, "batch_size": 16, "lr": 0.1}
+        if method == "patch"
+        else {"eps": 0.2, "steps": 6, "batch_size": 32}
+    )
+    spec = jobs.PerturbationSpec(
+        method=method, model="digits_small_cnn", dataset="digits", name=f"whole-{method}", n=48,
+        heldout_split="test", heldout_n=20, params=params, target=3 if method == "patch" else None,
+    )  # fmt: skip
+    whole = jobs.run_spec(spec, log=lambda s: None, state_dir=tmp_path / "whole")
+    assert not (tmp_path / "whole" / state.FILE).exists()  # a finished job leaves no state behind
+
+    half = jobs.PerturbationSpec(**{**spec.to_dict(), "name": f"half-{method}"})
+    folder = tmp_path / "half"
+    calls = {"n": 0}
+
+    def stop_half_way():
+        calls["n"] += 1
+        return calls["n"] > params["steps"] // 2
+
+    jobs.train_perturbation(half, load_digits_model(), *training_xy(half), None, stop_half_way, folder, print)
+    saved_state = state.read_state(folder, state_key(half), log=lambda s: None)
+    assert saved_state is not None and saved_state["step"] == params["steps"] // 2 + 1  # saved as it stopped
+
+    logged = []
+    resumed = jobs.run_spec(half, log=logged.append, state_dir=folder)
+    assert any("continuing from step" in line for line in logged)
+    assert len(resumed["history"]) == len(whole["history"]) == params["steps"]
+    a, b = saved.load(f"whole-{method}").tensor, saved.load(f"half-{method}").tensor
+    assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+    assert resumed["heldout"]["rate"] == pytest.approx(whole["heldout"]["rate"], abs=0.051)  # one image of 20
+
+    # another spec does not pick up this state; a torn file is ignored with a line in the log
+    state.write_state(folder, state_key(half), saved_state)
+    other = jobs.PerturbationSpec(**{**half.to_dict(), "seed": 1})
+    assert state.read_state(folder, state_key(other), log=logged.append) is None
+    (folder / state.FILE).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{torn")
+    assert state.read_state(folder, state_key(half), log=logged.append) is None
+    assert "another version" in logged[-2] and "unreadable" in logged[-1]
+
+
+def load_digits_model():
+    from advlens.zoo import load_model
+
+    return load_model("digits_small_cnn", "cpu")
+
+
+def training_xy(spec):
+    x, y, _ = jobs.training_images(spec, lambda s: None)
+    return x, y
+
+
+def state_key(spec):
+    return {k: v for k, v in spec.to_dict().items() if k not in ("device", "replace")}

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..params import Param
 from .base import Attack, AttackConfigError, steps
 from .losses import ce_objective, is_success, margin
+from .resumable import Resumable
 
 
 def patch_side(area: float, height: int, width: int) -> int:
@@ -108,7 +109,7 @@ def apply_patch(x: torch.Tensor, patch: torch.Tensor, placement: Placement) -> t
     return (x * (1 - alpha) + rgb).clamp(0.0, 1.0)
 
 
-class AdversarialPatch(Attack):
+class AdversarialPatch(Resumable, Attack):
     name = "patch"
     title = "Adversarial patch (EOT)"
     paper = "Brown et al. 2017, arXiv 1712.09665"
@@ -133,8 +134,10 @@ class AdversarialPatch(Attack):
             raise AttackConfigError(f"a patch of {self.area:g} of a {h}x{w} image is less than 2x2 pixels")
         param = torch.rand(c, side, side).to(x.device).requires_grad_(True)
         adam = _Adam(param, self.lr)
-        self.history: list[float] = []  # the targeted success on each step's batch
-        for step in range(self.steps):
+        state = {"patch": param, "adam_m": adam.m, "adam_v": adam.v}
+        start, self.history = self.restored(state)  # history: the targeted success on each step's batch
+        adam.t = start  # one Adam step per step
+        for step in range(start, self.steps):
             adam.lr = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))  # cosine decay to 0
             idx = torch.randint(n, (min(self.batch_size, n),)).to(x.device)
             yb, tb = y[idx], target[idx] if target is not None else None
@@ -149,7 +152,9 @@ class AdversarialPatch(Attack):
                 (g,) = torch.autograd.grad((xb * grad_x).sum() / -len(idx), param)
             adam.step(g)
             self.history.append(float(is_success(logits, yb, tb).float().mean()))
-            if self.tick(step + 1, self.steps):
+            stop = self.tick(step + 1, self.steps)
+            self.checkpoint(step + 1, state, self.history, force=stop)
+            if stop:
                 break
         self.patch = param.detach().clone()
         placement = sample_placements(n, side, (h, w), self.min_scale, self.max_rotation)

@@ -18,7 +18,7 @@ from .input_diversity import DIFGSM, TIFGSM
 from .mifgsm import MIFGSM
 from .pgd import PGD, PGDL2
 from .sparse_rs import SparseRS
-from .square import Square, SquareL2
+from .square import Square, SquareL1, SquareL2
 from .stepll import StepLL
 
 ATTACKS: Registry[type[Attack]] = Registry(
@@ -33,6 +33,7 @@ ATTACKS: Registry[type[Attack]] = Registry(
         CWL2,
         Square,
         SquareL2,
+        SquareL1,
         APGD,
         APGDDLR,
         APGDT,

@@ -1,4 +1,4 @@
-"""Square Attack, L-inf and L2 (Andriushchenko, Croce, Flammarion and Hein 2020, arXiv 1912.00049).
+"""Square Attack, L-inf, L2 and L1 (Andriushchenko, Croce, Flammarion and Hein 2020, arXiv 1912.00049).
 
 A score-based black-box attack: it only reads the model's logits, never a gradient, and runs
 entirely under ``torch.no_grad()``, which makes it the standard check for gradient masking.
@@ -16,6 +16,12 @@ L2 (:class:`SquareL2`) starts from a grid of "pseudo-Gaussian" square bumps scal
 eps-sphere; each iteration moves the perturbation's mass of a second random square into a new
 bump in the first one, keeping the total norm at eps (the proposal of the paper's section 3.2).
 
+L1 (:class:`SquareL1`) is the version of AutoAttack's L1 standard suite (Croce and Hein 2021,
+arXiv 2103.01208; ``autoattack/square.py``, ``norm == 'L1'``): the same mass-moving proposal with
+bumps of weight 1 / (r + 1)^4 normalised in L1, each candidate projected onto the intersection of the
+eps-L1-ball and the [0, 1] box (:func:`.apgd_l1.project_l1_box`, the exact projection the official
+``L1_projection`` computes).
+
 The recorded loss is the negative logit margin (it crosses 0 on success).
 """
 
@@ -26,6 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .apgd_l1 import l1_eps, project_l1_box
 from .base import Attack, Param, l2_eps, linf_eps, steps
 from .losses import margin
 from .trajectory import Rows
@@ -170,30 +177,13 @@ class SquareL2(Square):
         return (xc + float(self.eps) * delta / _norm(delta, (1, 2, 3)).clamp_min(1e-12)).clamp_(0.0, 1.0)
 
     def initial(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        side = max(h // 5, 1)
-        margin_px = (h - side * 5) // 2 if h >= 5 else 0
-        delta = torch.zeros_like(x)
-        for top in range(margin_px, h - side + 1, side):
-            for left in range(margin_px, w - side + 1, side):
-                delta[:, :, top : top + side, left : left + side] += _bump(side, x.device) * _signs(
-                    (n, c, 1, 1), x.device
-                )
-        return self._to_sphere(x, delta)
+        return self._to_sphere(x, _bump_grid(x, _bump))
 
     def propose(self, xc: torch.Tensor, xb: torch.Tensor, it: int) -> torch.Tensor:
         k, c, h, w = xc.shape
         eps = float(self.eps)
         delta = xb - xc
-        side = max(round(math.sqrt(self.fraction(it) * h * w)), 3)
-        side = min(side + (side % 2 == 0), h, w)
-        top, left = (int(v) for v in torch.randint(0, h - side + 1, (2,)))
-        top2, left2 = (int(v) for v in torch.randint(0, w - side + 1, (2,)))
-        win = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
-        win2 = (slice(None), slice(None), slice(top2, top2 + side), slice(left2, left2 + side))
-        mask = torch.zeros_like(xc)
-        mask[win] = 1.0
-        mask[win2] = 1.0
+        side, win, win2, mask = _two_windows(xc, self.fraction(it))
         old = delta[win]
         spare = (eps**2 - _norm(delta, (1, 2, 3)).square()).clamp_min(0.0) / c  # unused budget, per channel
         mass = _norm(delta * mask, (2, 3)).square()  # what the two windows hold, per channel
@@ -202,3 +192,96 @@ class SquareL2(Square):
         delta[win2] = 0.0
         delta[win] = new
         return self._to_sphere(xc, delta)
+
+
+def _l1(t: torch.Tensor, dims) -> torch.Tensor:
+    return t.abs().sum(dim=dims, keepdim=True)
+
+
+def _bump_rect_l1(rows: int, cols: int, device) -> torch.Tensor:
+    """Concentric rectangles of weight 1 / (r + 1)^4 around the centre, unit L1 norm (the official
+    ``eta_rectangles`` for L1)."""
+    out = torch.zeros(rows, cols, device=device)
+    r0, c0 = rows // 2, cols // 2
+    for r in range(max(rows // 2 + 1, cols // 2 + 1)):
+        out[max(r0 - r, 0) : min(r0 - r + 2 * r + 1, rows), max(c0 - r, 0) : min(c0 - r + 2 * r + 1, cols)] += (
+            1.0 / (r + 1) ** 4
+        )
+    return out / out.abs().sum().clamp_min(1e-12)
+
+
+def _bump_l1(side: int, device) -> torch.Tensor:
+    """The L1 square: a positive bump over a negative one, unit L1 norm, randomly transposed."""
+    out = torch.zeros(side, side, device=device)
+    if side // 2:
+        out[: side // 2] = _bump_rect_l1(side // 2, side, device)
+    out[side // 2 :] = -_bump_rect_l1(side - side // 2, side, device)
+    out /= out.abs().sum().clamp_min(1e-12)
+    return out.t() if bool(torch.rand(()) > 0.5) else out
+
+
+class SquareL1(Square):
+    """Square in L1, as AutoAttack's L1 standard suite runs it (``autoattack/square.py``, L1 branch).
+
+    Start: a grid of L1 bumps (side H // 5) with a random sign per image and channel, projected onto
+    the eps-L1-ball and the box. Each iteration: two random windows of side s (odd, at least 3); the
+    new content of the first is a fresh bump plus its old content (each normalised per channel),
+    rescaled per channel to (the unused budget / c + the mass both windows held) * c; the second
+    window is emptied; the whole perturbation is projected onto the L1 ball and the box (radius
+    eps (1 - 1e-6), as the official code). Windows may start at any position that fits (the official
+    ``random_int(0, h - s)`` never picks the last one).
+    """
+
+    name = "square_l1"
+    title = "Square (L1, black-box)"
+    norm = "L1"
+    PARAMS = (l1_eps(),) + Square.PARAMS[1:]
+
+    def _project(self, xc: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return (xc + project_l1_box(xc, delta, float(self.eps) * (1.0 - 1e-6))).clamp_(0.0, 1.0)
+
+    def initial(self, x: torch.Tensor) -> torch.Tensor:
+        return self._project(x, _bump_grid(x, _bump_l1))
+
+    def propose(self, xc: torch.Tensor, xb: torch.Tensor, it: int) -> torch.Tensor:
+        k, c, h, w = xc.shape
+        eps = float(self.eps)
+        delta = xb - xc
+        side, win, win2, mask = _two_windows(xc, self.fraction(it))
+        old = delta[win]
+        spare = (eps - _l1(delta, (1, 2, 3))).clamp_min(0.0)  # unused budget of the whole image
+        mass = _l1(delta * mask, (2, 3))  # what the two windows hold, per channel
+        new = _bump_l1(side, xc.device) * _signs((k, c, 1, 1), xc.device) + old / (_l1(old, (2, 3)) + 1e-12)
+        new = new / (_l1(new, (2, 3)) + 1e-12) * (spare / c + mass) * c
+        delta[win2] = 0.0
+        delta[win] = new
+        return self._project(xc, delta)
+
+
+def _bump_grid(x: torch.Tensor, bump) -> torch.Tensor:
+    """The start of Square in L2 and L1: a grid of bumps of side H // 5, a random sign per image and
+    channel in each cell (before the projection onto the ball)."""
+    n, c, h, w = x.shape
+    side = max(h // 5, 1)
+    margin_px = (h - side * 5) // 2 if h >= 5 else 0
+    delta = torch.zeros_like(x)
+    for top in range(margin_px, h - side + 1, side):
+        for left in range(margin_px, w - side + 1, side):
+            delta[:, :, top : top + side, left : left + side] += bump(side, x.device) * _signs((n, c, 1, 1), x.device)
+    return delta
+
+
+def _two_windows(xc: torch.Tensor, fraction: float):
+    """One iteration's two random windows of Square in L2 and L1: side s (odd, at least 3, covering
+    about ``fraction`` of the image), their slices and the mask of both (the official code's windows)."""
+    _, _, h, w = xc.shape
+    side = max(round(math.sqrt(fraction * h * w)), 3)
+    side = min(side + (side % 2 == 0), h, w)
+    top, left = (int(v) for v in torch.randint(0, h - side + 1, (2,)))
+    top2, left2 = (int(v) for v in torch.randint(0, w - side + 1, (2,)))
+    win = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
+    win2 = (slice(None), slice(None), slice(top2, top2 + side), slice(left2, left2 + side))
+    mask = torch.zeros_like(xc)
+    mask[win] = 1.0
+    mask[win2] = 1.0
+    return side, win, win2, mask

@@ -34,7 +34,7 @@ class TransferMatrix:
     images: int
 
     def interval(self, i: int, j: int) -> tuple[float, float]:
-        from ..evaluation.intervals import clopper_pearson
+        from ..intervals import clopper_pearson
 
         return clopper_pearson(self.count[i][j], self.n[j])
 

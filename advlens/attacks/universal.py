@@ -21,6 +21,7 @@ import torch
 from ..params import Param
 from .base import Attack, linf_eps, linf_step_size, steps
 from .losses import is_success, margin
+from .resumable import Resumable
 
 
 def add_universal(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -28,7 +29,7 @@ def add_universal(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return (x + delta.reshape(1, *x.shape[1:]).to(x)).clamp(0.0, 1.0)
 
 
-class UniversalPerturbation(Attack):
+class UniversalPerturbation(Resumable, Attack):
     name = "universal"
     title = "Universal perturbation (SGD)"
     paper = "Moosavi-Dezfooli et al. 2017, arXiv 1610.08401; SGD variant: Shafahi et al. 2020, arXiv 1811.11304"
@@ -49,8 +50,8 @@ class UniversalPerturbation(Attack):
         batches = math.ceil(n / self.batch_size)
         # the fooling rate over each epoch's batches (each seen with the perturbation as it was then): free,
         # from the logits the gradient steps compute anyway
-        self.history: list[float] = []
-        for epoch in range(self.steps):
+        start, self.history = self.restored({"delta": delta})
+        for epoch in range(start, self.steps):
             order = torch.randperm(n).to(x.device)
             fooled = 0
             for b in range(batches):
@@ -64,7 +65,9 @@ class UniversalPerturbation(Attack):
                 fooled += int(is_success(logits, y[idx], tb).sum())
                 delta = (delta + alpha * grad.sum(0, keepdim=True).sign()).clamp_(-self.eps, self.eps)
             self.history.append(fooled / n)
-            if self.tick(epoch + 1, self.steps):
+            stop = self.tick(epoch + 1, self.steps)
+            self.checkpoint(epoch + 1, {"delta": delta}, self.history, force=stop)
+            if stop:
                 break
         self.delta = delta[0].detach()
         return add_universal(x, delta)

@@ -23,6 +23,7 @@ def register(sub) -> None:
 
 
 def run_models(args) -> int:
+    from ..evaluation.known import evaluation_of
     from ..zoo import list_models
 
     if getattr(args, "robustbench", False):
@@ -37,8 +38,9 @@ def run_models(args) -> int:
         acc = e.metrics.get("test_accuracy")
         extra = f"  test acc {acc * 100:.1f}%" if isinstance(acc, (int, float)) else ""
         print(f"{e.name:<28s} {e.arch:<20s} {e.dataset:<10s} [{e.source}] {e.description}{extra}")
-        if e.evaluation:
-            print(f"{'':<28s} best-known evaluation: {e.evaluation}")
+        known = evaluation_of(e)
+        if known:
+            print(f"{'':<28s} best-known evaluation: {known}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m advlens certify --model M --sigma 0.25 --n 10000 --images 100 --out certify.json
     python -m advlens certify --model M --dataset mnist --root ../shared/data/mnist --sigma 0.25 --images 500
+    python -m advlens certify --model M --sigma 0.25 --images 500 --detach   # as a job (see `runs`)
 
 For each of ``--images`` images of the split (the one subset rule, :mod:`advlens.data.subset`: the
 first K in an official order, a class-stratified sample otherwise; ``--offset``, ``--indices FILE``): the smoothed classifier's certified class
@@ -40,6 +41,10 @@ def register(sub) -> None:
     p.add_argument("--radii", default="0,0.25,0.5,0.75,1.0", help="radii for the certified accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the certificates and the accuracies here (JSON)")
+    p.add_argument("--device", default="auto", help="the job's device with --detach: auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--detach", action="store_true", help="certify as a background job: progress, cancel and resume in `runs`"
+    )
     p.set_defaults(func=run)
 
 
@@ -65,6 +70,8 @@ def run(args) -> int:
     dataset = args.dataset or (None if is_checkpoint_path(args.model) else get_entry(args.model).dataset)
     if not dataset or dataset == "?":
         raise UsageError("say which images to certify: --dataset NAME")
+    if args.detach:
+        return detach(args, dataset, choice, radii)
     model = load_model(args.model)
     ds = load_dataset(dataset, split=args.split, root=args.root)
     subset = choose(ds, choice)
@@ -119,4 +126,36 @@ def run(args) -> int:
         }
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
+    return 0
+
+
+def detach(args, dataset: str, choice: dict, radii: list[float]) -> int:
+    """``--detach``: queue the certification as a job (:mod:`advlens.certify`) and return."""
+    from ..certify import CertifyConfigError, CertifySpec, submit
+    from . import UsageError
+
+    spec = CertifySpec(
+        model=args.model,
+        dataset=dataset,
+        sigma=args.sigma,
+        images=args.images,
+        offset=choice["offset"],
+        indices=[int(i) for i in choice["indices"]] if choice["indices"] is not None else None,
+        subset_seed=choice["seed"],
+        split=args.split,
+        root=args.root,
+        n=args.n,
+        n0=args.n0,
+        alpha=args.alpha,
+        radii=radii,
+        seed=args.seed,
+        device=args.device,
+    )
+    try:
+        rec = submit(spec)
+    except CertifyConfigError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"certification {rec.id} queued on {rec.device} (worker pid {rec.pid}); watch it with `python -m advlens runs`"
+    )
     return 0

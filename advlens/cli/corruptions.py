@@ -23,7 +23,7 @@ def build_spec(args):
 
     if not args.model or not args.dataset:
         raise UsageError("evaluate --suite corruptions needs --model and --dataset")
-    for flag, value in (("--html", args.html), ("--detach", args.detach), ("--leaderboard", args.leaderboard)):
+    for flag, value in (("--html", args.html), ("--leaderboard", args.leaderboard)):
         if value:
             raise UsageError(f"{flag} is not available with --suite corruptions (use --out or --csv)")
     if args.norm != "Linf":
@@ -57,6 +57,8 @@ def run_corruptions(args) -> int:
         raise UsageError("--batch-size must be at least 1")
     if args.eps:
         print("note: --eps is ignored by the corruptions suite (fixed severities)")
+    if args.detach:
+        return detach(args, spec)
     print(f"common corruptions suite, {spec.dataset} {spec.split} images")
 
     def progress(done: int, total: int) -> None:
@@ -89,3 +91,22 @@ def to_csv(report: dict) -> str:
                 w.writerow([r["model"], name, c["severity"], c["accuracy"], *c["interval_95"], r["n"]])
         w.writerow([r["model"], "mean (mCA)", "", r["mean_corruption_accuracy"], *r["mean_interval_95"], r["n"]])
     return buf.getvalue()
+
+
+def detach(args, spec) -> int:
+    """``--detach``: queue the suite as a job (:class:`advlens.evaluation.corruption_suite.CorruptionsJob`)."""
+    from dataclasses import asdict
+
+    from ..evaluation.corruption_suite import submit_job
+    from . import UsageError
+
+    settings = {**asdict(spec), "models": list(args.model), "seed": args.seed, "batch_size": args.batch_size}
+    settings["device"] = getattr(args, "device", None) or "auto"
+    try:
+        rec = submit_job(settings)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"corruption evaluation {rec.id} queued on {rec.device} (worker pid {rec.pid}); watch it with `python -m advlens runs`"
+    )
+    return 0

@@ -26,50 +26,20 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from ..evaluation import SUITES
-    from ..evaluation.suites import NORMS
+    from ..evaluation.spec import FIELDS, IMAGE_CHOICE, INTERNAL
     from .args import add_image_choice
+    from .param_flags import add_param_flags
 
     p = sub.add_parser("evaluate", help="robust accuracy of models under an attack suite (cascade, worst case)")
-    p.add_argument("--model", action="append", help="zoo model name or checkpoint (repeatable)")
-    p.add_argument("--dataset", help="dataset name (see `datasets`)")
-    p.add_argument("--split", default="test", choices=["test", "train"])
-    p.add_argument("--root", help="local folder of the dataset files")
-    p.add_argument(
-        "--eps", help="budgets, comma-separated: 0.1,0.15 or 8/255,16/255 (L2: 0.5,1.0); none for --suite corruptions"
-    )
-    p.add_argument("--norm", default="Linf", choices=list(NORMS))
-    p.add_argument(
-        "--suite",
-        default="standard",
-        help=f"one of: {', '.join(SUITES)}, corruptions (15 common corruptions x 5 severities) (default standard)",
-    )
+    # one flag per field of EvalSpec (advlens.evaluation.spec.FIELDS); the image choice is every command's
+    add_param_flags(p, FIELDS, skip=IMAGE_CHOICE + INTERNAL, defaults=True)
+    p.set_defaults(checklist=None)  # not given: with the standard suite
     add_image_choice(
         p,
         ("--n", "--num-images"),
         n_help="N images (0: all): the first N where the split's order is the official one (MNIST, CIFAR-10 "
         "batches, digits), a class-stratified sample otherwise (image folders, sample sets); under torchrun write "
         "--num-images, which torchrun does not mistake for one of its options",
-    )
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--checklist",
-        action=__import__("argparse").BooleanOptionalAction,
-        default=None,
-        help="run the gradient-masking checklist (default: with the standard suite)",
-    )
-    p.add_argument("--surrogate", help="an undefended model for the checklist's transfer check")
-    p.add_argument(
-        "--plain",
-        action="store_true",
-        help="attack defended models (base+transforms) without BPDA and EOT, to see a defense 'work'",
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="run each random defended model this many times (seeds seed, seed+1, ...)",
     )
     p.add_argument(
         "--leaderboard",
@@ -86,34 +56,21 @@ def register(sub) -> None:
 
 
 def build_spec(args):
-    from ..evaluation.spec import EvalSpec
+    """The EvalSpec of the command line: the declared fields' flags, the image choice, the checklist
+    by default with the standard suite."""
+    from ..evaluation.spec import FIELDS, IMAGE_CHOICE, INTERNAL, EvalSpec
     from . import UsageError
+    from .args import image_choice
+    from .param_flags import given_values
 
     if not args.model or not args.dataset or not args.eps:
         raise UsageError("evaluate needs --model, --dataset and --eps (or --run-id)")
-    from .args import image_choice
-
-    checklist = args.checklist if args.checklist is not None else args.suite == "standard"
+    values = given_values(args, FIELDS, skip=IMAGE_CHOICE + INTERNAL)
+    if values.get("checklist") is None:
+        values["checklist"] = values.get("suite") == "standard"
     choice = image_choice(args)
-    return EvalSpec(
-        models=list(args.model),
-        dataset=args.dataset,
-        eps=[t.strip() for t in args.eps.split(",") if t.strip()],
-        suite=args.suite,
-        norm=args.norm,
-        n=choice["n"],
-        offset=choice["offset"],
-        indices=choice["indices"],
-        subset_seed=choice["seed"],
-        split=args.split,
-        root=args.root,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        checklist=checklist,
-        surrogate=args.surrogate,
-        adaptive=not args.plain,
-        repeats=args.repeats,
-    )
+    values.update(n=choice["n"], offset=choice["offset"], indices=choice["indices"], subset_seed=choice["seed"])
+    return EvalSpec(**values)
 
 
 def run(args) -> int:
@@ -122,7 +79,7 @@ def run(args) -> int:
     from . import UsageError
 
     if args.run_id:
-        from ..training.store import RunStore
+        from ..jobs.store import RunStore
 
         store = RunStore()
         rec = store.require(args.run_id)
@@ -136,7 +93,7 @@ def run(args) -> int:
         print(f"evaluation {rec.id} {rec.status}{': ' + rec.message if rec.message else ''}")
         return 0 if rec.status in ("done", "cancelled") else 1
     if getattr(args, "leaderboard", False):  # RobustBench rows: fill in the dataset, eps and norm (issue 25)
-        from ..models.robustbench.leaderboard import leaderboard_setup
+        from ..evaluation.leaderboard import leaderboard_setup
 
         try:
             vars(args).update(leaderboard_setup(args.model or [], args.root))
@@ -191,7 +148,7 @@ def run(args) -> int:
         for c in r.get("checklist", []):
             print(f"    [{c['verdict']:>4s}] {c['name']}: {c['measured']}")
     if getattr(args, "leaderboard", False):
-        from ..models.robustbench.leaderboard import leaderboard_lines
+        from ..evaluation.leaderboard import leaderboard_lines
 
         print("\n".join(leaderboard_lines(report)))
     _write(report, args)

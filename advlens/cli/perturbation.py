@@ -146,9 +146,9 @@ def default_name(method: str, model: str, params: dict, target: int | None) -> s
 
 def run_job_command(args, method: str, raw: dict) -> int:
     """``universal``/``patch``: be a job's worker (--run-id), queue one (--detach), or run it here."""
+    from ..jobs.store import RunStore
     from ..perturbations import jobs
     from ..perturbations.saved import PerturbationError
-    from ..training.store import RunStore
     from . import UsageError
 
     if args.run_id:

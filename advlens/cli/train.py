@@ -16,73 +16,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import fields
-
-from .args import linf_eps
-
-# flag -> (config key, type, help)
-_FLAGS: list[tuple[str, str, type, str]] = [
-    ("--objective", "objective", str, "training objective (see `python -m advlens objectives`)"),
-    ("--dataset", "dataset", str, "digits, mnist, fashion_mnist, cifar10 or folder"),
-    ("--data-root", "data_root", str, "local folder with the dataset's files (or the image folder)"),
-    ("--arch", "arch", str, "small_cnn or preact_resnet18"),
-    ("--epochs", "epochs", int, "epochs"),
-    ("--batch-size", "batch_size", int, "global batch size"),
-    ("--optimizer", "optimizer", str, "sgd or adam"),
-    ("--lr", "lr", float, "(peak) learning rate"),
-    ("--momentum", "momentum", float, "SGD momentum"),
-    ("--weight-decay", "weight_decay", float, "weight decay"),
-    ("--schedule", "schedule", str, "constant, step, cosine, onecycle or cyclic"),
-    ("--eps", "eps", linf_eps, "L-inf budget: 8/255 or 0.0314 (0.3 for MNIST)"),
-    ("--eps-warmup", "eps_warmup", float, "ramp eps up from 0 over this fraction of training"),
-    ("--crop-padding", "crop_padding", int, "random crop padding in pixels (0: none)"),
-    ("--val-size", "val_size", int, "images held out of the training split"),
-    ("--eval-size", "eval_size", int, "size of the fixed held-out evaluation batch"),
-    ("--eval-steps", "eval_steps", int, "PGD steps for the robust accuracy during training"),
-    ("--eval-every", "eval_every", int, "also evaluate every N steps"),
-    ("--seed", "seed", int, "random seed"),
-    ("--device", "device", str, "auto, cpu, cuda or cuda:N"),
-    ("--max-steps", "max_steps", int, "stop after N optimiser steps"),
-    ("--checkpoint-every", "checkpoint_every", int, "also checkpoint every N steps"),
-    ("--log-every", "log_every", int, "log training scalars every N steps"),
-    ("--limit-train", "limit_train", int, "use a seeded random subset of N training images"),
-    ("--init-from", "init_from", str, "start from these weights: a zoo model name or a checkpoint path"),
-    ("--name", "name", str, "a name for the run"),
-]
 
 
 def register(sub) -> None:
+    from ..training.config import FIELDS
+    from .param_flags import add_param_flags
+
     p = sub.add_parser("train", help="train a model (standard or adversarial training) as a tracked run")
     p.add_argument("--config", help="a JSON training configuration (e.g. a run's config.json)")
     p.add_argument("--run-id", help="be the worker of this existing run (resumes a cancelled or failed one)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or failed run from its checkpoint")
     p.add_argument("--detach", action="store_true", help="queue the run in a background process and return")
-    for flag, key, kind, text in _FLAGS:
-        p.add_argument(flag, dest=f"cfg_{key}", type=kind, default=None, help=text)
-    p.add_argument("--flip", dest="cfg_flip", action="store_true", default=None, help="random horizontal flips")
-    p.add_argument("--no-flip", dest="cfg_flip", action="store_false", help="no flips")
-    p.add_argument(
-        "--download",
-        dest="cfg_download",
-        action="store_true",
-        default=None,
-        help="download the dataset when it is not cached",
+    group = p.add_argument_group(
+        "training configuration",
+        "one flag per field of the configuration; flags override --config, and fields set by neither take "
+        "the dataset's recommended values, then the defaults below",
     )
-    p.add_argument("--no-amp", dest="cfg_amp", action="store_false", default=None, help="no mixed precision")
-    p.add_argument(
-        "--no-test-eval",
-        dest="cfg_test_eval",
-        action="store_false",
-        default=None,
-        help="skip the final test-set accuracy",
-    )
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an objective hyperparameter (repeatable), e.g. --param beta=6",
-    )
+    add_param_flags(group, FIELDS, "cfg_")
     p.set_defaults(func=run_train)
 
     r = sub.add_parser("runs", help="list training runs; cancel or resume one")
@@ -95,19 +45,13 @@ def register(sub) -> None:
     o.set_defaults(func=run_objectives)
 
 
-def _parse_value(text: str):
-    from ..safe_json import loads_limited
-
-    try:  # bounded: 100,000 nested brackets in a --param are text, never a RecursionError
-        return loads_limited(text, "--param", 10_000)
-    except ValueError:
-        return text
-
-
 def build_config(args):
-    """The TrainConfig of the command line: file < dataset recommendations < flags."""
-    from ..training.config import ConfigError, TrainConfig, recommended_for_dataset
+    """The TrainConfig of the command line: file < dataset recommendations < flags. A dict field's
+    ``KEY=VALUE`` flags (``--param``, ``--arch-option``) add to the file's dict."""
+    from ..params import ParamError
+    from ..training.config import FIELDS, ConfigError, TrainConfig, recommended_for_dataset
     from . import UsageError
+    from .param_flags import given_values
 
     base: dict = {}
     if args.config:
@@ -123,23 +67,18 @@ def build_config(args):
             raise UsageError(str(exc)) from None
     else:
         explicit = set()
-    flags = {}
-    for f in fields(TrainConfig):
-        v = getattr(args, f"cfg_{f.name}", None)
-        if v is not None:
-            flags[f.name] = v
-    params = dict(base.get("objective_params", {}))
-    for item in args.param:
-        if "=" not in item:
-            raise UsageError(f"--param takes KEY=VALUE, not {item!r}")
-        k, v = item.split("=", 1)
-        params[k.strip()] = _parse_value(v.strip())
+    try:
+        flags = given_values(args, FIELDS, "cfg_")
+    except ParamError as exc:
+        raise UsageError(str(exc)) from None
+    for prm in FIELDS:
+        if prm.kind is dict and prm.name in flags:
+            flags[prm.name] = {**base.get(prm.name, {}), **flags[prm.name]}
     dataset = flags.get("dataset", base.get("dataset", "digits"))
     merged = TrainConfig().to_dict()
     merged.update({k: v for k, v in recommended_for_dataset(dataset).items() if k not in explicit})
     merged.update({k: v for k, v in base.items() if k in explicit})
     merged.update(flags)
-    merged["objective_params"] = params
     try:
         return TrainConfig.from_dict(merged)
     except ConfigError as exc:
@@ -189,8 +128,8 @@ def _fmt_age(t: float | None) -> str:
 
 
 def run_runs(args) -> int:
+    from ..jobs.store import RunStore, read_log_tail
     from ..training import jobs
-    from ..training.store import RunStore, read_log_tail
     from . import UsageError
 
     store = RunStore()
@@ -200,17 +139,11 @@ def run_runs(args) -> int:
             rec = jobs.cancel(args.cancel, store)
             print(f"run {rec.id}: cancel requested ({rec.status})")
             return 0
-        if args.resume:
-            if store.require(args.resume).kind == "evaluate":
-                from ..evaluation import jobs as eval_jobs
+        if args.resume:  # any kind of job: advlens.jobs resumes it with its kind
+            from ..jobs import api
 
-                rec = eval_jobs.resume(args.resume, store)
-            elif store.require(args.resume).kind == "perturbation":
-                from ..perturbations import jobs as pert_jobs
-
-                rec = pert_jobs.resume(args.resume, store)
-            else:
-                rec = jobs.resume(args.resume, store)
+            kind = store.require(args.resume).kind
+            rec = jobs.resume(args.resume, store) if kind == "train" else api.resume(args.resume, store)
             print(f"run {rec.id}: {rec.status} (worker pid {rec.pid})")
             return 0
     except ValueError as exc:
@@ -230,10 +163,13 @@ def run_runs(args) -> int:
     )
     for r in runs:
         prog = f"{r.step}/{r.total_steps}" if r.total_steps else ""
-        if r.kind in ("evaluate", "perturbation") and r.total_steps:
+        if r.kind != "train" and r.total_steps:
             prog = f"{r.progress * 100:.0f}%"
+        what, model = (
+            (r.objective, r.arch) if r.kind == "train" else (r.title.split(":")[0], r.title.partition(": ")[2])
+        )
         print(
-            f"{r.id:<8s} {r.kind:<8s} {r.status:<10s} {r.objective:<10s} {r.dataset:<14s} {r.arch:<16s} {prog:>9s} "
+            f"{r.id:<8s} {r.kind:<8s} {r.status:<10s} {what[:10]:<10s} {r.dataset:<14s} {model[:16]:<16s} {prog:>9s} "
             f"{_fmt_age(r.created_at):<16s} {r.message[:60]}"
         )
     return 0

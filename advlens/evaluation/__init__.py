@@ -10,9 +10,9 @@ the exports (HTML, CSV, figures) in :mod:`advlens.evaluation.report`.
 
 from __future__ import annotations
 
+from ..intervals import clopper_pearson
 from .cascade import Evaluation, Shard, evaluate
 from .checklist import Check, run_checklist
-from .intervals import clopper_pearson
 from .spec import EvalConfigError, EvalSpec
 from .suites import NORMS, SUITES, Suite, get_suite
 

@@ -40,9 +40,9 @@ from ..attacks import ATTACKS
 from ..attacks.adaptive import EOT_DRAWS, adaptive_settings
 from ..budget import format_budget
 from ..data import to_float
+from ..intervals import clopper_pearson
 from ..models.defended import bpda_view, is_defended, is_random, needs_bpda
 from ..models.modes import eval_mode, model_device
-from .intervals import clopper_pearson
 from .suites import Suite, get_suite
 
 ProgressFn = Callable[[int, int], object]

@@ -15,6 +15,7 @@ and the interval is the normal one on the mean of those n scores.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -25,8 +26,12 @@ import torch
 from ..corruptions import CORRUPTIONS, NAMES, PAPER, SEVERITIES, corrupt
 from ..data import to_float
 from ..data.subset import SUBSET_SEED
+from ..intervals import clopper_pearson
+from ..jobs import api
+from ..jobs.kinds import JobKind, register_kind
+from ..jobs.store import RunRecord, RunStore, run_dir
+from ..jobs.worker import spawn_worker
 from ..models.modes import eval_mode, model_device
-from .intervals import clopper_pearson
 
 SUITE_NAME = "corruptions"
 
@@ -210,3 +215,104 @@ def run(
         record["protocol"] = f"{record['protocol']}; {subset.describe()}"
         report["results"].append(record)
     return report
+
+
+# ------------------------------------------------------------------------------------------ as a job
+CORRUPTIONS_KIND = "corruptions"
+
+
+def check_job_spec(spec: dict) -> dict:
+    """A corruption evaluation job's settings: the images (:class:`CorruptionSpec`), the models, the
+    corruptions' seed, the batch size and the device; ValueError with one line on the first problem."""
+    from ..data.catalog import DATASETS
+    from ..zoo import get_entry
+
+    known = set(CorruptionSpec.__dataclass_fields__) | {"models", "seed", "batch_size", "device"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(f"unknown corruption-suite setting(s): {', '.join(unknown)}")
+    models = spec.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+        raise ValueError("choose at least one model")
+    if len(set(models)) != len(models):
+        raise ValueError("a model is listed twice")
+    if spec.get("dataset") not in DATASETS:
+        raise ValueError(f"unknown dataset {spec.get('dataset')!r}; available: {', '.join(DATASETS)}")
+    for name in models:
+        try:
+            get_entry(name)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+    batch = spec.get("batch_size", 128)
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 4096:
+        raise ValueError(f"the batch size must be a whole number from 1 to 4096, not {batch!r}")
+    images = {k: spec[k] for k in CorruptionSpec.__dataclass_fields__ if k in spec}
+    return {**CorruptionSpec(**images).__dict__, "models": models, "seed": int(spec.get("seed", 0)),
+            "batch_size": batch, "device": spec.get("device", "auto")}  # fmt: skip
+
+
+def run_job_parts(spec: dict, folder, progress=None, should_stop=None, log=print, device=None) -> dict | None:
+    """:func:`run` as a job: each model's record saved as ``parts/<k>.json`` when it is done, so a
+    resumed job redoes only the model it was stopped in. The report, or None when stopped."""
+    from ..safe_json import loads_limited
+    from ..zoo import load_model
+    from .jobs import images
+
+    cspec = CorruptionSpec(**{k: spec[k] for k in CorruptionSpec.__dataclass_fields__})
+    x, y, subset = images(cspec)
+    log(subset.describe())
+    report = {"suite": SUITE_NAME, "dataset": cspec.dataset, "split": cspec.split, "n": len(x)}
+    report.update(subset=subset.to_dict(), results=[])
+    models = spec["models"]
+    for k, name in enumerate(models):
+        path = folder / "parts" / f"{k}.json"
+        if path.is_file():
+            report["results"].append(loads_limited(path.read_text(), path.name, 64 * 1024**2))
+            continue
+        model = load_model(name, device)
+        if tuple(x.shape[1:]) != tuple(model.input_size):
+            raise ValueError(f"{cspec.dataset} images are {tuple(x.shape[1:])}; {name} expects {model.input_size}")
+        step = None if progress is None else (lambda d, t, k=k: progress((k + d / t) / len(models)))
+        res = evaluate_corruptions(
+            model, x, y, keys=subset.indices.tolist(), seed=spec["seed"], batch_size=spec["batch_size"],
+            names=NAMES, progress=step, should_stop=should_stop,
+        )  # fmt: skip
+        if len(res.correct) < len(NAMES):
+            return None  # stopped inside this model: resume redoes it
+        record = {"model": name, **res.to_dict()}
+        record["protocol"] = f"{record['protocol']}; {subset.describe()}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+        log(f"{name}: mCA {record['mean_corruption_accuracy'] * 100:.2f}% (n = {record['n']})")
+        report["results"].append(record)
+    return report
+
+
+@register_kind
+class CorruptionsJob(JobKind):
+    """The common-corruptions suite on one or more models, as a job (``evaluate --suite corruptions --detach``)."""
+
+    name = CORRUPTIONS_KIND
+    label = "corruption evaluation"
+    stopped = "cancelled; resume goes on with the models not finished"
+
+    def validate(self, spec: dict) -> dict:
+        return check_job_spec(spec)
+
+    def describe(self, spec: dict) -> dict:
+        return {"title": f"corruptions: {', '.join(spec['models'])}", "suite": SUITE_NAME, "models": spec["models"]}
+
+    def execute(self, job: RunRecord, progress, should_stop, log):
+        folder = run_dir(job.id)
+        report = run_job_parts(job.config, folder, progress, should_stop, log, device=job.device)
+        if report is None:
+            return None
+        (folder / "report.json").write_text(json.dumps(report, indent=1))
+        metrics = {r["model"]: {"mCA": r["mean_corruption_accuracy"], "interval": r["mean_interval_95"]}
+                   for r in report["results"]}  # fmt: skip
+        return {"metrics": metrics}
+
+
+def submit_job(spec: dict, store: RunStore | None = None) -> RunRecord:
+    """Check ``spec`` (see :func:`check_job_spec`), queue it and launch its worker."""
+    return api.submit(CorruptionsJob(), spec, store, spawn=spawn_worker)

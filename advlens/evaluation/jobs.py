@@ -1,15 +1,13 @@
-"""Evaluations as jobs: queued, run, cancelled and resumed like training runs, batch by batch.
+"""Evaluations as jobs: the ``evaluate`` kind of :mod:`advlens.jobs`, batch by batch.
 
 Design
 ------
-An evaluation is a run of kind ``evaluate`` in the run store (:mod:`advlens.training.store`); its
-config is an :class:`~advlens.evaluation.spec.EvalSpec`, checked before the row is created. It
-shares the training runs' queue (one run per device at a time, first come first served), their
-cancel flag and their dead-worker reaping (:mod:`advlens.workers`). :func:`submit` creates the row
-and launches the detached worker ``python -m advlens evaluate --run-id ID``.
+An evaluation is a job of kind ``evaluate`` (:class:`EvaluationJob`); its spec is an
+:class:`~advlens.evaluation.spec.EvalSpec`, checked before the row is created. The queue per device,
+the cancel flag, dead-worker reaping and the one worker loop are :mod:`advlens.jobs`'s; the worker is
+``python -m advlens evaluate --run-id ID`` and logs to ``evaluate.log`` in the job's folder.
 
-The worker (:func:`execute`) waits for its turn, then evaluates each (model, budget) *part* in
-order with :func:`run_spec`. Inside the run folder:
+The kind evaluates each (model, budget) *part* in order with :func:`run_spec`. Inside the job folder:
 
 - ``parts/<k>.json``: part k once finished: the evaluation's summary and per-image records and
   the checklist; ``parts/gallery-<k>.*`` the adversarial points of its first broken images;
@@ -18,30 +16,30 @@ order with :func:`run_spec`. Inside the run folder:
   saved batch (finished parts are never redone);
 - ``report.json``: every part with the protocol and the versions, written when all are done.
 
-Progress (parts done plus the running part's share of its image-attacks) and an ETA from the
-elapsed time go to the run's row, so the Evaluate page and ``python -m advlens runs`` show them.
+Progress (parts done plus the running part's share of its image-attacks) and an ETA go to the row
+(:class:`advlens.jobs.api.Progress`), so the Evaluate page and ``python -m advlens runs`` show them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from ..data import DataError, load_dataset
 from ..data.subset import Subset, choose_images
+from ..jobs import api
+from ..jobs.kinds import JobKind, register_kind
+from ..jobs.store import RunRecord, RunStore, run_dir
+from ..jobs.worker import spawn_worker
 from ..models.checkpoint import atomic_write_bytes
 from ..models.defended import is_random
 from ..safe_json import loads_limited
-from ..training.store import RunRecord, RunStore, run_dir
-from ..workers import install_sigterm, spawn_worker, wait_for_turn
 from . import persist
 from .cascade import Evaluation, Shard, evaluate
 from .checklist import run_checklist
@@ -49,19 +47,17 @@ from .spec import EvalConfigError, EvalSpec
 
 SAVE_EVERY_S = 5.0
 GALLERY = 48  # broken images kept per part, for the page's gallery
-PROGRESS_SCALE = 1000  # the run row's step/total_steps for an evaluation: thousandths done
+PROGRESS_SCALE = api.PROGRESS_SCALE  # the row's step/total_steps for an evaluation: thousandths done
 
 
 def resolved_device(spec: EvalSpec) -> str:
-    from ..device import get_device
+    """The queue key of an evaluation: the same resolver as training's (advlens.device.queue_device)."""
+    from ..device import queue_device
 
-    want = spec.device.strip().lower()
-    if want in ("auto", ""):
-        dev = get_device()
-        return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
-    if want == "cpu" or not torch.cuda.is_available():
-        return "cpu"
-    return want
+    try:
+        return queue_device(spec.device)
+    except ValueError as exc:
+        raise EvalConfigError(str(exc)) from None
 
 
 def check_spec(spec: EvalSpec) -> EvalSpec:
@@ -87,26 +83,49 @@ def check_spec(spec: EvalSpec) -> EvalSpec:
     return spec
 
 
+@register_kind
+class EvaluationJob(JobKind):
+    """An evaluation by a suite: its spec is an :class:`EvalSpec` as a dict."""
+
+    name = "evaluate"
+    label = "evaluation"
+    stopped = "cancelled; resume continues from the last saved batch"
+    config_error = EvalConfigError
+
+    def validate(self, spec: dict) -> dict:
+        return check_spec(EvalSpec.from_dict(spec)).to_dict()
+
+    def device(self, spec: dict) -> str:
+        return resolved_device(EvalSpec.from_dict(spec))
+
+    def describe(self, spec: dict) -> dict:
+        models = ", ".join(spec["models"])
+        return {"title": f"{spec['suite']}: {models}", "suite": spec["suite"], "models": list(spec["models"])}
+
+    def worker_command(self, job_id: str) -> list[str]:
+        return worker_command(job_id)
+
+    def execute(self, job: RunRecord, progress, should_stop, log):
+        spec = EvalSpec.from_dict(job.config)
+        log(f"evaluation {job.id}: {spec.suite} suite, {spec.norm}, eps {spec.eps}, models {', '.join(spec.models)}")
+        folder = run_dir(job.id)
+        report = run_spec(spec, folder, progress, should_stop, log=log, device=job.device)
+        if report["stopped"]:
+            return None
+        atomic_write_bytes(folder / "report.json", json.dumps(report, indent=1).encode())
+        return {"metrics": summary(report)}
+
+
 def submit(spec: EvalSpec, store: RunStore | None = None) -> RunRecord:
     """Check ``spec``, queue it and launch its worker. Returns the run's record."""
-    store = store or RunStore()
-    check_spec(spec)
-    spec.device = resolved_device(spec)
-    rec = store.create_run(spec.to_dict(), spec.device, kind="evaluate")
-    spawn_worker(rec.id, worker_command(rec.id), store)
-    return store.require(rec.id)
+    rec = api.submit(EvaluationJob(), spec.to_dict(), store, spawn=spawn_worker)
+    spec.device = rec.device
+    return rec
 
 
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Queue a cancelled or failed evaluation again; it continues from its last saved batch."""
-    store = store or RunStore()
-    store.reap_dead()
-    rec = store.require(run_id)
-    if rec.status == "done":
-        raise ValueError(f"evaluation {run_id} is done")
-    store.requeue(run_id, rec.device)
-    spawn_worker(run_id, worker_command(run_id), store)
-    return store.require(run_id)
+    return api.resume(run_id, store, spawn=spawn_worker)
 
 
 def worker_command(run_id: str) -> list[str]:
@@ -169,8 +188,29 @@ def run_spec(
     log(subset.describe())
     if subset.warning():
         log(f"warning: {subset.warning()}")
-    parts = spec.parts()
-    report = {
+    run = _SpecRun(spec, folder, x, y, subset, progress, should_stop, shard, log)
+    run.surrogate = load_model(spec.surrogate, device) if spec.surrogate else None
+    report = new_report(spec, x, subset)
+    models: dict[str, torch.nn.Module] = {}
+    for k, (name, eps) in enumerate(run.parts):
+        done = run.finished_part(k)
+        if done is not None:
+            report["results"].append(done)
+            continue
+        if name not in models:
+            models.clear()  # one model in memory at a time
+            models[name] = load_model(name, device)
+        record = run.part(k, name, eps, models[name])
+        if record is None:
+            report["stopped"] = True
+            return report
+        report["results"].append(record)
+    return report
+
+
+def new_report(spec: EvalSpec, x: torch.Tensor, subset: Subset) -> dict:
+    """The report's header (its protocol, images and versions), before any result."""
+    return {
         "spec": spec.to_dict(),
         "dataset": spec.dataset,
         "split": spec.split,
@@ -183,79 +223,107 @@ def run_spec(
         "results": [],
         "stopped": False,
     }
-    models: dict[str, torch.nn.Module] = {}
-    surrogate = load_model(spec.surrogate, device) if spec.surrogate else None
-    for k, (name, eps) in enumerate(parts):
-        done_path = folder / "parts" / f"{k}.json" if folder else None
-        if done_path is not None and done_path.is_file():
-            report["results"].append(loads_limited(done_path.read_text(), done_path.name, 64 * 1024**2))
-            continue
-        if name not in models:
-            models.clear()  # one model in memory at a time
-            models[name] = load_model(name, device)
-        model = models[name]
-        if tuple(x.shape[1:]) != tuple(model.input_size):
-            raise EvalConfigError(f"{spec.dataset} images are {tuple(x.shape[1:])}; {name} expects {model.input_size}")
-        stem = folder / "state" / str(k) if folder else None
-        resume = None
-        if stem is not None and stem.with_suffix(".json").is_file():
-            resume = persist.load(stem)
-            log(f"part {k + 1}/{len(parts)}: resuming {name} at eps {eps:g} from attack {resume.position + 1}")
-        saver = _Saver(stem)
 
+
+class _SpecRun:
+    """One run of a spec's parts over fixed images: the named steps of a part (resume its saved
+    state, attack, check, repeat, keep), with the progress bar's share of each."""
+
+    def __init__(self, spec, folder, x, y, subset, progress, should_stop, shard, log):
+        self.spec, self.folder, self.x, self.y, self.subset = spec, folder, x, y, subset
+        self.progress, self.should_stop, self.shard, self.log = progress, should_stop, shard, log
+        self.parts = spec.parts()
+        self.surrogate = None
         # with the checklist (rank 0 runs it), the attacks fill the first half of the part's share
         # of the bar, the six checks (the longer APGD-CE run, Square, ...) the second
-        with_checklist = spec.checklist and (shard is None or shard.rank == 0)
-        attack_share = 0.5 if with_checklist else 1.0
+        self.with_checklist = spec.checklist and (shard is None or shard.rank == 0)
+        self.attack_share = 0.5 if self.with_checklist else 1.0
 
-        def part_progress(done: int, total: int, k=k, start=0.0, span=attack_share) -> None:
-            if progress is not None:
-                progress((k + start + span * done / max(total, 1)) / len(parts))
+    def done_path(self, k: int) -> Path | None:
+        return self.folder / "parts" / f"{k}.json" if self.folder else None
 
+    def state_stem(self, k: int) -> Path | None:
+        return self.folder / "state" / str(k) if self.folder else None
+
+    def finished_part(self, k: int) -> dict | None:
+        """Part k's record when an earlier run finished it (a resumed evaluation never redoes it)."""
+        path = self.done_path(k)
+        if path is None or not path.is_file():
+            return None
+        return loads_limited(path.read_text(), path.name, 64 * 1024**2)
+
+    def part_progress(self, k: int, start: float, span: float):
+        def report(done: int, total: int) -> None:
+            if self.progress is not None:
+                self.progress((k + start + span * done / max(total, 1)) / len(self.parts))
+
+        return report
+
+    def saved_state(self, k: int, name: str, eps: float):
+        stem = self.state_stem(k)
+        if stem is None or not stem.with_suffix(".json").is_file():
+            return None
+        state = persist.load(stem)
+        self.log(f"part {k + 1}/{len(self.parts)}: resuming {name} at eps {eps:g} from attack {state.position + 1}")
+        return state
+
+    def part(self, k: int, name: str, eps: float, model) -> dict | None:
+        """Evaluate part k (model ``name`` at ``eps``); its record, or None when stopped (state saved)."""
+        if tuple(self.x.shape[1:]) != tuple(model.input_size):
+            raise EvalConfigError(
+                f"{self.spec.dataset} images are {tuple(self.x.shape[1:])}; {name} expects {model.input_size}"
+            )
+        stem = self.state_stem(k)
+        saver = _Saver(stem)
         ev = evaluate_part(
-            spec,
+            self.spec,
             model,
-            x,
-            y,
+            self.x,
+            self.y,
             eps,
-            spec.seed,
-            progress=part_progress,
-            should_stop=should_stop,
-            resume=resume,
+            self.spec.seed,
+            progress=self.part_progress(k, 0.0, self.attack_share),
+            should_stop=self.should_stop,
+            resume=self.saved_state(k, name, eps),
             after_batch=saver if stem is not None else None,
-            shard=shard,
+            shard=self.shard,
         )
         if ev.stopped:
             saver(ev, force=True)
-            report["stopped"] = True
-            return report
+            return None
+        record = self.record(k, name, eps, model, ev)
+        self.keep(k, ev, record)
+        return record
+
+    def record(self, k: int, name: str, eps: float, model, ev: Evaluation) -> dict:
+        """Part k's record: the evaluation, its checklist, named images, and a random defense's spread."""
         checks = []
-        if with_checklist:
+        if self.with_checklist:
+            progress = self.part_progress(k, self.attack_share, 1.0 - self.attack_share)
             checks = run_checklist(
-                model,
-                x,
-                y,
-                ev,
-                surrogate=surrogate,
-                seed=spec.seed,
-                progress=partial(part_progress, start=attack_share, span=1.0 - attack_share),
+                model, self.x, self.y, ev, surrogate=self.surrogate, seed=self.spec.seed, progress=progress
             )
-        record = name_images(part_record(getattr(model, "zoo_name", name), ev, checks), subset)
+        record = name_images(part_record(getattr(model, "zoo_name", name), ev, checks), self.subset)
         record["model"] = name
-        if is_random(model) and spec.repeats > 1:
-            record["spread"] = repeated(model, x, y, eps, spec, ev, should_stop, log)
-        report["results"].append(record)
-        log(
-            f"part {k + 1}/{len(parts)}: {name} at eps {record['eps_shown']}: robust "
+        if is_random(model) and self.spec.repeats > 1:
+            record["spread"] = repeated(model, self.x, self.y, eps, self.spec, ev, self.should_stop, self.log)
+        self.log(
+            f"part {k + 1}/{len(self.parts)}: {name} at eps {record['eps_shown']}: robust "
             f"{ev.robust_accuracy * 100:.2f}% (clean {ev.clean_accuracy * 100:.2f}%, n = {ev.n})"
         )
-        if done_path is not None:
-            done_path.parent.mkdir(parents=True, exist_ok=True)
-            persist.save(ev, gallery_stem(folder, k), keep=GALLERY)
-            atomic_write_bytes(done_path, json.dumps(record).encode())
-            for suffix in (".json", ".safetensors"):
-                stem.with_suffix(suffix).unlink(missing_ok=True)
-    return report
+        return record
+
+    def keep(self, k: int, ev: Evaluation, record: dict) -> None:
+        """Save part k as finished (record and gallery) and drop its running state."""
+        path = self.done_path(k)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        persist.save(ev, gallery_stem(self.folder, k), keep=GALLERY)
+        atomic_write_bytes(path, json.dumps(record).encode())
+        stem = self.state_stem(k)
+        for suffix in (".json", ".safetensors"):
+            stem.with_suffix(suffix).unlink(missing_ok=True)
 
 
 def evaluate_part(spec: EvalSpec, model, x, y, eps: float, seed: int, **kwargs) -> Evaluation:
@@ -310,57 +378,8 @@ class _Saver:
 
 # ------------------------------------------------------------------------------ the worker
 def execute(run_id: str, store: RunStore | None = None, echo: bool = True) -> RunRecord:
-    """The worker of an evaluation run: wait for the device, evaluate, record. Never raises for a
-    failed evaluation (the run's message says what went wrong)."""
-    from ..training.loop import RunLogger, StopRequested, format_exception
-
-    store = store or RunStore()
-    folder = run_dir(run_id)
-    log = RunLogger(folder / "train.log", echo=echo)
-    stop = StopRequested()
-    install_sigterm(stop)
-    rec = store.require(run_id)
-    if rec.pid != os.getpid():
-        store.attach_worker(run_id, os.getpid())
-    status = wait_for_turn(run_id, store, log, stop)
-    if status != "started":
-        log(f"not started: the evaluation is {status}")
-        return store.require(run_id)
-    store.attach_worker(run_id, os.getpid())
-    t0 = time.time()
-
-    def progress(fraction: float) -> None:
-        elapsed = time.time() - t0
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
-        store.update(run_id, step=int(fraction * PROGRESS_SCALE), total_steps=PROGRESS_SCALE, eta_s=eta)
-
-    def should_stop() -> bool:
-        return bool(stop) or store.cancel_requested(run_id)
-
-    try:
-        spec = EvalSpec.from_dict(store.require(run_id).config)
-        log(f"evaluation {run_id}: {spec.suite} suite, {spec.norm}, eps {spec.eps}, models {', '.join(spec.models)}")
-        device = "cpu" if rec.device == "cpu" else rec.device
-        report = run_spec(spec, folder, progress, should_stop, log=log, device=device)
-        if report["stopped"]:
-            store.finish(run_id, "cancelled", "cancelled; resume continues from the last saved batch")
-            log("cancelled")
-        else:
-            atomic_write_bytes(folder / "report.json", json.dumps(report, indent=1).encode())
-            store.finish(run_id, "done", "", metrics=summary(report), step=PROGRESS_SCALE, total_steps=PROGRESS_SCALE)
-            log("done")
-    except BaseException as exc:
-        log("failed:\n" + format_exception(exc))
-        message = (
-            str(exc) if isinstance(exc, (EvalConfigError, ValueError, KeyError)) else f"{type(exc).__name__}: {exc}"
-        )
-        try:
-            store.finish(run_id, "failed", message)
-        except Exception:
-            pass
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-    return store.require(run_id)
+    """The worker of an evaluation: the one worker loop (:func:`advlens.jobs.api.execute`)."""
+    return api.execute(run_id, store, echo=echo, kind=EvaluationJob())
 
 
 def summary(report: dict) -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ..budget import format_budget
 from ..data.subset import short_rule
+from ..jobs.store import RunStore, db_path, run_dir
 from ..safe_json import loads_limited
-from ..training.store import RunStore, db_path, run_dir
 from .suites import SUITES
 
 
@@ -75,3 +75,9 @@ def describe_best(model_name: str, shipped: list[dict] | None = None) -> str | N
         return None
     run_id, report, records = best
     return describe(records, report["suite"], report["norm"], report["n"], f"evaluation {run_id}", report.get("subset"))
+
+
+def evaluation_of(entry) -> str | None:
+    """The best-known robustness evaluation of a zoo entry, with its protocol (None if never evaluated):
+    the evaluations run here against the records shipped in its metadata."""
+    return describe_best(entry.name, entry.shipped_evaluations)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 from ..budget import BudgetError, parse_budget
 from ..data.subset import MAX_INDICES, SUBSET_SEED
+from ..params import REQUIRED, Param, ParamError, declared, json_value
 from .suites import NORMS, SUITES
 
 MAX_MODELS = 8
@@ -18,28 +19,54 @@ class EvalConfigError(ValueError):
     """A bad evaluation setting; the message says what to change."""
 
 
-@dataclass
+# The one declaration of an evaluation: the dataclass fields, the checks of EvalSpec.validated() and
+# the flags of `python -m advlens evaluate` (advlens.cli.evaluate) come from it. The image choice
+# (n, offset, indices, subset_seed) has the flags every command shares (advlens.cli.args.add_image_choice).
+# fmt: off
+FIELDS: tuple[Param, ...] = (
+    Param("models", list, REQUIRED, help="zoo model names or checkpoints; a defended model is written "
+          "base+transform, e.g. digits_small_cnn+jpeg75", label="Models", flags=("--model",)),
+    Param("dataset", str, REQUIRED, help="dataset name (see `datasets`)", label="Dataset"),
+    Param("eps", list, REQUIRED, help="budgets: 0.1,0.15 or 8/255,16/255 (L2: 0.5,1.0); none for --suite "
+          "corruptions", label="Budgets"),
+    Param("suite", str, "standard", choices=tuple(SUITES), label="Attack suite",
+          help=f"the attack suite: {', '.join(SUITES)}; the CLI also runs corruptions (15 common corruptions "
+          "x 5 severities)"),
+    Param("norm", str, "Linf", choices=tuple(NORMS), help="the threat model's norm", label="Norm"),
+    Param("n", int, 0, 0, MAX_N, help="n images of the split chosen by the subset rule (advlens.data.subset; "
+          "0: all of them)", label="Images", flags=("--n", "--num-images"), tags=("image_choice",)),
+    Param("split", str, "test", choices=("test", "train"), help="the dataset split", label="Split"),
+    Param("root", str, None, optional=True, help="local folder of the dataset files", label="Dataset folder"),
+    Param("seed", int, 0, 0, 2**31 - 1, help="random seed of the attacks", label="Seed"),
+    Param("batch_size", int, 128, 1, 4096, help="images per batch", label="Batch size"),
+    Param("checklist", bool, True, help="run the gradient-masking checklist after each (model, budget) "
+          "(CLI default: with the standard suite)", label="Gradient-masking checklist"),
+    Param("surrogate", str, None, optional=True, help="an undefended model for the checklist's transfer check",
+          label="Surrogate"),
+    Param("device", str, "auto", help="auto, cpu, cuda or cuda:N", label="Device"),
+    Param("name", str, "", help="a name for the evaluation job", label="Name"),
+    Param("adaptive", bool, True, help="BPDA and EOT on defended models; --plain attacks them without, to "
+          "see a defense 'work' (not a robustness figure)", label="Adaptive attacks", flags=("--adaptive", "--plain")),
+    Param("repeats", int, 1, 1, MAX_REPEATS, help="runs with seeds seed, seed+1, ... of each random defended "
+          "model, for their spread", label="Repeats"),
+    Param("offset", int, 0, 0, 10_000_000, help="skip the rule's first `offset` images (held-out images)",
+          label="Offset", tags=("image_choice",)),
+    Param("indices", list, None, optional=True, help="exactly these dataset indices instead of the rule "
+          "(repeat a subset)", label="Indices", tags=("image_choice",)),
+    Param("subset_seed", int, SUBSET_SEED, 0, 2**31 - 1, help="the stratified rule's seed (datasets not in "
+          "their official order)", label="Subset seed", tags=("image_choice",)),
+    Param("legacy_first_n", bool, False, help="queued before the subset rule: resume on the first n, as it "
+          "started", tags=("internal",)),
+)
+# fmt: on
+FIELD = {prm.name: prm for prm in FIELDS}
+IMAGE_CHOICE = tuple(p.name for p in FIELDS if "image_choice" in p.tags)
+INTERNAL = tuple(p.name for p in FIELDS if "internal" in p.tags)
+
+
+@declared(FIELDS)
 class EvalSpec:
-    models: list[str]
-    dataset: str
-    eps: list[float]
-    suite: str = "standard"
-    norm: str = "Linf"
-    n: int = 0  # n images of the split chosen by the subset rule (advlens.data.subset; 0: all of them)
-    split: str = "test"
-    root: str | None = None  # a local folder with the dataset's files
-    seed: int = 0
-    batch_size: int = 128
-    checklist: bool = True  # run the gradient-masking checklist after each (model, budget)
-    surrogate: str | None = None  # an undefended model for the checklist's transfer check
-    device: str = "auto"
-    name: str = ""
-    adaptive: bool = True  # BPDA and EOT on defended models (False: plain attacks, to see a defense "work")
-    repeats: int = 1  # runs with seeds seed, seed+1, ... of each random defended model, for their spread
-    offset: int = 0  # skip the rule's first `offset` images (held-out images: another window of the same order)
-    indices: list[int] | None = None  # exactly these dataset indices instead of the rule (repeat a subset)
-    subset_seed: int = SUBSET_SEED  # the stratified rule's seed (datasets not in their official order)
-    legacy_first_n: bool = False  # queued before the subset rule: resume on the first n, as it started
+    """An evaluation job's settings (the fields are :data:`FIELDS`)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +75,7 @@ class EvalSpec:
     def from_dict(cls, data: dict) -> EvalSpec:
         if not isinstance(data, dict):
             raise EvalConfigError("an evaluation config must be a JSON object")
-        known = {f.name for f in fields(cls)}
+        known = set(FIELD)
         unknown = sorted(set(data) - known)
         if unknown:
             raise EvalConfigError(f"unknown evaluation setting(s): {', '.join(unknown)}")
@@ -88,17 +115,12 @@ class EvalSpec:
             raise EvalConfigError(str(exc)) from None
         if len(set(self.eps)) != len(self.eps):
             raise EvalConfigError("a budget is listed twice")
-        for key, lo, hi in (
-            ("n", 0, MAX_N),
-            ("seed", 0, 2**31 - 1),
-            ("batch_size", 1, 4096),
-            ("repeats", 1, MAX_REPEATS),
-            ("offset", 0, 10_000_000),
-            ("subset_seed", 0, 2**31 - 1),
-        ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise EvalConfigError(f"{key} must be a whole number in [{lo}, {hi}], not {value!r}")
+        for prm in FIELDS:  # every single-valued field: its kind (strictly, as JSON has it) and range
+            if prm.kind is not list:
+                try:
+                    setattr(self, prm.name, prm.validate(json_value(prm, getattr(self, prm.name))))
+                except ParamError as exc:
+                    raise EvalConfigError(str(exc)) from None
         if self.indices is not None:
             if not isinstance(self.indices, list) or not 0 < len(self.indices) <= MAX_INDICES:
                 raise EvalConfigError(f"indices must be a list of 1 to {MAX_INDICES:,} image indices")
@@ -108,14 +130,6 @@ class EvalSpec:
                 raise EvalConfigError("an image index is listed twice")
             if self.offset:
                 raise EvalConfigError("give either indices or an offset, not both")
-        if self.split not in ("test", "train"):
-            raise EvalConfigError("split must be test or train")
-        for key in ("checklist", "adaptive", "legacy_first_n"):
-            if not isinstance(getattr(self, key), bool):
-                raise EvalConfigError(f"{key} must be true or false")
-        for key in ("dataset", "device", "name"):
-            if not isinstance(getattr(self, key), str):
-                raise EvalConfigError(f"{key} must be text")
         return self
 
     def parts(self) -> list[tuple[str, float]]:

@@ -18,8 +18,8 @@ of them (the worst case per image). Each suite has an L-inf and an L2 form.
 L1 (``--norm L1``; Croce and Hein 2021, arXiv 2103.01208): the L1 APGD with its sparsity-adaptive
 step (:mod:`advlens.attacks.apgd_l1`). ``standard`` follows ``AutoAttack(norm="L1",
 version="standard")``: APGD-CE with 5 restarts and APGD-T over 5 targets, both on the schedule
-that starts at 3 eps and 2 eps (``large_reps``), then FAB-T (L1) over 9 targets; AutoAttack's last
-attack, its L1 Square, is not implemented here, and the protocol says so.
+that starts at 3 eps and 2 eps (``large_reps``), then FAB-T (L1) over 9 targets, then L1 Square
+(5,000 queries, p_init 0.8, :class:`advlens.attacks.square.SquareL1`).
 
 On a defended model (a base model behind input transforms) every gradient attack is adaptive
 unless the evaluation is asked to be plain: BPDA through non-differentiable transforms, EOT over
@@ -85,6 +85,7 @@ _STANDARD_L1 = (
     ("apgd_ce_l1", {"steps": 100, "restarts": 5, "large_reps": True}),
     ("apgd_t_l1", {"steps": 100, "targets": 5, "large_reps": True}),
     ("fab_t_l1", {"steps": 100, "targets": 9}),
+    ("square_l1", {"steps": 5000, "p_init": 0.8, "rescale": False}),
 )
 _QUICK_L1 = (("apgd_ce_l1", {"steps": 100, "restarts": 1}), ("apgd_dlr_l1", {"steps": 100}))
 _RAND_L1 = (
@@ -111,7 +112,6 @@ SUITES: Registry[Suite] = Registry(
             "AutoAttack's standard version (Croce and Hein 2020)",
             strength=2,
             l1=_STANDARD_L1,
-            l1_note="AutoAttack's L1 Square is not run: an upper bound if it would break more",
         ),
         Suite(
             "quick",

@@ -579,6 +579,26 @@ class _Bounded(torch.fx.Interpreter):
         return out
 
 
+def in_program_batches(model: nn.Module, x: torch.Tensor, target, fn):
+    """``fn(x, target)``, called with exactly the program's batch at a time when ``model`` is a program
+    exported with a fixed batch (its forward runs a larger input in slices, so a hook on one of its
+    layers, as Grad-CAM's, would see one call per slice and keep the last): the last chunk is padded
+    with copies of its last row, the results are trimmed and joined. Any other model: one call."""
+    b = getattr(model, "program_batch", None)
+    if b is None or x.shape[0] == b:
+        return fn(x, target)
+    t = torch.as_tensor(target, device=x.device).reshape(-1)
+    t = t.expand(x.shape[0]) if t.numel() == 1 else t
+    outs = []
+    for start in range(0, x.shape[0], b):
+        xs, ts = x[start : start + b], t[start : start + b]
+        k = xs.shape[0]
+        if k < b:
+            xs, ts = torch.cat([xs, xs[-1:].expand(b - k, *xs.shape[1:])]), torch.cat([ts, ts[-1:].expand(b - k)])
+        outs.append(fn(xs, ts)[:k])
+    return torch.cat(outs)
+
+
 class ExportedClassifier(Classifier):
     """A :class:`Classifier` whose network is an unflattened exported program. Its layers keep their
     original names (``net.features.3``); conv layers are found from the operators they run."""

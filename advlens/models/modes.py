@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -36,6 +36,23 @@ def model_lock(model: nn.Module) -> threading.RLock:
         if lock is None:
             lock = _locks[model] = threading.RLock()
         return lock
+
+
+def release_held_locks() -> Callable[[], None]:
+    """Release every model lock the calling thread holds (however deep); return the function that
+    takes them back. For a long call that pauses between its steps to let other calls run
+    (:meth:`advlens.threads.Gate.take_turns`): a paused call must not keep its models locked, or a
+    call on the same model would wait for it while it waits for that call. Between steps the model
+    is as the paused call left it, and every other call puts it back so before it lets go."""
+    with _locks_guard:
+        locks = list(_locks.values())
+    saved = [(lock, lock._release_save()) for lock in locks if lock._is_owned()]
+
+    def take_back() -> None:
+        for lock, state in saved:
+            lock._acquire_restore(state)
+
+    return take_back
 
 
 @contextmanager

@@ -1,30 +1,35 @@
 """Universal perturbations and patches as background jobs: a run kind (``perturbation``) of the run store.
 
 A :class:`PerturbationSpec` (the method, its model, the training images, the held-out images, the target,
-the method's parameters and the name to save it under) is checked before anything is queued; the job then
-shares the training runs' and evaluations' queue, cancel flag and dead-worker reaping, and its worker
-(``python -m advlens universal|patch --run-id ID``) runs the loop of :func:`advlens.workers.run_job`.
+the method's parameters and the name to save it under) is checked before anything is queued; the job is
+the ``perturbation`` kind of :mod:`advlens.jobs` (:class:`PerturbationJob`), so it shares the queue per
+device, the cancel flag, dead-worker reaping and the one worker loop with every other job; its worker is
+``python -m advlens.jobs ID`` (or ``python -m advlens universal|patch --run-id ID``).
 The job trains the perturbation on the training images (:mod:`advlens.attacks.universal`,
 :mod:`advlens.attacks.patch`), measures its fooling rate on the held-out images
 (:mod:`advlens.perturbations.measure`) and saves it (:mod:`advlens.perturbations.saved`). Both sets of
 images follow the one subset rule (:mod:`advlens.data.subset`); by default the held-out images are the
-next window of the same split's order, or another split/dataset when given. A cancelled job starts again
-from the beginning when resumed (it runs minutes, not hours).
+next window of the same split's order, or another split/dataset when given. The training loop saves its
+state every few seconds in the job's folder (:mod:`advlens.perturbations.state`), so a cancelled, failed
+or killed job continues from its last saved step when resumed, with the result the uninterrupted run gives.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 
 from ..data import DataError, load_dataset
 from ..data.subset import SUBSET_SEED, choose_images
-from ..training.store import RunRecord, RunStore
-from ..workers import run_job, spawn_worker
+from ..jobs import api
+from ..jobs.kinds import JobKind, register_kind
+from ..jobs.spec import JobSpec
+from ..jobs.store import RunRecord, RunStore, run_dir
+from ..jobs.worker import spawn_worker
 from . import saved
+from .state import clear_state, read_state, write_state
 
 KIND = "perturbation"
 MAX_IMAGES = 60_000
@@ -45,7 +50,11 @@ def method_class(method: str):
 
 
 @dataclass
-class PerturbationSpec:
+class PerturbationSpec(JobSpec):
+    what = "perturbation job"
+    error = PerturbationConfigError
+    lenient = True  # a version-1 row's objective/arch copies
+
     method: str  # "universal" or "patch"
     model: str
     dataset: str
@@ -66,20 +75,6 @@ class PerturbationSpec:
     device: str = "auto"
     replace: bool = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PerturbationSpec:
-        if not isinstance(data, dict):
-            raise PerturbationConfigError("a perturbation job's config must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}  # the run row's objective/arch copies
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise PerturbationConfigError(f"missing setting: {exc}") from None
-
     def heldout(self) -> tuple[str, str, str | None, int]:
         """(dataset, split, root, offset) of the held-out images."""
         dataset = self.heldout_dataset or self.dataset
@@ -90,8 +85,8 @@ class PerturbationSpec:
         return dataset, split, root, offset
 
     def row(self) -> dict:
-        """The config stored in the run row (the spec plus the columns the runs table shows)."""
-        return {**self.to_dict(), "objective": self.method, "arch": self.model}
+        """The spec stored in the job's row."""
+        return self.to_dict()
 
 
 def check_spec(spec: PerturbationSpec, store_check: bool = True) -> PerturbationSpec:
@@ -136,44 +131,57 @@ def check_spec(spec: PerturbationSpec, store_check: bool = True) -> Perturbation
 
 
 def resolved_device(want: str) -> str:
-    from ..device import get_device
+    """The queue key: the same resolver as training's and evaluation's (advlens.device.queue_device)."""
+    from ..device import queue_device
 
-    want = (want or "auto").strip().lower()
-    if want == "auto":
-        dev = get_device()
-        return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
-    return "cpu" if want == "cpu" or not torch.cuda.is_available() else want
+    return queue_device(want)
 
 
-def worker_command(run_id: str, method: str) -> list[str]:
-    return [sys.executable, "-m", "advlens", method, "--run-id", run_id]
+@register_kind
+class PerturbationJob(JobKind):
+    """A universal perturbation or a patch: its spec is a :class:`PerturbationSpec` as a dict."""
+
+    name = KIND
+    label = "perturbation"
+    stopped = "cancelled; resume continues from the last saved step"
+    config_error = PerturbationConfigError
+
+    def validate(self, spec: dict) -> dict:
+        return check_spec(PerturbationSpec.from_dict(spec)).to_dict()
+
+    def describe(self, spec: dict) -> dict:
+        title = f"{spec['method']}: {spec['model']} → {spec['name']}"
+        return {"title": title, "method": spec["method"], "model": spec["model"]}
+
+    def execute(self, job: RunRecord, progress, should_stop, log):
+        spec = PerturbationSpec.from_dict(job.config)
+        log(f"{spec.method} for {spec.model} on {spec.dataset} ({spec.n} images), saved as {spec.name}")
+        meta = run_spec(spec, progress, should_stop, log, device=job.device, state_dir=run_dir(job.id))
+        if meta is None:
+            return None
+        held = meta["heldout"]
+        metrics = {"heldout_rate": held["rate"], "heldout_n": held["n"], "interval": held["interval_95"]}
+        return {"metrics": metrics, "final_path": str(saved.user_dir() / f"{spec.name}.safetensors")}
+
+
+def worker_command(run_id: str, method: str | None = None) -> list[str]:
+    return PerturbationJob().worker_command(run_id)
 
 
 def submit(spec: PerturbationSpec, store: RunStore | None = None) -> RunRecord:
     """Check ``spec``, queue it and launch its worker. Returns the run's record."""
-    store = store or RunStore()
-    check_spec(spec)
-    spec.device = resolved_device(spec.device)
-    rec = store.create_run(spec.row(), spec.device, kind=KIND)
-    spawn_worker(rec.id, worker_command(rec.id, spec.method), store)
-    return store.require(rec.id)
+    rec = api.submit(PerturbationJob(), spec.to_dict(), store, spawn=spawn_worker)
+    spec.device = rec.device
+    return rec
 
 
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
-    """Queue a cancelled or failed job again; it starts from the beginning."""
-    store = store or RunStore()
-    store.reap_dead()
-    rec = store.require(run_id)
-    if rec.status == "done":
-        raise ValueError(f"perturbation job {run_id} is done")
-    store.requeue(run_id, rec.device)
-    spawn_worker(run_id, worker_command(run_id, rec.objective), store)
-    return store.require(run_id)
+    """Queue a cancelled or failed job again; it continues from its last saved state."""
+    return api.resume(run_id, store, spawn=spawn_worker)
 
 
 def list_jobs(store: RunStore | None = None, limit: int = 50) -> list[RunRecord]:
-    store = store or RunStore()
-    return store.list_runs(kind=KIND, limit=limit)
+    return api.list_jobs(KIND, limit=limit, store=store)
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -187,13 +195,41 @@ def load_images(dataset: str, split: str, root: str | None, n: int, offset: int,
     return x, y, subset
 
 
-def run_spec(spec: PerturbationSpec, progress=None, should_stop=None, log=print, device=None) -> dict | None:
-    """Train, measure and save ``spec``'s perturbation. Returns its metadata (None when stopped)."""
+def run_spec(
+    spec: PerturbationSpec, progress=None, should_stop=None, log=print, device=None, state_dir=None
+) -> dict | None:
+    """Train, measure and save ``spec``'s perturbation. Returns its metadata (None when stopped).
+    With ``state_dir``, the training loop's state is saved there and a run continues from it."""
     from ..zoo import load_model
     from .measure import fooling_rate
 
     check_spec(spec, store_check=False)
     model = load_model(spec.model, device)
+    x, y, train = training_images(spec, log)
+    xh, yh, held = heldout_images(spec, train, log)
+    trained = train_perturbation(spec, model, x, y, progress, should_stop, state_dir, log)
+    if trained is None:
+        return None
+    tensor, attack, seconds = trained
+    meta = describe_perturbation(spec, model, attack, train, len(x), seconds)
+    if spec.method == "patch":
+        side = tensor.shape[-1]
+        meta["area_covered"] = side * side / (x.shape[-2] * x.shape[-1])
+    result = fooling_rate(model, spec.method, tensor.cpu(), meta, xh, yh)
+    meta["heldout"] = heldout_record(result, held)
+    log(
+        f"held-out: {result['rate'] * 100:.1f}% [{result['interval_95'][0] * 100:.1f}, "
+        f"{result['interval_95'][1] * 100:.1f}] of n = {result['n']} ({result['measure']})"
+    )
+    saved.save(spec.name, spec.method, tensor.cpu(), meta, replace=spec.replace)
+    log(f"saved as {spec.name} in {saved.user_dir()}")
+    if state_dir is not None:
+        clear_state(state_dir)
+    return meta
+
+
+def training_images(spec: PerturbationSpec, log):
+    """The images the perturbation is trained on (a targeted one skips the target's own images)."""
     x, y, train = load_images(spec.dataset, spec.split, spec.root, spec.n, spec.offset, spec.subset_seed)
     log(f"training {train.describe()}")
     if spec.target is not None:
@@ -201,6 +237,11 @@ def run_spec(spec: PerturbationSpec, progress=None, should_stop=None, log=print,
         x, y = x[keep], y[keep]
         if len(x) == 0:
             raise PerturbationConfigError("every training image is of the target class")
+    return x, y, train
+
+
+def heldout_images(spec: PerturbationSpec, train, log):
+    """The held-out images its fooling rate is measured on; they must not overlap the training ones."""
     h_ds, h_split, h_root, h_offset = spec.heldout()
     xh, yh, held = load_images(h_ds, h_split, h_root, spec.heldout_n, h_offset, spec.subset_seed)
     log(f"held-out {held.describe()}")
@@ -211,6 +252,12 @@ def run_spec(spec: PerturbationSpec, progress=None, should_stop=None, log=print,
     )
     if overlap:
         raise PerturbationConfigError("the held-out images overlap the training images; give another window")
+    return xh, yh, held
+
+
+def train_perturbation(spec: PerturbationSpec, model, x, y, progress, should_stop, state_dir=None, log=print):
+    """Run the method; (its tensor, the attack, seconds), or None when stopped. With ``state_dir`` the
+    loop continues from the state saved there and saves its own as it goes."""
     cls = method_class(spec.method)
     torch.manual_seed(spec.seed)
     attack = cls(
@@ -219,15 +266,24 @@ def run_spec(spec: PerturbationSpec, progress=None, should_stop=None, log=print,
         should_stop=should_stop,
         **spec.params,
     )
+    if state_dir is not None:
+        key = {k: v for k, v in spec.to_dict().items() if k not in ("device", "replace")}
+        attack.resume_state = read_state(state_dir, key, log)
+        attack.save_state = lambda state: write_state(state_dir, key, state)
     t0 = time.time()
     target = None if spec.target is None else torch.full_like(y, spec.target)
     attack(x, y, target)
-    seconds = time.time() - t0
     if attack.stopped:
         return None
     tensor = attack.delta if spec.method == "universal" else attack.patch
+    return tensor, attack, time.time() - t0
+
+
+def describe_perturbation(spec: PerturbationSpec, model, attack, train, used: int, seconds: float) -> dict:
+    """The saved perturbation's metadata: its method, model, classes, images and training history."""
+    cls = method_class(spec.method)
     names = model.class_names
-    meta = {
+    return {
         "model": spec.model,
         "method": cls.title,
         "paper": cls.paper,
@@ -237,45 +293,25 @@ def run_spec(spec: PerturbationSpec, progress=None, should_stop=None, log=print,
         "class_names": list(names),
         "input_size": list(model.input_size),
         "train": {k: v for k, v in train.to_dict().items() if k != "files"},
-        "train_images_used": len(x),
+        "train_images_used": used,
         "history": [round(v, 4) for v in attack.history],
         "seconds": round(seconds, 1),
         "seed": spec.seed,
         "job": spec.to_dict(),
     }
-    if spec.method == "patch":
-        side = tensor.shape[-1]
-        meta["area_covered"] = side * side / (x.shape[-2] * x.shape[-1])
-    result = fooling_rate(model, spec.method, tensor.cpu(), meta, xh, yh)
+
+
+def heldout_record(result: dict, held) -> dict:
+    """The fooling rate on the held-out images with its protocol and the indices it fooled."""
     per_image = result.pop("per_image")
-    meta["heldout"] = {
+    return {
         **result,
         "subset": {k: v for k, v in held.to_dict().items() if k != "files"},
         "protocol": f"{result['measure']}; {held.describe()}",
         "fooled_indices": [int(i) for i, hit in zip(held.indices.tolist(), per_image) if hit],
     }
-    log(
-        f"held-out: {result['rate'] * 100:.1f}% [{result['interval_95'][0] * 100:.1f}, "
-        f"{result['interval_95'][1] * 100:.1f}] of n = {result['n']} ({result['measure']})"
-    )
-    saved.save(spec.name, spec.method, tensor.cpu(), meta, replace=spec.replace)
-    log(f"saved as {spec.name} in {saved.user_dir()}")
-    return meta
 
 
 def execute(run_id: str, store: RunStore | None = None, echo: bool = True) -> RunRecord:
-    """The worker of a perturbation job (:func:`advlens.workers.run_job` does the bookkeeping)."""
-    store = store or RunStore()
-
-    def body(rec: RunRecord, progress, should_stop, log):
-        spec = PerturbationSpec.from_dict(rec.config)
-        log(f"{spec.method} for {spec.model} on {spec.dataset} ({spec.n} images), saved as {spec.name}")
-        device = "cpu" if rec.device == "cpu" else rec.device
-        meta = run_spec(spec, progress, should_stop, log, device=device)
-        if meta is None:
-            return None
-        held = meta["heldout"]
-        metrics = {"heldout_rate": held["rate"], "heldout_n": held["n"], "interval": held["interval_95"]}
-        return {"metrics": metrics, "final_path": str(saved.user_dir() / f"{spec.name}.safetensors")}
-
-    return run_job(run_id, store, "perturbation job", body, echo=echo)
+    """The worker of a perturbation job: the one worker loop (:func:`advlens.jobs.api.execute`)."""
+    return api.execute(run_id, store, echo=echo, kind=PerturbationJob())

@@ -9,7 +9,7 @@ images the model gets right, so that a mistake the model already made is not cre
 
 A patch lands at one random placement per image (position, scale and rotation drawn from its training
 distribution with a fixed seed), so the rate is the expectation the patch was trained for. The rate comes
-with n and its 95% Clopper-Pearson interval (:mod:`advlens.evaluation.intervals`).
+with n and its 95% Clopper-Pearson interval (:mod:`advlens.intervals`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from ..attacks.patch import Placement, apply_patch, sample_placements
 from ..attacks.universal import add_universal
-from ..evaluation.intervals import clopper_pearson
+from ..intervals import clopper_pearson
 from ..models.modes import eval_mode, model_device
 
 PLACEMENT_SEED = 1234  # the held-out placements of a patch: part of the protocol

@@ -13,10 +13,10 @@ CIFAR-10). The page shows eps in /255 units for colour data.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
+from ..params import PIXEL, Param, ParamError, check_all, declared, json_value
 from ..safe_json import JSONLimitError, loads_limited
 from .errors import ConfigError
 
@@ -25,45 +25,90 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle", "cyclic")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. Defaults: a quick standard run of small_cnn on digits."""
+BIG = 10**9  # "every N steps" and step limits: any count a run can reach
 
-    objective: str = "standard"
-    objective_params: dict = field(default_factory=dict)
-    dataset: str = "digits"
-    data_root: str | None = None
-    download: bool = False
-    arch: str = "small_cnn"
-    arch_kwargs: dict = field(default_factory=dict)  # the architecture's options, e.g. {"hidden": 512} for small_cnn
-    epochs: int = 5
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    step_milestones: tuple[float, ...] = (0.5, 0.75)  # "step": fractions of training where lr *= gamma
-    step_gamma: float = 0.1
-    eps: float = 0.3
-    eps_warmup: float = 0.0  # ramp the training eps linearly from 0 over this fraction of the steps
-    crop_padding: int = 2  # random crop with this much zero padding (a random shift <= crop_padding px)
-    flip: bool = False  # random horizontal flips (off for digits and MNIST, on for CIFAR-10)
-    val_size: int = 256  # images held out of the training split; 0 = none (evaluate on the test split)
-    eval_size: int = 256  # the fixed held-out batch for clean/robust accuracy during training
-    eval_steps: int = 10  # PGD steps for the robust accuracy on that batch
-    eval_every: int = 0  # also evaluate every N steps (0: once per epoch)
-    test_eval: bool = True  # clean accuracy on the whole test split at the end
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (a no-op on the CPU)
-    channels_last: bool = True  # channels-last memory format on CUDA (a no-op on the CPU)
-    max_steps: int = 0  # stop after this many optimiser steps in all (0: run every epoch)
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch only)
-    log_every: int = 10  # write training scalars to the run store every N steps
-    limit_train: int = 0  # use a seeded random subset of N training images (0: all); for quick tries and tests
-    init_from: str = ""  # start from these weights (a zoo name or a checkpoint path; "": a fresh initialisation)
-    name: str = ""
+# The one declaration of a training run: the dataclass fields, validate(), the CLI flags of
+# `python -m advlens train` (advlens.cli.train), the Training page's form (dashboard.training) and
+# the recipe saved with the model (advlens.training.loop) all come from it. Groups name the form's
+# sections; "recipe" marks what the checkpoint's recipe records.
+# fmt: off
+FIELDS: tuple[Param, ...] = (
+    Param("objective", str, "standard", help="training objective (see `python -m advlens objectives`)",
+          label="Objective", group="top", tags=("recipe",)),
+    Param("objective_params", dict, {}, help="the objective's hyperparameters, e.g. beta=6 for TRADES",
+          label="Hyperparameters", group="objective", key="hp", flags=("--param",)),
+    Param("dataset", str, "digits", help="digits, mnist, fashion_mnist, cifar10 or folder",
+          label="Dataset", group="top", tags=("recipe",)),
+    Param("data_root", str, None, optional=True, label="Local folder with the dataset", group="data", key="root",
+          help="MNIST/Fashion-MNIST: the *-ubyte.gz files; CIFAR-10: cifar-10-python.tar.gz; folder: "
+          "root/<class>/<images> or root/{train,test}/<class>/<images>. Blank: the download cache.",
+          tags=("recipe",)),
+    Param("download", bool, False, help="download the dataset when it is not cached",
+          label="Download when not cached", group="data"),
+    Param("arch", str, "small_cnn", help="small_cnn, resnet20 or preact_resnet18", label="Model", group="model"),
+    Param("arch_kwargs", dict, {}, label="Model options", group="init", flags=("--arch-option",),
+          help="the architecture's options, e.g. hidden=512 for small_cnn"),
+    Param("epochs", int, 5, 1, 1000, help="epochs", label="Epochs", group="model", tags=("recipe",)),
+    Param("batch_size", int, 64, 1, 4096, help="global batch size (all processes together)", label="Batch size",
+          group="model", key="batch", tags=("recipe",)),
+    Param("optimizer", str, "adam", choices=OPTIMIZERS, help="sgd or adam", label="Optimiser", group="optimiser",
+          key="opt", tags=("recipe",)),
+    Param("lr", float, 1e-3, 0.0, min_open=True, help="(peak) learning rate", label="Learning rate (peak)",
+          group="optimiser", tags=("recipe",)),
+    Param("momentum", float, 0.9, 0.0, 1.0, help="SGD momentum (one-cycle: the peak momentum, Adam's beta1)",
+          label="Momentum", group="more", tags=("recipe",)),
+    Param("weight_decay", float, 0.0, 0.0, help="weight decay", label="Weight decay", group="optimiser", key="wd",
+          tags=("recipe",)),
+    Param("schedule", str, "onecycle", choices=SCHEDULES, help="constant, step, cosine, onecycle or cyclic",
+          label="Schedule", group="optimiser", key="sched", tags=("recipe",)),
+    Param("step_milestones", tuple, (0.5, 0.75), help='the "step" schedule: fractions of training where '
+          "lr *= step_gamma, e.g. 0.5,0.75", label="Step milestones", group="more"),
+    Param("step_gamma", float, 0.1, 0.0, 1.0, min_open=True, help='the "step" schedule\'s decay factor',
+          label="Step decay factor", group="more"),
+    Param("eps", float, 0.3, 0.0, 1.0, PIXEL, "L-inf budget of the training adversary and of the "
+          "robust-accuracy curve: 8/255 or 0.0314 (0.3 for MNIST)", group="adversary", tags=("recipe",)),
+    Param("eps_warmup", float, 0.0, 0.0, 0.99, help="ramp the training eps linearly from 0 over this part",
+          label="eps warm-up (fraction of training)", group="adversary", key="warm", tags=("recipe",)),
+    Param("crop_padding", int, 2, 0, 16, help="random crop with this much zero padding, in pixels (0: none)",
+          label="Random crop padding (px)", group="adversary", key="crop"),
+    Param("flip", bool, False, help="random horizontal flips (off for digits and MNIST, on for CIFAR-10)",
+          label="Random horizontal flips", group="adversary"),
+    Param("val_size", int, 256, 0, 100_000, help="images held out of the training split (0: evaluate on the "
+          "test split)", label="Validation images", group="evaluation", key="val", tags=("recipe",)),
+    Param("eval_size", int, 256, 0, 10_000, help="size of the fixed held-out batch for clean and robust "
+          "accuracy during training", label="Held-out batch", group="evaluation"),
+    Param("eval_steps", int, 10, 0, 1000, help="PGD steps for the robust accuracy during training (0: none)",
+          label="PGD steps (robust curve)", group="evaluation"),
+    Param("eval_every", int, 0, 0, BIG, help="also evaluate every N steps (0: once per epoch)",
+          label="Evaluate every N steps (0: per epoch)", group="more"),
+    Param("test_eval", bool, True, help="clean accuracy on the whole test split at the end",
+          label="Test accuracy at the end", group="more"),
+    Param("seed", int, 0, 0, 2**31 - 1, help="random seed", label="Seed", group="model", tags=("recipe",)),
+    Param("device", str, "auto", help="auto, cpu, cuda or cuda:N", label="Device", group="run"),
+    Param("amp", bool, True, help="mixed precision on CUDA (a no-op on the CPU)", label="Mixed precision (CUDA)",
+          group="more"),
+    Param("channels_last", bool, True, help="channels-last memory format on CUDA (a no-op on the CPU)",
+          label="Channels-last (CUDA)", group="more"),
+    Param("max_steps", int, 0, 0, BIG, help="stop after N optimiser steps in all (0: run every epoch)",
+          label="Max steps (0: all)", group="evaluation"),
+    Param("checkpoint_every", int, 0, 0, BIG, help="also checkpoint every N steps (0: at the end of each epoch)",
+          label="Checkpoint every N steps (0: per epoch)", group="more"),
+    Param("log_every", int, 10, 1, BIG, help="log training scalars every N steps", label="Log every N steps",
+          group="more"),
+    Param("limit_train", int, 0, 0, 10**8, help="use a seeded random subset of N training images (0: all); for "
+          "quick tries and tests", label="Train images (0: all)", group="evaluation", key="limit"),
+    Param("init_from", str, "", help="start from these weights: a zoo model name or a checkpoint path "
+          "(blank: a fresh initialisation)", label="Start from", group="init", key="init", tags=("recipe",)),
+    Param("name", str, "", help="a name for the run", label="Run name (optional)", group="run"),
+)
+# fmt: on
+FIELD = {prm.name: prm for prm in FIELDS}
+
+
+@declared(FIELDS)
+class TrainConfig:
+    """Everything a training run needs (the fields are :data:`FIELDS`). Defaults: a quick standard run
+    of small_cnn on digits."""
 
     # ----------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
@@ -79,7 +124,7 @@ class TrainConfig:
         """A config from JSON-like data; every field's type is checked and every problem reported at once."""
         if not isinstance(d, dict):
             raise ConfigError("a training configuration must be a JSON object.")
-        known = {f.name: f for f in fields(cls)}
+        known = FIELD
         problems = []
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
@@ -90,8 +135,8 @@ class TrainConfig:
         for key, value in d.items():
             if key in known:
                 try:
-                    kwargs[key] = _field_value(key, _kind(known[key]), value)
-                except ConfigError as exc:
+                    kwargs[key] = json_value(known[key], value)
+                except ParamError as exc:
                     problems.append(str(exc))
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else "\n".join(f"- {p}" for p in problems))
@@ -117,87 +162,18 @@ class TrainConfig:
 
     # ----------------------------------------------------------------------------------- derived
     def resolved_device(self) -> str:
-        """'cpu' or 'cuda:N': the device key the scheduler queues on."""
-        import torch
+        """'cpu' or 'cuda:N': the device key the scheduler queues on (advlens.device.queue_device)."""
+        from ..device import queue_device
 
-        from ..device import get_device
-
-        want = self.device.strip().lower()
-        if want == "auto":
-            dev = get_device()
-            return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
-        if want == "cpu":
-            return "cpu"
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} was asked for, but CUDA is not available here.")
-        index = int(want.split(":", 1)[1]) if ":" in want else 0
-        return f"cuda:{index}"
+        try:
+            return queue_device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 MAX_CONFIG_BYTES = 1_000_000
 # Training-split sizes of the datasets whose size is fixed (an image folder's is known only when read).
 TRAIN_SPLIT_SIZES = {"digits": 1437, "mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
-
-
-def _kind(f) -> str:
-    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-
-
-def _field_value(name: str, kind: str, value):
-    """``value`` as field ``name`` of declared type ``kind`` holds it; :class:`ConfigError` otherwise.
-    JSON booleans are not numbers here, and numbers are not text: ``"epochs": true`` is refused."""
-    is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "int" and is_num and float(value).is_integer():
-        return int(value)
-    if kind == "float" and is_num and math.isfinite(value):
-        return float(value)
-    if kind == "bool" and isinstance(value, bool):
-        return value
-    if kind == "str" and isinstance(value, str) and len(value) <= 10_000:
-        return value
-    if kind == "str | None" and (value is None or (isinstance(value, str) and len(value) <= 10_000)):
-        return value
-    if kind == "dict" and isinstance(value, dict):
-        bad = [k for k, v in value.items() if not isinstance(k, str) or not _scalar(v)]
-        if bad:
-            raise ConfigError(f"{name} must map names to numbers, text or booleans; {bad[0]!r} does not.")
-        return dict(value)
-    if kind.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) <= 100:
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-            return tuple(float(v) for v in value)
-        raise ConfigError(f"{name} must be a list of numbers, not {_shown(value)}.")
-    what = {
-        "int": "a whole number",
-        "float": "a finite number",
-        "bool": "true or false",
-        "str": "text",
-        "str | None": "text or null",
-        "dict": "a JSON object",
-    }.get(kind, "a list of numbers")
-    if kind.startswith("tuple"):
-        raise ConfigError(f"{name} must be a list of numbers, not {_shown(value)}.")
-    raise ConfigError(f"{name} must be of type {kind} ({what}), not {_shown(value)}.")
-
-
-def _scalar(v) -> bool:
-    return v is None or isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and math.isfinite(v))
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_number(
-    errors: list[str], name: str, value: float, lo: float | None = None, hi: float | None = None, lo_open: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        errors.append(f"{name} must be a finite number, not {value!r}.")
-        return
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        errors.append(f"{name} must be {'>' if lo_open else '>='} {lo}, not {value}.")
-    if hi is not None and value > hi:
-        errors.append(f"{name} must be <= {hi}, not {value}.")
 
 
 def check_dataset_available(name: str, root: str | None, download: bool) -> None:
@@ -262,6 +238,26 @@ def check_dataset_available(name: str, root: str | None, download: bool) -> None
         raise ConfigError(str(exc)) from None
 
 
+def field_problems(cfg: TrainConfig) -> list[str]:
+    """What :data:`FIELDS` refuses in ``cfg``: ``eps must be >= 0.0, not -0.1.`` for a number out of
+    its range, the descriptor's message otherwise (a wrong kind, a value not among the choices)."""
+    problems = []
+    for prm, message in zip(FIELDS, check_all(FIELDS, cfg, each=True)):
+        if message:
+            problems.append(_out_of_range(prm, getattr(cfg, prm.name)) or message)
+    return problems
+
+
+def _out_of_range(prm: Param, value) -> str:
+    if not prm.is_number or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    if prm.min is not None and (value < prm.min or (prm.min_open and value == prm.min)):
+        return f"{prm.name} must be {'>' if prm.min_open else '>='} {prm.min}, not {value}."
+    if prm.max is not None and value > prm.max:
+        return f"{prm.name} must be <= {prm.max}, not {value}."
+    return ""
+
+
 def validate(cfg: TrainConfig, check_data: bool = True) -> None:
     """Check ``cfg`` before any work starts. Raises :class:`ConfigError` listing every problem."""
     from ..models import ARCHITECTURES
@@ -289,36 +285,12 @@ def validate(cfg: TrainConfig, check_data: bool = True) -> None:
         problem = arch_options_problem(cfg.arch, cfg.arch_kwargs)
         if problem:
             errors.append(f"arch_kwargs: {problem}.")
-    _check_number(errors, "eps", cfg.eps, 0.0, 1.0)
-    _check_number(errors, "eps_warmup", cfg.eps_warmup, 0.0, 0.99)
-    _check_number(errors, "lr", cfg.lr, 0.0, lo_open=True)
-    _check_number(errors, "momentum", cfg.momentum, 0.0, 1.0)
-    _check_number(errors, "weight_decay", cfg.weight_decay, 0.0)
-    _check_number(errors, "step_gamma", cfg.step_gamma, 0.0, 1.0, lo_open=True)
-    for name in ("epochs", "batch_size"):
-        if getattr(cfg, name) < 1:
-            errors.append(f"{name} must be at least 1, not {getattr(cfg, name)}.")
-    for name in (
-        "crop_padding",
-        "val_size",
-        "eval_size",
-        "eval_steps",
-        "eval_every",
-        "max_steps",
-        "checkpoint_every",
-        "limit_train",
+    errors.extend(field_problems(cfg))  # every field's kind, range and choices, from the declaration
+    if isinstance(cfg.step_milestones, (list, tuple)) and any(
+        not isinstance(m, (int, float)) or not 0.0 < m < 1.0 for m in cfg.step_milestones
     ):
-        if getattr(cfg, name) < 0:
-            errors.append(f"{name} must be >= 0, not {getattr(cfg, name)}.")
-    if cfg.log_every < 1:
-        errors.append(f"log_every must be at least 1, not {cfg.log_every}.")
-    if cfg.optimizer not in OPTIMIZERS:
-        errors.append(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}.")
-    if cfg.schedule not in SCHEDULES:
-        errors.append(f"unknown schedule {cfg.schedule!r}; choose one of: {', '.join(SCHEDULES)}.")
-    if any(not 0.0 < m < 1.0 for m in cfg.step_milestones):
         errors.append("step_milestones must be fractions of training strictly between 0 and 1.")
-    dev = cfg.device.strip().lower()
+    dev = cfg.device.strip().lower() if isinstance(cfg.device, str) else ""
     if not (dev in DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())):
         errors.append(f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}.")
     else:

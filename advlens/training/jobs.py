@@ -1,32 +1,13 @@
-"""Training jobs: start, queue, cancel and resume runs, each in its own OS process.
+"""Training runs as jobs: the ``train`` kind of :mod:`advlens.jobs`, and the functions the pages and CLI call.
 
-Design
-------
-The UI (or the CLI with ``--detach``) never trains in its own process. :func:`submit` validates the
-config (a bad one raises :class:`~advlens.training.config.ConfigError` before anything is created),
-inserts a *queued* row in the run store, writes ``runs/<id>/config.json`` and launches a worker::
-
-    python -m advlens train --run-id <id>
-
-detached (``start_new_session=True``, stdin closed, output to ``runs/<id>/worker.out``), so it
-survives the browser tab closing and the Streamlit server restarting. The UI only reads the store.
-
-Scheduling: one run per device at a time by default (``ADVLENS_MAX_RUNS_PER_DEVICE`` raises it).
-Every worker, queued or not, owns its own run: it polls :meth:`RunStore.claim` about once a second,
-which in one IMMEDIATE transaction (1) marks dead workers failed, (2) lets the run start only if no
-live run holds its device and no run of that device was queued earlier. So the queue is FIFO per
-device, needs no coordinator (nothing is lost if the UI, or the worker of the previous run, dies at
-any moment), and a queued run that is cancelled simply has its waiting worker exit.
-
-Dead workers: a row whose status is queued/running and whose worker pid (with its start time,
-so a reused pid does not count) is gone from this host is marked *failed* with a message, by any
-claim, by the UI on every refresh, and by ``python -m advlens runs``. Resume continues from the
-last checkpoint.
-
-Cancel: :func:`cancel` sets the cancel flag (the worker polls it between steps) and sends SIGTERM to
-the worker, whose handler requests the same graceful stop: checkpoint, then status *cancelled*.
-Resume: :func:`resume` puts a cancelled/failed run back in the queue and launches a worker; the
-trainer continues from ``checkpoints/latest.json``.
+The job machinery (the store, the detached worker, the queue per device, cancel, resume, dead-worker
+reaping) is :mod:`advlens.jobs`; this module says what is particular to training. :func:`submit`
+validates the config (a bad one raises :class:`~advlens.training.config.ConfigError` before anything
+is created), refuses a twin of a queued or running run, and queues it; its worker is
+``python -m advlens train --run-id <id>`` (so ``torchrun`` can be its launcher), which runs the one
+worker loop :func:`advlens.jobs.api.execute` with :class:`TrainingJob`. The trainer checkpoints as it
+goes and records its own outcome; a cancelled or failed run resumes from ``checkpoints/latest.json``.
+When a run is done, a quick evaluation of its model is queued (:func:`queue_quick_evaluation`).
 """
 
 from __future__ import annotations
@@ -35,12 +16,57 @@ import os
 import sys
 from pathlib import Path
 
-from ..workers import cancel, install_sigterm, spawn_worker, wait, wait_for_turn
+from ..jobs import api
+from ..jobs.kinds import RECORDED, JobKind, register_kind
+from ..jobs.store import ACTIVE, RunRecord, RunStore, run_dir
+from ..jobs.worker import cancel, spawn_worker, wait
 from . import distributed
 from .config import ConfigError, TrainConfig, validate
-from .store import ACTIVE, RunRecord, RunStore, run_dir
 
 __all__ = ["cancel", "create", "execute", "resume", "run_existing", "run_in_foreground", "submit", "wait"]
+
+
+@register_kind
+class TrainingJob(JobKind):
+    """A training run: its spec is a :class:`~advlens.training.config.TrainConfig` as a dict."""
+
+    name = "train"
+    label = "training"
+    stopped = "cancelled; resume continues from the last checkpoint"
+    config_error = ConfigError
+
+    def __init__(self, dist_ctx: distributed.DistContext | None = None, interrupt_at: int | None = None, echo=True):
+        self.dist_ctx, self.interrupt_at, self.echo = dist_ctx, interrupt_at, echo
+
+    def validate(self, spec: dict) -> dict:
+        cfg = TrainConfig.from_dict(spec)
+        validate(cfg)
+        return cfg.to_dict()
+
+    def device(self, spec: dict) -> str:
+        return TrainConfig.from_dict(spec).resolved_device()
+
+    def requeue_device(self, job: RunRecord) -> str:
+        cfg = TrainConfig.from_dict(job.config)
+        validate(cfg)
+        return cfg.resolved_device()
+
+    def describe(self, spec: dict) -> dict:
+        return {"title": f"{spec['objective']} · {spec['arch']} on {spec['dataset']}"}
+
+    def worker_command(self, job_id: str) -> list[str]:
+        return worker_command(job_id)
+
+    def execute(self, job: RunRecord, progress, should_stop, log):
+        from .loop import Trainer
+
+        store = self.store
+        dist_ctx = self.dist_ctx or distributed.DistContext()
+        cfg = TrainConfig.from_dict(job.config)
+        Trainer(cfg, job.id, store, dist_ctx, stop=should_stop, interrupt_at=self.interrupt_at, echo=self.echo).fit()
+        if dist_ctx.is_main and store.require(job.id).status == "done":
+            queue_quick_evaluation(store.require(job.id), store, log)
+        return RECORDED  # the trainer recorded done/cancelled itself
 
 
 def worker_command(run_id: str) -> list[str]:
@@ -59,7 +85,9 @@ def create(cfg: TrainConfig, store: RunStore | None = None, world_size: int = 1)
     """Validate and insert a queued run (no worker yet)."""
     store = store or RunStore()
     cfg, device = prepare_config(cfg)
-    return store.create_run(cfg.to_dict(), device, world_size=world_size)
+    kind = TrainingJob()
+    meta = {**kind.describe(cfg.to_dict()), "module": __name__}
+    return store.create_run(cfg.to_dict(), device, world_size=world_size, meta=meta)
 
 
 class DuplicateRun(ConfigError):
@@ -82,28 +110,20 @@ def submit(cfg: TrainConfig, store: RunStore | None = None, allow_duplicate: boo
     A configuration identical to a queued or running run raises :class:`DuplicateRun` unless
     ``allow_duplicate``: two identical runs at once are almost always one start pressed twice."""
     store = store or RunStore()
-    cfg, device = prepare_config(cfg)  # the pinned device is part of what makes two runs the same
+    cfg, _ = prepare_config(cfg)  # the pinned device is part of what makes two runs the same
     twin = None if allow_duplicate else active_twin(cfg, store)
     if twin is not None:
         raise DuplicateRun(twin)
-    rec = store.create_run(cfg.to_dict(), device)
-    spawn_worker(rec.id, worker_command(rec.id), store)
-    return store.require(rec.id)
+    return api.submit(TrainingJob(), cfg.to_dict(), store, spawn=spawn_worker)
 
 
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Queue a cancelled or failed run again and launch its worker; training continues from the
     last checkpoint (or from the start when none was written)."""
     store = store or RunStore()
-    store.reap_dead()
-    rec = store.require(run_id)
-    if rec.status == "done":
+    if store.require(run_id).status == "done":
         raise ValueError(f"run {run_id} is done; start a new run to train longer.")
-    cfg = TrainConfig.from_dict(rec.config)
-    validate(cfg)
-    store.requeue(run_id, cfg.resolved_device())
-    spawn_worker(run_id, worker_command(run_id), store)
-    return store.require(run_id)
+    return api.resume(run_id, store, spawn=spawn_worker)
 
 
 # ------------------------------------------------------------------------------ the worker
@@ -114,46 +134,11 @@ def execute(
     interrupt_at: int | None = None,
     echo: bool = True,
 ) -> RunRecord:
-    """The worker: wait for the device, train, and record the outcome. Never raises for a failed run."""
-    from .loop import RunLogger, StopRequested, Trainer, format_exception
-
-    store = store or RunStore()
+    """The worker: :func:`advlens.jobs.api.execute` with this run's trainer. Rank 0 waits for the
+    device and records; the other ranks follow its verdict. Never raises for a failed run."""
     dist_ctx = dist_ctx or distributed.DistContext()
-    stop = StopRequested()
-    install_sigterm(stop)
-    log = RunLogger(run_dir(run_id) / "train.log" if dist_ctx.is_main else None, echo=echo and dist_ctx.is_main)
-    status = ""
-    if dist_ctx.is_main:
-        rec = store.require(run_id)
-        if rec.pid != os.getpid():
-            store.attach_worker(run_id, os.getpid())
-        status = wait_for_turn(run_id, store, log, stop)
-        if status == "started":
-            store.attach_worker(run_id, os.getpid())
-    status = dist_ctx.broadcast_str(status)
-    if status != "started":
-        if dist_ctx.is_main:
-            log(f"not started: the run is {status}")
-        return store.require(run_id)
-    try:
-        cfg = TrainConfig.from_dict(store.require(run_id).config)
-        Trainer(cfg, run_id, store, dist_ctx, stop=stop, interrupt_at=interrupt_at, echo=echo).fit()
-        if dist_ctx.is_main and store.require(run_id).status == "done":
-            queue_quick_evaluation(store.require(run_id), store, log)
-    except BaseException as exc:  # record every failure, even KeyboardInterrupt, then re-raise the latter
-        if dist_ctx.is_main:
-            if isinstance(exc, ConfigError):
-                message = str(exc)
-            else:
-                message = f"{type(exc).__name__}: {exc}"
-            log("failed:\n" + format_exception(exc))
-            try:
-                store.finish(run_id, "failed", message)
-            except Exception:  # the store itself failed; the log has the traceback
-                pass
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-    return store.require(run_id)
+    kind = TrainingJob(dist_ctx, interrupt_at, echo)
+    return api.execute(run_id, store, echo=echo, kind=kind, is_main=dist_ctx.is_main, broadcast=dist_ctx.broadcast_str)
 
 
 AUTO_EVALUATE_N = 500  # test images for the quick evaluation queued after a run finishes
@@ -166,24 +151,22 @@ def queue_quick_evaluation(rec: RunRecord, store: RunStore, log=print):
     turns it off. A failure to queue is logged, never raised: the run itself is done."""
     if os.environ.get("ADVLENS_AUTO_EVALUATE", "1") == "0":
         return None
-    from ..evaluation import EvalSpec
-    from ..evaluation import jobs as eval_jobs
     from ..zoo import load_model, suggested_linf_eps
 
     try:
         eps = suggested_linf_eps(load_model(rec.zoo_name, "cpu"))
-        spec = EvalSpec(
-            models=[rec.zoo_name],
-            dataset=rec.dataset,
-            root=rec.config.get("data_root"),
-            eps=[eps],
-            suite="quick",
-            n=AUTO_EVALUATE_N,
-            checklist=False,
-            device=rec.device,
-            name=f"after training run {rec.id}",
-        )
-        ev = eval_jobs.submit(spec, store)
+        spec = {  # an evaluation spec (advlens.evaluation.spec.EvalSpec), queued by kind name
+            "models": [rec.zoo_name],
+            "dataset": rec.dataset,
+            "root": rec.config.get("data_root"),
+            "eps": [eps],
+            "suite": "quick",
+            "n": AUTO_EVALUATE_N,
+            "checklist": False,
+            "device": rec.device,
+            "name": f"after training run {rec.id}",
+        }
+        ev = api.submit("evaluate", spec, store, spawn=spawn_worker)
     except Exception as exc:
         log(f"the quick evaluation could not be queued: {exc}")
         return None
@@ -202,7 +185,7 @@ def run_in_foreground(cfg: TrainConfig, store: RunStore | None = None, echo: boo
     try:
         run_id = ""
         if dist_ctx.is_main:
-            rec = store.create_run(cfg.to_dict(), device, world_size=dist_ctx.world_size)
+            rec = create(cfg, store, world_size=dist_ctx.world_size)
             store.attach_worker(rec.id, os.getpid())
             run_id = rec.id
         run_id = dist_ctx.broadcast_str(run_id)

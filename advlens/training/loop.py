@@ -30,21 +30,21 @@ import time
 import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
+from ..jobs.store import RunStore, run_dir
+from ..jobs.worker import JobLog
 from ..models import Classifier, build_model, get_architecture
 from ..models.checkpoint import remove_stale_temporaries
 from . import distributed, schedule
 from .augment import Augment
-from .config import ConfigError, TrainConfig, validate
+from .config import FIELDS, ConfigError, TrainConfig, validate
 from .data import TrainingData, prepare_data
 from .evaluate import clean_accuracy, robust_accuracy
 from .init_from import apply_init
 from .objectives import EpochContext, Objective, StepContext, get_objective
 from .state import load_training_state, save_model_checkpoint, save_training_state
-from .store import RunStore, run_dir
 
 CANCEL_POLL_S = 1.0
 EVAL_SEED = 12345
@@ -81,22 +81,6 @@ class TrainerState:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-class RunLogger:
-    """Appends timestamped lines to the run's ``train.log`` (rank 0) and echoes them to stdout."""
-
-    def __init__(self, path: Path | None, echo: bool = True):
-        self.path = path
-        self.echo = echo
-
-    def __call__(self, msg: str) -> None:
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        if self.echo:
-            print(line, flush=True)
-        if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
 
 
 def memory_mb(device: torch.device) -> float:
@@ -152,6 +136,25 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+class LogWindow:
+    """The training scalars summed since the last log line, with the images seen and the time."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
+        self.count, self.imgs, self.t0 = 0, 0, time.time()
+
+    def add(self, loss: torch.Tensor, scalars: dict, images: int) -> None:
+        self.sums["loss"] += loss.detach().float()
+        for k, v in scalars.items():
+            self.sums[k] += v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+        self.count += 1
+        self.imgs += images
+
+
 class Trainer:
     """Trains ``cfg`` as run ``run_id`` of the store (the run row must exist).
 
@@ -177,7 +180,7 @@ class Trainer:
         self.interrupt_at = interrupt_at
         self.folder = run_dir(run_id)
         self.ckpt_dir = self.folder / "checkpoints"
-        self.log = RunLogger(self.folder / "train.log" if self.dist.is_main else None, echo=echo and self.dist.is_main)
+        self.log = JobLog(self.folder / "train.log" if self.dist.is_main else None, echo=echo and self.dist.is_main)
         self._last_poll = 0.0
 
     # ------------------------------------------------------------------------------- set-up
@@ -200,6 +203,19 @@ class Trainer:
         self.data = prepare_data(cfg)
         objective_cls = get_objective(cfg.objective)
         self.objective: Objective = objective_cls(cfg.objective_params, cfg)
+        self._build_model()
+        self._build_optimizer()
+        self.augment = Augment(cfg.crop_padding, cfg.flip)
+        self.pixels = self.data.train.pixels.to(self.device)
+        self.labels = self.data.train.labels.to(self.device)
+        self._plan_steps()
+        self.state = TrainerState(world_size=self.dist.world_size)
+        torch.manual_seed(cfg.seed * 7919 + 1 + self.dist.rank)  # per-rank augmentation / attack stream
+        self._resume()
+
+    def _build_model(self) -> None:
+        """The run's model on its device (fine-tuned from ``init_from``), wrapped in DDP when distributed."""
+        cfg = self.cfg
         model = build_run_model(cfg, self.data)
         if cfg.init_from:  # fine-tuning: the weights of a trained model (a resume then overwrites them)
             model = apply_init(model, cfg.init_from)
@@ -214,26 +230,26 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _build_optimizer(self) -> None:
+        """The optimiser, autocast and the gradient scaler (fp16 autocast only)."""
+        cfg, params = self.cfg, self.model.parameters()
         if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(
-                model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         else:
-            self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.autocast = self._autocast()
         fp16 = self.device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-        self.augment = Augment(cfg.crop_padding, cfg.flip)
-        self.pixels = self.data.train.pixels.to(self.device)
-        self.labels = self.data.train.labels.to(self.device)
+
+    def _plan_steps(self) -> None:
+        """Per-rank batch, steps per epoch and the run's total steps (``max_steps`` caps it)."""
+        cfg = self.cfg
         self.per_rank_batch = max(1, cfg.batch_size // self.dist.world_size)
         n_shard = len(distributed.shard(torch.arange(len(self.data.train)), 0, self.dist.world_size))
         self.steps_per_epoch = math.ceil(n_shard / self.per_rank_batch)
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
-        self.state = TrainerState(world_size=self.dist.world_size)
-        torch.manual_seed(cfg.seed * 7919 + 1 + self.dist.rank)  # per-rank augmentation / attack stream
-        self._resume()
 
     def _resume(self) -> None:
         if self.dist.is_main:  # torn temporary files of a worker killed mid-write (the other ranks never write)
@@ -278,30 +294,19 @@ class Trainer:
         return out
 
     def recipe(self) -> dict:
+        """What the checkpoint records of the run: the fields the declaration tags "recipe"
+        (:data:`advlens.training.config.FIELDS`), and what the run resolved from them."""
         cfg = self.cfg
-        return {
-            "objective": cfg.objective,
-            "objective_params": self.objective.params,
-            "eps": cfg.eps,
-            "adversarial": self.objective.budget_record(),
-            "eps_warmup": cfg.eps_warmup,
-            "dataset": cfg.dataset,
-            "data_root": cfg.data_root,
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "optimizer": cfg.optimizer,
-            "lr": cfg.lr,
-            "momentum": cfg.momentum,
-            "weight_decay": cfg.weight_decay,
-            "schedule": cfg.schedule,
-            "augment": self.augment.describe(),
-            "seed": cfg.seed,
-            "val_size": cfg.val_size,
-            "world_size": self.dist.world_size,
-            "run_id": self.run_id,
-            "init_from": cfg.init_from,
-            "command": f"python -m advlens train --config runs/{self.run_id}/config.json",
-        }
+        out = {prm.name: getattr(cfg, prm.name) for prm in FIELDS if "recipe" in prm.tags}
+        out.update(
+            objective_params=self.objective.params,
+            adversarial=self.objective.budget_record(),
+            augment=self.augment.describe(),
+            world_size=self.dist.world_size,
+            run_id=self.run_id,
+            command=f"python -m advlens train --config runs/{self.run_id}/config.json",
+        )
+        return out
 
     def save(self) -> None:
         self.dist.sync_buffers(self.model)  # collective: every rank takes part
@@ -352,121 +357,152 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- fit
     def fit(self) -> dict:
+        """Train to the end (or until stopped); the steps below, in this order, per epoch."""
         self.setup()
+        self._begin()
+        window = LogWindow(self.device)
+        stopped = False
+        while self.state.epoch < self.cfg.epochs and self.state.step < self.total_steps and not stopped:
+            prev_weights = self._weights_before_epoch()
+            stopped = self._train_epoch(window)
+            if stopped:
+                break
+            verdict_stop, stopped = self._end_epoch(prev_weights)
+            if verdict_stop:
+                break
+        if stopped:
+            return self._cancelled()
+        return self._finish()
+
+    def _begin(self) -> None:
+        """Start the clocks; rank 0 records the plan in the store and the log."""
         cfg, st = self.cfg, self.state
         self._t_start = time.time()
         self._elapsed_before = st.elapsed_s
         self._step0 = st.step
         self._last_eval: tuple[int, dict] | None = None
-        if self.dist.is_main:
-            self.store.update(
-                self.run_id,
-                total_steps=self.total_steps,
-                epochs=cfg.epochs,
-                step=st.step,
-                world_size=self.dist.world_size,
-            )
-            self.log(
-                f"run {self.run_id}: {self.objective.describe()} on {self.data.train.name} "
-                f"({len(self.data.train)} train, held-out batch of {len(self.data.heldout[1])} from the "
-                f"{self.data.heldout_source}), {cfg.arch}, {cfg.epochs} epoch(s) x {self.steps_per_epoch} "
-                f"steps, batch {cfg.batch_size} over {self.dist.world_size} process(es), device {self.device}"
-            )
-        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
-        count = 0
-        window_t, window_imgs = time.time(), 0
-        prev_weights = None
-        stopped = False
-        while st.epoch < cfg.epochs and st.step < self.total_steps and not stopped:
-            perm = distributed.shard(
-                epoch_permutation(len(self.data.train), cfg.seed, st.epoch), self.dist.rank, self.dist.world_size
-            )
-            if getattr(self.objective, "may_restore_previous", False):
-                prev_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.train_model.train()
-            while st.batch_in_epoch < self.steps_per_epoch and st.step < self.total_steps:
-                b = st.batch_in_epoch
-                idx = perm[b * self.per_rank_batch : (b + 1) * self.per_rank_batch].to(self.device)
-                x = self.pixels[idx]
-                x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-                y = self.labels[idx]
-                x = self.augment(x)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                lr = schedule.apply(
-                    self.optimizer,
-                    cfg.schedule,
-                    st.step,
-                    self.total_steps,
-                    cfg.lr,
-                    cfg.momentum,
-                    cfg.step_milestones,
-                    cfg.step_gamma,
-                )
-                ctx = StepContext(
-                    step=st.step,
-                    epoch=st.epoch,
-                    total_steps=self.total_steps,
-                    eps=self.eps_at(st.step),
-                    num_classes=len(self.data.class_names),
-                    attack_model=self.model,
-                    device=self.device,
-                    autocast=self.autocast,
-                )
-                with self.autocast():
-                    loss, scalars = self.objective.loss(self.train_model, x, y, ctx)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                st.step += 1
-                st.batch_in_epoch += 1
-                sums["loss"] += loss.detach().float()
-                for k, v in scalars.items():
-                    sums[k] += v.detach().float() if isinstance(v, torch.Tensor) else float(v)
-                count += 1
-                window_imgs += len(y) * self.dist.world_size
-                last_of_run = st.step >= self.total_steps
-                if st.step % cfg.log_every == 0 or last_of_run or st.batch_in_epoch == self.steps_per_epoch:
-                    self._log_window(sums, count, lr, window_imgs, time.time() - window_t)
-                    sums.clear()
-                    count, window_t, window_imgs = 0, time.time(), 0
-                if cfg.eval_every and st.step % cfg.eval_every == 0 and st.batch_in_epoch < self.steps_per_epoch:
-                    self._evaluate_and_log()
-                if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
-                    self.save()
-                if self._poll_stop():
-                    stopped = True
-                    break
-            if stopped:
-                break
-            # ------------------------------------------------------------ end of an epoch
-            epoch_done = st.batch_in_epoch >= self.steps_per_epoch
-            self._evaluate_and_log()
-            verdict_stop = restore = False
-            if epoch_done or st.step >= self.total_steps:
-                # a run that ends inside an epoch (max_steps) still gets the objective's end-of-epoch
-                # measurements: rho_2, the attention snapshot, the Fast-AT guard
-                verdict_stop, restore = self._epoch_hook(prev_weights)
-            if epoch_done:
-                st.epoch += 1
-                st.batch_in_epoch = 0
-            self.save()
-            if verdict_stop:
-                break
+        if not self.dist.is_main:
+            return
+        self.store.update(
+            self.run_id, total_steps=self.total_steps, epochs=cfg.epochs, step=st.step, world_size=self.dist.world_size
+        )
+        self.log(
+            f"run {self.run_id}: {self.objective.describe()} on {self.data.train.name} "
+            f"({len(self.data.train)} train, held-out batch of {len(self.data.heldout[1])} from the "
+            f"{self.data.heldout_source}), {cfg.arch}, {cfg.epochs} epoch(s) x {self.steps_per_epoch} "
+            f"steps, batch {cfg.batch_size} over {self.dist.world_size} process(es), device {self.device}"
+        )
+
+    def _weights_before_epoch(self) -> dict | None:
+        """A copy of the weights, for objectives whose epoch hook may roll an epoch back (Fast-AT's guard)."""
+        if getattr(self.objective, "may_restore_previous", False):
+            return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return None
+
+    def _train_epoch(self, window: LogWindow) -> bool:
+        """The remaining steps of the current epoch; True when a stop was requested."""
+        st, cfg = self.state, self.cfg
+        perm = distributed.shard(
+            epoch_permutation(len(self.data.train), cfg.seed, st.epoch), self.dist.rank, self.dist.world_size
+        )
+        self.train_model.train()
+        while st.batch_in_epoch < self.steps_per_epoch and st.step < self.total_steps:
+            loss, scalars, n, lr = self._train_step(perm)
+            window.add(loss, scalars, n * self.dist.world_size)
+            self._after_step(window, lr)
             if self._poll_stop():
-                stopped = True
-        if stopped:
+                return True
+        return False
+
+    def _batch(self, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of the epoch's permutation, as floats in [0, 1], augmented on the device."""
+        b = self.state.batch_in_epoch
+        idx = perm[b * self.per_rank_batch : (b + 1) * self.per_rank_batch].to(self.device)
+        x = self.pixels[idx]
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        x = self.augment(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[idx]
+
+    def _train_step(self, perm: torch.Tensor) -> tuple[torch.Tensor, dict, int, float]:
+        """One optimiser step: scheduled lr, the objective's loss, backward, step. (loss, scalars, n, lr)."""
+        st, cfg = self.state, self.cfg
+        x, y = self._batch(perm)
+        lr = schedule.apply(
+            self.optimizer,
+            cfg.schedule,
+            st.step,
+            self.total_steps,
+            cfg.lr,
+            cfg.momentum,
+            cfg.step_milestones,
+            cfg.step_gamma,
+        )
+        ctx = StepContext(
+            step=st.step,
+            epoch=st.epoch,
+            total_steps=self.total_steps,
+            eps=self.eps_at(st.step),
+            num_classes=len(self.data.class_names),
+            attack_model=self.model,
+            device=self.device,
+            autocast=self.autocast,
+        )
+        with self.autocast():
+            loss, scalars = self.objective.loss(self.train_model, x, y, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        st.step += 1
+        st.batch_in_epoch += 1
+        return loss, scalars, len(y), lr
+
+    def _after_step(self, window: LogWindow, lr: float) -> None:
+        """Log the window every ``log_every`` steps (and at the end of an epoch or the run), evaluate
+        every ``eval_every`` steps inside an epoch, checkpoint every ``checkpoint_every`` steps."""
+        st, cfg = self.state, self.cfg
+        last_of_run = st.step >= self.total_steps
+        if st.step % cfg.log_every == 0 or last_of_run or st.batch_in_epoch == self.steps_per_epoch:
+            self._log_window(window.sums, window.count, lr, window.imgs, time.time() - window.t0)
+            window.reset()
+        if cfg.eval_every and st.step % cfg.eval_every == 0 and st.batch_in_epoch < self.steps_per_epoch:
+            self._evaluate_and_log()
+        if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
             self.save()
-            if self.dist.is_main:
-                msg = (
-                    f"{self.stop.reason or 'cancelled'} at step {st.step}/{self.total_steps}; Resume continues "
-                    "from this checkpoint."
-                )
-                self.log(msg)
-                self.store.finish(self.run_id, "cancelled", msg, step=st.step)
-            return dict(st.metrics)
-        return self._finish()
+
+    def _end_epoch(self, prev_weights: dict | None) -> tuple[bool, bool]:
+        """Evaluate, run the objective's hook, move to the next epoch, checkpoint.
+        Returns (the objective stopped the run, a stop was requested)."""
+        st = self.state
+        epoch_done = st.batch_in_epoch >= self.steps_per_epoch
+        self._evaluate_and_log()
+        verdict_stop = False
+        if epoch_done or st.step >= self.total_steps:
+            # a run that ends inside an epoch (max_steps) still gets the objective's end-of-epoch
+            # measurements: rho_2, the attention snapshot, the Fast-AT guard
+            verdict_stop, _ = self._epoch_hook(prev_weights)
+        if epoch_done:
+            st.epoch += 1
+            st.batch_in_epoch = 0
+        self.save()
+        if verdict_stop:
+            return True, False
+        return False, self._poll_stop()
+
+    def _cancelled(self) -> dict:
+        """Checkpoint and mark the run cancelled (Resume continues from here)."""
+        st = self.state
+        self.save()
+        if self.dist.is_main:
+            msg = (
+                f"{self.stop.reason or 'cancelled'} at step {st.step}/{self.total_steps}; Resume continues "
+                "from this checkpoint."
+            )
+            self.log(msg)
+            self.store.finish(self.run_id, "cancelled", msg, step=st.step)
+        return dict(st.metrics)
 
     def _log_window(self, sums, count, lr, imgs, wall_s) -> None:
         if not self.dist.is_main or count == 0:
@@ -547,59 +583,62 @@ class Trainer:
         return stop, restore
 
     def _finish(self) -> dict:
-        st, cfg = self.state, self.cfg
-        metrics: dict = {}
-        if self.dist.is_main:
-            if self._last_eval is not None and self._last_eval[0] == st.step:
-                evals = self._last_eval[1]
-            else:
-                evals = self.evaluate_heldout()
-            metrics.update(
-                {
-                    "heldout_clean_accuracy": evals["eval/clean_acc"],
-                    "heldout_images": len(self.data.heldout[1]),
-                    "heldout_source": self.data.heldout_source,
-                }
-            )
-            if "eval/robust_acc" in evals:
-                metrics.update(
-                    {
-                        "heldout_robust_accuracy": evals["eval/robust_acc"],
-                        "robust_attack": f"PGD-{cfg.eval_steps}, eps {cfg.eps:.4g}, step 2.5*eps/steps, 1 restart",
-                    }
-                )
-            if cfg.test_eval and self.data.test is not None:
-                metrics["test_accuracy"] = clean_accuracy(self.model, self.data.test.pixels, self.data.test.labels)
-                metrics["test_images"] = len(self.data.test)
-                self.store.log_metrics(self.run_id, st.step, st.epoch, {"test/clean_acc": metrics["test_accuracy"]})
-            metrics["train_seconds"] = round(self.elapsed(), 1)
-            metrics["steps"] = st.step
-            if st.stopped_early:
-                metrics["stopped_early"] = st.stopped_early
-            st.metrics.update(metrics)
+        """The final metrics (rank 0), the last checkpoint, the final weights and the store's record."""
+        metrics = self._final_metrics() if self.dist.is_main else {}
         self.save()
         if self.dist.is_main:
-            final = self.folder / "final.safetensors"
-            desc = f"{self.cfg.arch} trained on {self.data.train.name} with {self.objective.title} (run {self.run_id})"
-            save_model_checkpoint(
-                self.model,
-                final,
-                recipe=self.recipe(),
-                metrics=metrics,
-                extra_meta={"description": desc, "run_id": self.run_id},
-            )
-            summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-            self.log(f"done: {summary}")
-            self.store.finish(
-                self.run_id,
-                "done",
-                st.stopped_early,
-                final_path=str(final),
-                metrics=metrics,
-                step=st.step,
-                total_steps=self.total_steps,
-            )
+            self._publish(metrics)
         return metrics
+
+    def _final_metrics(self) -> dict:
+        """Held-out clean and PGD accuracy (the last evaluation when it was at this step), test accuracy."""
+        st, cfg = self.state, self.cfg
+        if self._last_eval is not None and self._last_eval[0] == st.step:
+            evals = self._last_eval[1]
+        else:
+            evals = self.evaluate_heldout()
+        metrics: dict = {
+            "heldout_clean_accuracy": evals["eval/clean_acc"],
+            "heldout_images": len(self.data.heldout[1]),
+            "heldout_source": self.data.heldout_source,
+        }
+        if "eval/robust_acc" in evals:
+            metrics["heldout_robust_accuracy"] = evals["eval/robust_acc"]
+            metrics["robust_attack"] = f"PGD-{cfg.eval_steps}, eps {cfg.eps:.4g}, step 2.5*eps/steps, 1 restart"
+        if cfg.test_eval and self.data.test is not None:
+            metrics["test_accuracy"] = clean_accuracy(self.model, self.data.test.pixels, self.data.test.labels)
+            metrics["test_images"] = len(self.data.test)
+            self.store.log_metrics(self.run_id, st.step, st.epoch, {"test/clean_acc": metrics["test_accuracy"]})
+        metrics["train_seconds"] = round(self.elapsed(), 1)
+        metrics["steps"] = st.step
+        if st.stopped_early:
+            metrics["stopped_early"] = st.stopped_early
+        st.metrics.update(metrics)
+        return metrics
+
+    def _publish(self, metrics: dict) -> None:
+        """Rank 0: the final weights with their recipe and metrics, and the run marked done."""
+        st = self.state
+        final = self.folder / "final.safetensors"
+        desc = f"{self.cfg.arch} trained on {self.data.train.name} with {self.objective.title} (run {self.run_id})"
+        save_model_checkpoint(
+            self.model,
+            final,
+            recipe=self.recipe(),
+            metrics=metrics,
+            extra_meta={"description": desc, "run_id": self.run_id},
+        )
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        self.log(f"done: {summary}")
+        self.store.finish(
+            self.run_id,
+            "done",
+            st.stopped_early,
+            final_path=str(final),
+            metrics=metrics,
+            step=st.step,
+            total_steps=self.total_steps,
+        )
 
 
 def format_exception(exc: BaseException) -> str:

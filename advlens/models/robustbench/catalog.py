@@ -232,11 +232,40 @@ def list_catalog(dataset: str | None = None, threat: str | None = None) -> list[
 
 
 def approx_bytes(entry: CatalogEntry) -> int:
-    """The float32 size of the entry's weights (parameters and buffers), from its layout."""
-    return _LAYOUT_BYTES.setdefault(entry.layout, _layout_bytes(entry))
+    """The float32 size of the entry's weights (parameters and buffers), from its layout: the table
+    below (the model picker lists every entry's size, and building the 23 networks on the meta device
+    takes seconds), or built once for a layout not in it."""
+    known = LAYOUT_BYTES.get(entry.layout)
+    return known if known is not None else _BUILT_BYTES.setdefault(entry.layout, _layout_bytes(entry))
 
 
-_LAYOUT_BYTES: dict[str, int] = {}
+# float32 bytes of our network's state dict per layout (`_layout_bytes`; tests/test_robustbench.py checks it)
+LAYOUT_BYTES: dict[str, int] = {
+    "wrn_28_10": 145988684,
+    "wrn_28_10_sub": 152560492,
+    "wrn_34_10": 184731748,
+    "wrn_34_10_sub": 193151884,
+    "wrn_34_10_mu": 184731748,
+    "wrn_34_20": 738306148,
+    "wrn_34_20_mu": 738306148,
+    "wrn_34_20_sub": 771734924,
+    "wrn_70_16": 1067501812,
+    "dm_28_10": 145988684,
+    "dm_34_10": 184731748,
+    "dm_34_20": 738306148,
+    "dm_70_16": 1067501812,
+    "dm_106_16": 1662388612,
+    "preact18": 44711784,
+    "preact18_mu": 44711784,
+    "preact18_v2_mu": 44719980,
+    "cifar_resnet18": 44734328,
+    "cifar_resnet50_mu": 94296060,
+    "cifar_resnet50_mu_augustin": 94296060,
+    "tv_resnet18": 46796528,
+    "tv_resnet50": 102440820,
+    "tv_wide_resnet50_2": 275806068,
+}
+_BUILT_BYTES: dict[str, int] = {}
 
 
 def _layout_bytes(entry: CatalogEntry) -> int:

@@ -1,19 +1,28 @@
-"""The run store: a SQLite database of runs and their metrics, plus one folder per run.
+"""The job store: a SQLite database of every background job (run) and its metrics, plus one folder per job.
 
 ``$ADVLENS_HOME/runs.sqlite`` (WAL mode, so the UI reads while a worker writes) holds:
 
-- ``runs``: one row per run: its status (queued, running, done, failed, cancelled), progress
-  (step, epoch, ETA), the worker's pid/host, a cancel flag, the config and the final metrics;
+- ``runs``: one row per job: its ``kind`` (train, evaluate, perturbation, certify, attention: the
+  registered kinds of :mod:`advlens.jobs.kinds`), its status (queued, running, done, failed, cancelled),
+  progress (step, epoch, ETA), the worker's pid/host, a cancel flag, the spec (``config``, JSON), what
+  the kind says of it (``meta``, JSON: its title, the module that registers the kind, and the kind's
+  own fields) and the final metrics. The ``objective``/``arch`` columns belong to training runs only;
 - ``metrics``: long-format scalars ``(run_id, step, epoch, t, key, value)``.
 
-``$ADVLENS_HOME/runs/<run_id>/`` holds ``config.json``, ``train.log``, ``worker.out`` (the
-worker's stdout/stderr) and ``checkpoints/``. Every write is one short transaction on a fresh
-connection, so a writer process and any number of reader processes never hold locks for long.
+``$ADVLENS_HOME/runs/<run_id>/`` holds ``config.json``, the job's log named for its kind
+(``train.log``, ``evaluate.log``, ...), ``worker.out`` (the worker's stdout/stderr) and what the kind
+saves. Every write is one short transaction on a fresh connection, so a writer process and any number
+of reader processes never hold locks for long.
 
-Scheduling lives here too, because it must be atomic: :meth:`RunStore.claim` lets a queued run
-start only when no live run holds its device and it is the oldest queued run of that device
-(see :mod:`advlens.training.jobs` for the whole design). Dead workers (pid gone while the row
-still says running or queued) are found by :meth:`RunStore.reap_dead` and marked failed.
+Scheduling lives here too, because it must be atomic: :meth:`RunStore.claim` lets a queued job
+start only when no live job holds its device and it is the oldest queued job of that device
+(see :mod:`advlens.jobs` for the whole design). Dead workers (pid gone while the row still says
+running or queued) are found by :meth:`RunStore.reap_dead` and marked failed.
+
+Schema versions (``PRAGMA user_version``), upgraded in place by :func:`migrate` on first use:
+0 the first store (training runs only, no ``kind``); 1 evaluations and perturbation jobs as kinds,
+with their suite/models or method/model in ``objective``/``arch``; 2 (now) the ``meta`` column, those
+fields moved into it and ``objective``/``arch`` left empty for every kind but training.
 """
 
 from __future__ import annotations
@@ -64,7 +73,8 @@ CREATE TABLE IF NOT EXISTS runs (
     final_path TEXT,
     metrics TEXT NOT NULL DEFAULT '{}',
     config TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'train'
+    kind TEXT NOT NULL DEFAULT 'train',
+    meta TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_device_status ON runs (device, status);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -107,8 +117,15 @@ _RUN_COLUMNS = (
     "metrics",
     "config",
     "kind",
+    "meta",
 )
-KINDS = ("train", "evaluate", "perturbation")  # training, an evaluation by a suite, a universal perturbation/patch
+SCHEMA_VERSION = 2
+# The modules that register the kinds of the stores before version 2 (their rows name no module).
+LEGACY_MODULES = {
+    "train": "advlens.training.jobs",
+    "evaluate": "advlens.evaluation.jobs",
+    "perturbation": "advlens.perturbations.jobs",
+}
 
 
 def db_path() -> Path:
@@ -117,6 +134,11 @@ def db_path() -> Path:
 
 def run_dir(run_id: str) -> Path:
     return runs_dir() / run_id
+
+
+def log_name(kind: str) -> str:
+    """The log file of a job of ``kind`` in its folder: ``train.log``, ``evaluate.log``, ..."""
+    return f"{kind}.log"
 
 
 def hostname() -> str:
@@ -182,14 +204,25 @@ class RunRecord:
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     kind: str = "train"
+    meta: dict = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         d = dict(zip(_RUN_COLUMNS, row))
-        d["metrics"] = json.loads(d["metrics"] or "{}")
-        d["config"] = json.loads(d["config"] or "{}")
+        for key in ("metrics", "config", "meta"):
+            d[key] = json.loads(d[key] or "{}")
         d["cancel_requested"] = bool(d["cancel_requested"])
         return cls(**d)
+
+    @property
+    def spec(self) -> dict:
+        """The job's spec (the ``config`` column): what its kind validated and its worker runs."""
+        return self.config
+
+    @property
+    def title(self) -> str:
+        """One line naming the job in listings: the kind's title, or a training run's objective and arch."""
+        return self.meta.get("title") or (f"{self.objective} · {self.arch}" if self.objective else self.kind)
 
     @property
     def zoo_name(self) -> str:
@@ -201,7 +234,10 @@ class RunRecord:
 
     @property
     def log_path(self) -> Path:
-        return self.folder / "train.log"
+        """The worker's log, named for the job's kind (a job of a version-1 store kept ``train.log``)."""
+        path = self.folder / log_name(self.kind)
+        legacy = self.folder / "train.log"
+        return legacy if not path.exists() and legacy.exists() else path
 
     @property
     def progress(self) -> float:
@@ -237,10 +273,7 @@ class RunStore:
             key = str(self.path.resolve())
             if key not in RunStore._initialised or not self.path.exists():
                 con.execute("PRAGMA journal_mode = WAL")
-                con.executescript(_SCHEMA)
-                columns = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
-                if "kind" not in columns:  # a store written before evaluations were runs
-                    con.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train'")
+                migrate(con)
                 RunStore._initialised.add(key)
             con.execute("PRAGMA synchronous = NORMAL")
             if write:
@@ -264,13 +297,18 @@ class RunStore:
                 return run_id
 
     def create_run(
-        self, config: dict, device: str, run_id: str | None = None, world_size: int = 1, kind: str = "train"
+        self,
+        config: dict,
+        device: str,
+        run_id: str | None = None,
+        world_size: int = 1,
+        kind: str = "train",
+        meta: dict | None = None,
     ) -> RunRecord:
-        """Insert a queued run and make its folder with ``config.json``. An evaluation's row shows
-        its suite as the objective and its models as the architecture; a perturbation job's config names
-        its method (universal, patch) as ``objective`` and its model as ``arch``."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown run kind {kind!r}")
+        """Insert a queued job of ``kind`` and make its folder with ``config.json``. A training run's
+        row also shows its objective and architecture; every other kind describes itself in ``meta``."""
+        if not isinstance(kind, str) or not kind.isidentifier():
+            raise ValueError(f"a job kind is a short name, not {kind!r}")
         run_id = run_id or self.new_run_id()
         folder = run_dir(run_id)
         from ..models.checkpoint import atomic_write_bytes
@@ -279,24 +317,27 @@ class RunStore:
             (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(folder / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
         now = time.time()
+        train = kind == "train"
         with self.connect(write=True) as con:
             con.execute(
                 "INSERT INTO runs (id, name, objective, dataset, arch, device, status, created_at, queued_at,"
-                " updated_at, world_size, epochs, config, kind) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, world_size, epochs, config, kind, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
-                    config.get("name", ""),
-                    config["suite"] if kind == "evaluate" else config["objective"],
-                    config["dataset"],
-                    ", ".join(config["models"]) if kind == "evaluate" else config["arch"],
+                    str(config.get("name") or ""),
+                    config["objective"] if train else "",
+                    str(config.get("dataset") or ""),
+                    config["arch"] if train else "",
                     device,
                     now,
                     now,
                     now,
                     world_size,
-                    int(config.get("epochs", 0)),
+                    int(config.get("epochs", 0)) if train else 0,
                     json.dumps(config, sort_keys=True),
                     kind,
+                    json.dumps(meta or {}, sort_keys=True),
                 ),
             )
         return self.get(run_id)
@@ -363,7 +404,7 @@ class RunStore:
         bad = set(fields) - set(_RUN_COLUMNS)
         if bad:
             raise KeyError(f"unknown run column(s): {', '.join(sorted(bad))}")
-        for key in ("metrics", "config"):
+        for key in ("metrics", "config", "meta"):
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key], sort_keys=True)
         fields.setdefault("updated_at", time.time())
@@ -514,12 +555,66 @@ class RunStore:
             ).fetchone()[0]
 
     def delete(self, run_id: str) -> None:
+        """Forget a finished job: its rows and its folder (a deleted training run leaves the zoo)."""
+        import shutil
+
         rec = self.require(run_id)
         if rec.active:
             raise ValueError(f"run {run_id} is {rec.status}; cancel it first.")
         with self.connect(write=True) as con:
             con.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(run_dir(run_id), ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ migration
+def _move_to_meta(con: sqlite3.Connection, kind: str, first: str, second: str, split_second: bool) -> None:
+    """Version 1 -> 2 for one kind: its ``objective``/``arch`` columns become ``meta[first]``/``meta[second]``."""
+    rows = con.execute("SELECT id, objective, arch, meta FROM runs WHERE kind = ?", (kind,)).fetchall()
+    for run_id, objective, arch, meta in rows:
+        meta = json.loads(meta or "{}")
+        meta.setdefault(first, objective)
+        meta.setdefault(second, [a for a in arch.split(", ") if a] if split_second else arch)
+        meta.setdefault("title", f"{objective}: {arch}")
+        meta.setdefault("module", LEGACY_MODULES[kind])
+        con.execute(
+            "UPDATE runs SET meta = ?, objective = '', arch = '' WHERE id = ?",
+            (json.dumps(meta, sort_keys=True), run_id),
+        )
+
+
+def migrate(con: sqlite3.Connection) -> int:
+    """Bring the store of ``con`` to :data:`SCHEMA_VERSION` in place (one transaction); returns the
+    version it had. Rows of every kind keep their ids, statuses, metrics and folders. A store that is
+    up to date is only read (a read-only home can still list its jobs)."""
+    if con.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have just done it
+        if version < SCHEMA_VERSION:
+            _upgrade(con)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return version
+
+
+def _upgrade(con: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    columns = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+    if "kind" not in columns:  # version 0: a store written before evaluations were runs
+        con.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train'")
+    if "meta" not in columns:
+        con.execute("ALTER TABLE runs ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")
+    _move_to_meta(con, "evaluate", "suite", "models", split_second=True)
+    _move_to_meta(con, "perturbation", "method", "model", split_second=False)
+    train = json.dumps({"module": LEGACY_MODULES["train"]})
+    con.execute("UPDATE runs SET meta = ? WHERE kind = 'train' AND meta = '{}'", (train,))
 
 
 def read_log_tail(path: Path, lines: int = 40, max_bytes: int = 64_000) -> str:

@@ -9,7 +9,7 @@ its order is by class, so it cannot reproduce the row; :func:`leaderboard_setup`
 
 from __future__ import annotations
 
-from .catalog import get_catalog_entry
+from ..models.robustbench.catalog import get_catalog_entry
 
 TEST_SET = "the original CIFAR-10 test set (python batches, official order, first n images as RobustBench)"
 
@@ -23,10 +23,56 @@ def leaderboard_setup(models: list[str], root: str | None) -> dict:
     if len({(e.threat, e.eps) for e in entries}) != 1:
         raise ValueError("--leaderboard needs models of one threat model and budget (run Linf and L2 separately)")
     if root is None:
-        from ...data.download import ensure_downloaded
+        from ..data.download import ensure_downloaded
 
         root = str(ensure_downloaded("cifar10", download=True))
     return {"dataset": "cifar10", "root": root, "eps": entries[0].eps, "norm": entries[0].threat, "split": "test"}
+
+
+JPEG_COPY = (
+    "CIFAR-10 (JPEG q75 copy): NOT the leaderboard's images (re-encoded at JPEG quality 75, ordered by class, so "
+    "a class-stratified sample is taken); not comparable with the published figure"
+)
+
+
+def which_images(report: dict) -> str:
+    """Which test set and images an evaluation report used, in words that tell the two sets apart."""
+    subset = (report.get("subset") or {}).get("description") or f"the first {report.get('n')} images"
+    if report.get("dataset") == "cifar10":
+        return f"{subset}; {TEST_SET}"
+    if report.get("dataset") == "folder":
+        return f"{subset}; {JPEG_COPY}"
+    return f"{subset} ({report.get('dataset')}): not a leaderboard set"
+
+
+def leaderboard_rows(report: dict) -> list[dict]:
+    """Per result of a RobustBench model: ours (robust and clean accuracy in %, the 95% Clopper-Pearson
+    interval, n, protocol, images) beside the published figures, and whether our interval holds them."""
+    out = []
+    for r in report.get("results", []):
+        try:
+            entry = get_catalog_entry(str(r["model"]).split("+", 1)[0])
+        except KeyError:
+            continue
+        lo, hi = r["robust_interval_95"]
+        out.append(
+            {
+                "model": entry.name,
+                "ours_robust": r["robust_accuracy"] * 100,
+                "ours_interval": (lo * 100, hi * 100),
+                "ours_clean": r["clean_accuracy"] * 100,
+                "n": r["n"],
+                "protocol": r.get("protocol", ""),
+                "images": which_images(report),
+                "published_robust": entry.autoattack,
+                "published_clean": entry.clean,
+                "published_n": entry.n_test,
+                "published_protocol": f"AutoAttack standard, {entry.threat} eps {entry.eps}",
+                "inside": lo * 100 <= entry.autoattack <= hi * 100,
+                "comparable": report.get("dataset") == "cifar10" and report.get("suite") == "standard",
+            }
+        )
+    return out
 
 
 def leaderboard_lines(report: dict) -> list[str]:

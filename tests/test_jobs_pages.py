@@ -1,0 +1,61 @@
+"""The certification section of the Evaluate page (AppTest): a few images are certified at once; more
+are a job, listed with its progress and a Stop button, resumable, and shown from the store when done."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from advlens import certify as cert
+from advlens.jobs import RunStore, api
+
+
+def _section():
+    from dashboard.certify_section import certified_section
+
+    certified_section()
+
+
+def _page():
+    at = AppTest.from_function(_section, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key="cert_model").set_value("digits_small_cnn")
+    at.selectbox(key="cert_dataset").set_value("digits")
+    at.number_input(key="cert_n").set_value(100)
+    at.number_input(key="cert_n0").set_value(10)
+    return at
+
+
+def test_a_few_images_are_certified_at_once():
+    at = _page()
+    at.number_input(key="cert_images").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.get("plotly_chart") and any("computed here" in c.value or "Abstained" in c.value for c in at.caption)
+    assert not RunStore().list_runs(kind=None)  # no job for three images
+
+
+def test_many_images_are_a_job_with_stop_resume_and_results(monkeypatch):
+    launched = []
+    monkeypatch.setattr(cert, "spawn_worker", lambda run_id, command, store=None: launched.append(run_id) or 0)
+    at = _page()
+    at.number_input(key="cert_images").set_value(cert.INLINE_MAX + 1)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    (rec,) = RunStore().list_runs(kind="certify")
+    assert launched == [rec.id] and rec.status == "queued" and rec.config["images"] == cert.INLINE_MAX + 1
+    assert any(f"Certification {rec.id} queued" in s.value for s in at.success)
+    assert [b.label for b in at.button if b.key == f"cert_stop_{rec.id}"] == ["Stop"]
+    at.button(key=f"cert_stop_{rec.id}").click().run()  # queued: cancelled at once
+    assert RunStore().require(rec.id).status == "cancelled"
+    at.button(key=f"cert_resume_{rec.id}").click().run()
+    assert RunStore().require(rec.id).status == "queued" and launched == [rec.id, rec.id]
+    spec = cert.CertifySpec.from_dict({**rec.config, "images": 2})  # the worker, on fewer images for CI
+    RunStore().update(rec.id, config=spec.to_dict())
+    assert api.execute(rec.id, echo=False).status == "done"
+    at.run()
+    at.button(key=f"cert_show_{rec.id}").click().run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Clopper-Pearson" in captions and "of 2 images" in captions
+    assert any(f"job {rec.id}" in str(c.proto) for c in at.get("plotly_chart"))
