@@ -29,6 +29,7 @@ from .jobs.spec import JobSpec
 from .jobs.store import RunRecord, RunStore, run_dir
 from .jobs.worker import spawn_worker
 from .models.checkpoint import atomic_write_bytes
+from .params import MAX_ITEMS
 from .safe_json import loads_limited
 from .smoothing import ABSTAIN, Certificate, Stopped, certified_accuracy, certify, check_settings
 
@@ -77,6 +78,8 @@ def check_spec(spec: CertifySpec) -> CertifySpec:
     radii = spec.radii
     if not isinstance(radii, list) or not radii or not all(_number(r) and 0 <= r <= 100 for r in radii):
         raise CertifyConfigError("radii must be a list of non-negative numbers")
+    if len(radii) > MAX_ITEMS:
+        raise CertifyConfigError(f"at most {MAX_ITEMS} radii, not {len(radii):,}")
     for what, v, hi in (
         ("images", spec.images, MAX_IMAGES),
         ("offset", spec.offset, 10**9),

@@ -29,6 +29,7 @@ from .budget import BudgetError, format_linf, linf_text, parse_linf, parse_numbe
 
 PIXEL = "1/255"  # an L-inf quantity in [0, 1] that people read in 1/255 units
 MAX_TEXT = 10_000  # the longest text a configuration field takes
+MAX_ITEMS = 100  # numbers in a list-valued setting (milestones, radii)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -310,7 +311,9 @@ def json_value(prm: Param, value):
             raise ParamError(f"{name} must map names to numbers, text or booleans; {bad[0]!r} does not.")
         return dict(value)
     if kind is tuple:
-        if isinstance(value, (list, tuple)) and len(value) <= 100 and all(_finite(v) for v in value):
+        if isinstance(value, (list, tuple)) and len(value) > MAX_ITEMS:
+            raise ParamError(f"{name} takes at most {MAX_ITEMS} numbers, not {len(value):,}.")
+        if isinstance(value, (list, tuple)) and all(_finite(v) for v in value):
             return tuple(float(v) for v in value)
         raise ParamError(f"{name} must be a list of numbers, not {_shown(value)}.")
     if kind is list and isinstance(value, list):

@@ -54,6 +54,6 @@ def second_model_section(src) -> None:
         f"**{adv.names[0]}** ({adv.probs[0] * 100:.1f}%) · the image was attacked on {src.model_name}, so this is "
         + ("a transfer attack, and the prediction **held**" if held else "a transfer attack that **changed** it")
     )
-    cols = st.columns(2)
+    cols = st.columns([1, 1, 1, 1.2])  # the widths of the page's own maps above
     cols[0].image(enlarge(ov_clean), caption=f"clean · {settings.label} for '{clean.names[0]}'", width="stretch")
     cols[1].image(enlarge(ov_adv), caption=f"adversarial · {settings.label} for '{adv.names[0]}'", width="stretch")

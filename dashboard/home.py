@@ -23,7 +23,7 @@ map (Grad-CAM) and the feature maps, for the clean and the adversarial image sid
 """
 
 PAGES = """
-- **Lessons**: eleven guided experiments, each a set of links that open the other pages ready to go.
+- **Lessons**: twelve guided experiments, each a set of links that open the other pages ready to go.
 - **Attack Lab**: FGSM, PGD (L-inf, L2), MI-, DI- and TI-FGSM, Step-LL, DeepFool, C&W-L2, Square, APGD
   (L-inf, L2, L1), FAB, FMN (L0 to L-inf), Sparse-RS, HopSkipJump, saved universal perturbations and patches,
   targeted or untargeted, with a step-by-step trajectory; every attack on one image in one table,

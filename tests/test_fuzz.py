@@ -480,6 +480,21 @@ def test_27_1_model_names_and_config_texts_are_capped():
             TrainConfig.from_json_file(_big_config())
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["train", "--dataset", "digits", "--step-milestones", "0.5," * 50_000], "at most 100 numbers"),
+        (["train", "--dataset", "digits", "--arch-option", "hidden=" + "1," * 50_000], "whole number from 8"),
+        (["certify", "--model", "digits_small_cnn", "--sigma", "0.25", "--radii", "1," * 50_000], "at most 100"),
+    ],
+)
+def test_27_1_long_lists_on_the_command_line_are_one_short_line(args, words, capsys, cli):
+    with Bounded("a 100,000-character list"):
+        assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and len(err) < 300, err[:400]
+
+
 def _big_config() -> Path:
     path = Path(os.environ["ADVLENS_HOME"]).parent / "big.json"
     path.write_text('{"name": "' + "x" * 1_100_000 + '"}')

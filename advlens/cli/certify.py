@@ -52,6 +52,7 @@ def run(args) -> int:
     import torch
 
     from ..data import load_dataset
+    from ..params import MAX_ITEMS
     from ..smoothing import ABSTAIN, certified_accuracy, certify, check_settings
     from ..zoo import get_entry, is_checkpoint_path, load_model
     from . import UsageError
@@ -67,6 +68,8 @@ def run(args) -> int:
         raise UsageError("--images must be between 1 and 100,000")
     if any(r < 0 for r in radii) or not radii:
         raise UsageError("--radii must be non-negative numbers, comma-separated")
+    if len(radii) > MAX_ITEMS:
+        raise UsageError(f"--radii takes at most {MAX_ITEMS} radii, not {len(radii):,}")
     dataset = args.dataset or (None if is_checkpoint_path(args.model) else get_entry(args.model).dataset)
     if not dataset or dataset == "?":
         raise UsageError("say which images to certify: --dataset NAME")

@@ -3,7 +3,7 @@
 A ``.pt2`` file is a zip: ``<root>/models/model.json`` (the graph, as JSON), raw tensor bytes under
 ``<root>/data/weights/`` described by ``model_weights_config.json``, and a few small text records.
 ``torch.export.load`` must not be used on a stranger's file: it unpickles the sample inputs and any
-tensor marked ``use_pickle`` (``torch.load(weights_only=False)``), resolves every operator name by
+tensor marked ``use_pickle`` (an unrestricted unpickling, weights_only off), resolves every operator name by
 ``getattr`` on ``torch`` (``torch.load`` is an operator name to it), hands symbolic sizes to
 ``sympy.sympify`` (which evaluates text) and compiles the ``guards_code`` strings with ``exec``.
 

@@ -40,7 +40,8 @@ def _int_kwargs(spec: ModelSpec, allowed: dict[str, tuple[int, int]]) -> dict[st
             raise ValueError(f"{spec.arch} has no option {key!r} (its options: {known})")
         lo, hi = allowed[key]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"{spec.arch}'s {key} must be a whole number from {lo} to {hi}, not {value!r}")
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ValueError(f"{spec.arch}'s {key} must be a whole number from {lo} to {hi}, not {shown}")
         out[key] = value
     return out
 

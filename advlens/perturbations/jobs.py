@@ -130,13 +130,6 @@ def check_spec(spec: PerturbationSpec, store_check: bool = True) -> Perturbation
     return spec
 
 
-def resolved_device(want: str) -> str:
-    """The queue key: the same resolver as training's and evaluation's (advlens.device.queue_device)."""
-    from ..device import queue_device
-
-    return queue_device(want)
-
-
 @register_kind
 class PerturbationJob(JobKind):
     """A universal perturbation or a patch: its spec is a :class:`PerturbationSpec` as a dict."""
