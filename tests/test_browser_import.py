@@ -52,8 +52,16 @@ def test_an_exported_network_imported_in_the_browser_shows_its_gradcam_beside_a_
     uploads = page.locator("[data-testid='stFileUploaderDropzoneInput']")
     uploads.nth(0).set_input_files(str(weights))
     uploads.nth(1).set_input_files(str(sidecar))
+    # Both uploads must have reached the server before the click: the upload is asynchronous, and on a
+    # busy machine a click that comes first imports the program without its sidecar (and says so).
+    # (a chip's delete button reads "Cancel upload of NAME" while it uploads and "Remove NAME" once done)
+    for uploaded in (weights, sidecar):
+        page.get_by_label(f"Remove {uploaded.name}").wait_for(timeout=90_000)
     page.get_by_role("button", name="Import checkpoint").click(timeout=60_000)
-    page.get_by_text(f"Imported {NAME} (torch_export, cifar10)").wait_for(timeout=60_000)
+    try:
+        page.get_by_text(f"Imported {NAME} (torch_export, cifar10)").wait_for(timeout=120_000)
+    except Exception:
+        pytest.fail("the import did not finish:\n" + page.locator("body").inner_text()[-4000:])
 
     query = {
         "cmp_a": NAME,
