@@ -109,7 +109,7 @@ def in_thread(fn, *args) -> float:
 def bench_page(name: str, repeats: int) -> dict:
     from advlens.data import fit_image, sample_photo
     from advlens.zoo import load_model
-    from dashboard.widgets import MEMO_KEY
+    from dashboard.session_memo import MEMO_KEY
 
     at = page(name)
     first = timed_run(at)  # imports, model load, first computation

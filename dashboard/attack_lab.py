@@ -32,21 +32,16 @@ from advlens.smoothing import ABSTAIN, Stopped, certify
 from advlens.zoo import suggested_linf_eps
 from dashboard.attack_views import attention_section, compare_section, query_section, sweep_section
 from dashboard.charts import CLEAN_COLOR, line_chart, topk_bars
+from dashboard.image_picker import CurrentExample, image_picker, set_current_example
 from dashboard.minimal_norm_section import lab_curve_section
+from dashboard.model_picker import model_picker
 from dashboard.params import budget_input, param_inputs, seed_from_url, state_value, url_text
 from dashboard.perturbation_section import saved_perturbation_section
 from dashboard.progress import MEMO_SIZE, STOP_KEY, clear, eta_text, result_on_click, with_progress  # noqa: F401
+from dashboard.session_memo import memo_get, memo_put
 from dashboard.sparse_views import show_sparse
 from dashboard.url_state import synced
-from dashboard.widgets import (
-    CurrentExample,
-    image_picker,
-    memo_get,
-    memo_put,
-    model_picker,
-    page_setup,
-    set_current_example,
-)
+from dashboard.widgets import page_setup
 
 URL_READ_KEY = "atk_url_read"
 MAX_FRAMES = 60

@@ -130,7 +130,7 @@ def attention_section(res, model_name: str, key: tuple) -> None:
     (its prediction) on one colour scale; an empty map is named, with its one-click fix."""
     from advlens.attribution.display import enlarge
     from dashboard.cam_pair import cam_pair
-    from dashboard.widgets import get_model
+    from dashboard.model_picker import get_model
 
     model = get_model(model_name)
     st.subheader("Attention")

@@ -26,8 +26,9 @@ from dashboard.cam_pair import fix_applier, signed_control
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
 from dashboard.params import budget_input
+from dashboard.session_memo import session_memo
 from dashboard.url_state import synced
-from dashboard.widgets import empty_map_notice, page_setup, session_memo
+from dashboard.widgets import empty_map_notice, page_setup
 
 
 def settings_panel(model, key: str = "att") -> dict:
@@ -114,7 +115,7 @@ def cell(value: float, row: dict) -> str:
 def analysis_section(model_name: str, model, method: str, layer: str | None, target, k: float, thr: float) -> None:
     """The seed paper's analysis over the first N images of a dataset: successful vs failed attacks."""
     from advlens.attribution.analysis import distribution_figure, summarize, verdict
-    from dashboard.widgets import compatible_datasets
+    from dashboard.image_picker import compatible_datasets
 
     st.caption(
         "Wu et al. report a clean-vs-adversarial IoU of ~0.12 when the attack succeeds and ~0.19 when it "
@@ -191,7 +192,7 @@ def study_inline(model_name: str, model, ds_name: str, n: int, eps: float, steps
     """The study on a few images, here and now (more are a background job: :func:`study_job`)."""
     from advlens.attribution.analysis import analyze_attention_shift
     from advlens.data.subset import choose_images
-    from dashboard.widgets import cached_dataset
+    from dashboard.image_picker import cached_dataset
 
     try:
         ds = cached_dataset(ds_name, "test", None)

@@ -16,8 +16,8 @@ from advlens.attribution.display import enlarge
 from advlens.predict import top_k
 from advlens.zoo import list_models
 from dashboard.cam_pair import cam_pair
+from dashboard.model_picker import model_picker
 from dashboard.url_state import synced
-from dashboard.widgets import model_picker
 
 KEY = "att_second"
 

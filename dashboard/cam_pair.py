@@ -18,8 +18,9 @@ from advlens.attribution import METHODS, LayerError, compute_map, layer_choices
 from advlens.attribution.display import image_rgb, joint_normalize, overlay
 from advlens.attribution.empty import check_maps
 from dashboard.lens import layer_control
+from dashboard.session_memo import heavy
 from dashboard.url_state import synced
-from dashboard.widgets import empty_map_notice, heavy
+from dashboard.widgets import empty_map_notice
 
 CAM_METHODS = [name for name, m in METHODS.items() if m.uses_layer]
 CAM_MEMO_KEY = "advlens_cam_memo"  # its own store: a map never evicts the page's attack results

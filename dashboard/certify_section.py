@@ -20,7 +20,8 @@ from advlens.paths import HomeError
 from advlens.smoothing import ABSTAIN, certified_accuracy, certify_batch
 from advlens.zoo import list_models
 from dashboard.charts import line_chart
-from dashboard.widgets import cached_dataset, get_model
+from dashboard.image_picker import cached_dataset
+from dashboard.model_picker import get_model
 
 SUBSET_HELP = f"Which images: {RULE_HELP}."
 JOBS_SHOWN = 8

@@ -20,10 +20,12 @@ from advlens.predict import predict_proba
 from advlens.zoo import get_entry, list_models, suggested_linf_eps, trained_linf_eps
 from dashboard.cam_pair import cam_pair
 from dashboard.charts import ADV_COLOR, topk_bars
+from dashboard.image_picker import image_picker
+from dashboard.model_picker import model_picker
 from dashboard.params import param_inputs, seed_from_url, write_to_url
 from dashboard.transfer_section import transfer_section
 from dashboard.url_state import synced
-from dashboard.widgets import image_picker, model_picker, page_setup
+from dashboard.widgets import page_setup
 
 DEFAULT_ATTACK = "pgd"
 URL_PREFIX = "cmp_p_"  # the attack's parameters in the link: cmp_p_eps=8/255, cmp_p_steps=10, ...

@@ -18,7 +18,8 @@ from advlens.data.catalog import DATASETS
 from advlens.data.subset import choose_images
 from advlens.evaluation.corruption_suite import evaluate_corruptions
 from advlens.zoo import list_models
-from dashboard.widgets import cached_dataset, get_model
+from dashboard.image_picker import cached_dataset
+from dashboard.model_picker import get_model
 
 MAX_IMAGES = 200
 

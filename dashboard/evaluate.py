@@ -28,10 +28,11 @@ from advlens.paths import HomeError
 from advlens.zoo import list_models
 from dashboard.certify_section import certified_section
 from dashboard.corruption_section import corruption_section
+from dashboard.image_picker import cached_dataset
 from dashboard.leaderboard_section import leaderboard_section
 from dashboard.minimal_norm_section import minimal_norm_section
 from dashboard.url_state import synced, write
-from dashboard.widgets import cached_dataset, page_setup
+from dashboard.widgets import page_setup
 
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "skip": "➖ skip"}
 GALLERY_SHOWN = 12

@@ -21,8 +21,9 @@ from advlens.attribution.features import (
 )
 from advlens.predict import predict_proba
 from dashboard.lens import layer_control, lens_source
+from dashboard.session_memo import session_memo
 from dashboard.url_state import synced
-from dashboard.widgets import page_setup, session_memo
+from dashboard.widgets import page_setup
 from defenses.denoise import OPERATORS
 from defenses.denoise_block import block_features, denoise_blocks
 from defenses.denoise_view import denoise_view

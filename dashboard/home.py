@@ -12,9 +12,13 @@ from advlens.predict import top_k
 from advlens.showcase import SHOWCASE
 from advlens.zoo import list_models
 from dashboard.charts import topk_bars
+from dashboard.checkpoint_import import checkpoint_loader
+from dashboard.image_picker import sample_images
 from dashboard.lesson_catalog import LESSONS
 from dashboard.links import page_link
-from dashboard.widgets import _samples, checkpoint_loader, get_model, heavy, page_setup
+from dashboard.model_picker import get_model
+from dashboard.session_memo import heavy
+from dashboard.widgets import page_setup
 
 INTRO = """
 **advlens** is an interactive lab for adversarial attacks and defenses on image classifiers.
@@ -127,7 +131,7 @@ def start_here() -> None:
 def gallery(model_name: str, k: int = 5) -> list[tuple[str, object, int, object]]:
     """(title, uint8 image, true label, TopK) for the first offline samples of a model."""
     model = get_model(model_name)
-    samples = _samples(model)[:GALLERY_SIZE]
+    samples = sample_images(model)[:GALLERY_SIZE]
     import torch
 
     x = torch.cat([s[1] for s in samples])

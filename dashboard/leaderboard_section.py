@@ -34,7 +34,7 @@ RUN_KEY = "lb_run"
 def original_test_set(root: str) -> tuple[str | None, str]:
     """(the folder holding the original CIFAR-10 batches or None, why not)."""
     if root:
-        from dashboard.widgets import cached_dataset
+        from dashboard.image_picker import cached_dataset
 
         try:
             cached_dataset("cifar10", "test", root)

@@ -14,9 +14,11 @@ from advlens.attacks import AttackConfigError, describe_attack, run_attack
 from advlens.attribution import layer_choices
 from advlens.models import CheckpointError
 from advlens.zoo import suggested_linf_eps
+from dashboard.image_picker import get_current_example, image_picker
+from dashboard.model_picker import get_model, model_picker
 from dashboard.params import budget_input
+from dashboard.session_memo import session_memo
 from dashboard.url_state import synced
-from dashboard.widgets import get_current_example, get_model, image_picker, model_picker, session_memo
 
 
 @dataclass

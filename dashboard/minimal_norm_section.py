@@ -22,8 +22,9 @@ from advlens.budget import format_budget
 from advlens.data.catalog import DATASETS
 from advlens.zoo import list_models
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, MARGIN, figure
+from dashboard.image_picker import cached_dataset
+from dashboard.model_picker import get_model
 from dashboard.progress import memo_get, run_and_memo
-from dashboard.widgets import cached_dataset, get_model
 
 UPPER = "upper bound from one attack (FMN)"
 NORMS = tuple(NORM_ATTACKS)  # L0, L1, L2, Linf

@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from advlens.threads import interactive, take_turns
-from dashboard.widgets import memo_get, memo_put
+from dashboard.session_memo import memo_get, memo_put
 
 MEMO_SIZE = 6
 STOP_KEY = "atk_stop_requested"

@@ -16,7 +16,8 @@ from advlens.budget import BudgetError, format_linf, parse_linf
 from advlens.data import DataError, to_float
 from advlens.data.catalog import DATASETS
 from advlens.data.subset import choose_images
-from dashboard.widgets import cached_dataset, get_model
+from dashboard.image_picker import cached_dataset
+from dashboard.model_picker import get_model
 
 TRANSFER_ATTACKS = ("mifgsm", "difgsm", "tifgsm", "fgsm", "pgd")
 MAX_MODELS = 5

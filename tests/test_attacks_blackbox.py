@@ -132,8 +132,8 @@ def test_transfer_matrix(data):
 
 
 def _transfer_page():
+    from dashboard.model_picker import get_model
     from dashboard.transfer_section import transfer_section
-    from dashboard.widgets import get_model
 
     transfer_section("digits_small_cnn", get_model("digits_small_cnn"), ["mnist_small_cnn"])
 

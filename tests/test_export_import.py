@@ -283,7 +283,7 @@ def test_path_traversal_member_names_are_refused(exported):
 
 
 def _import_box():
-    from dashboard.widgets import checkpoint_loader
+    from dashboard.checkpoint_import import checkpoint_loader
 
     checkpoint_loader()
 

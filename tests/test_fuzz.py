@@ -469,7 +469,7 @@ def test_27_1_budgets_parse_in_linear_time_and_long_texts_are_refused(text):
 
 def test_27_1_model_names_and_config_texts_are_capped():
     from advlens.zoo import get_entry
-    from dashboard.widgets import resolve_model_name
+    from dashboard.model_picker import resolve_model_name
 
     long_name = "digits_small_cnn+" + "jpeg75+" * 20_000
     with Bounded("long model names"):
@@ -608,7 +608,7 @@ def test_27_3_the_home_import_box_asks_before_replacing(tmp_path):
     from streamlit.testing.v1 import AppTest
 
     def box():
-        from dashboard.widgets import checkpoint_loader
+        from dashboard.checkpoint_import import checkpoint_loader
 
         checkpoint_loader()
 
@@ -730,7 +730,7 @@ def test_27_7_a_49_megapixel_image_is_reduced_while_decoding(kind):
 @pytest.mark.parametrize("name", ["digits_small_cnn+", "digits_small_cnn++jpeg75", "digits_small_cnn+jpeg75+ "])
 def test_27_8_an_empty_transform_name_is_refused(name, capsys, cli):
     from advlens.zoo import get_entry, load_model
-    from dashboard.widgets import resolve_model_name
+    from dashboard.model_picker import resolve_model_name
 
     with Bounded(name):
         with pytest.raises(KeyError, match="empty transform name"):
@@ -749,7 +749,7 @@ def test_27_8_the_model_picker_says_why_a_link_with_a_trailing_plus_is_not_used(
     from streamlit.testing.v1 import AppTest
 
     def picker():
-        from dashboard.widgets import model_picker
+        from dashboard.model_picker import model_picker
 
         model_picker()
 

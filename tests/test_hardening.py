@@ -176,7 +176,7 @@ def test_enter_does_not_submit_the_training_form():
 
 # 8. Silent substitutions ------------------------------------------------------------------------
 def test_an_unknown_model_in_the_link_is_named_and_a_run_id_is_accepted():
-    from dashboard.widgets import resolve_model_name
+    from dashboard.model_picker import resolve_model_name
 
     assert resolve_model_name("a0b5e4", ["digits_small_cnn", "run-a0b5e4-pgd_at"]) == ("run-a0b5e4-pgd_at", "")
     assert resolve_model_name("a0b5e4+jpeg75", ["run-a0b5e4-pgd_at"]) == ("run-a0b5e4-pgd_at", "jpeg75")

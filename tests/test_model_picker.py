@@ -21,7 +21,7 @@ SMALL = "rb:cifar10/Linf/Wong2020Fast"  # a PreActResNet-18: the smallest CIFAR-
 def _picker():
     import streamlit as st
 
-    from dashboard.widgets import model_picker
+    from dashboard.model_picker import model_picker
 
     name, model = model_picker()
     st.write(f"picked={name} loaded={model is not None}")

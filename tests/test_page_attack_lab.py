@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from advlens.attacks import ATTACKS
-from dashboard.widgets import MEMO_KEY
+from dashboard.session_memo import MEMO_KEY
 
 PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "attack_lab.py")
 

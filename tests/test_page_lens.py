@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.widgets import CURRENT_KEY, CurrentExample  # noqa: E402
+from dashboard.image_picker import CURRENT_KEY, CurrentExample  # noqa: E402
 
 TIMEOUT = 180
 ROOT = Path(__file__).resolve().parents[1]
