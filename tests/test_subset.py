@@ -53,6 +53,13 @@ def test_a_class_sorted_folder_gives_a_stratified_subset(tmp_path):
     assert not set(held_out.indices.tolist()) & set(again.indices.tolist())
 
 
+def test_a_folder_named_like_its_split_is_not_named_twice(tmp_path):
+    named = load_image_folder(class_sorted_folder(tmp_path / "test"), split="test")
+    assert choose_images(named, 10).rule_text() == "a class-stratified sample of 10 images of the test split, seed 0"
+    other = load_image_folder(class_sorted_folder(tmp_path / "cifar_jpeg"), split="test")
+    assert "of the cifar_jpeg test split" in choose_images(other, 10).rule_text()
+
+
 def test_the_stratified_order_does_not_depend_on_the_file_system(tmp_path):
     a = load_image_folder(class_sorted_folder(tmp_path / "a", seed=1), split="test")
     b = load_image_folder(class_sorted_folder(tmp_path / "b", seed=2), split="test")

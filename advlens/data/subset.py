@@ -63,7 +63,8 @@ class Subset:
         return sum(1 for c in self.class_counts if c > 0)
 
     def rule_text(self) -> str:
-        n, where = len(self), f"of the {self.dataset} {self.split} split"
+        named = f"{self.dataset} " if self.dataset != self.split else ""  # a folder named "test": "the test split"
+        n, where = len(self), f"of the {named}{self.split} split"
         start = f" from position {self.offset:,}" if self.offset else ""
         if self.rule == "first":
             order = "its official order" if self.official else "its file order, not a sample of the split"
