@@ -11,12 +11,14 @@ Worst-case passes (one image):
 
 - ``cw``: ``steps * binary_steps`` forward+backward passes (Adam), plus ``binary_steps`` forwards;
 - ``deepfool``: ``steps`` forwards and ``steps * candidates`` backward passes (one per candidate class);
-- ``hopskipjump`` / ``hopskipjump_linf``: forwards only: up to 210 for the starting point (200 noise
-  draws and a binary search; the presets do not change it), ``sum_t min(init_evals * sqrt(t), max_evals)``
+- ``hopskipjump`` / ``hopskipjump_linf``: forwards only: up to ``start_draws + 10`` for the starting
+  point (noise draws and a binary search), ``sum_t min(init_evals * sqrt(t), max_evals)``
   gradient-estimate queries, and about 25 per iteration (binary search and step-size search), each
   counted as :data:`QUERY_PASS` of a forward+backward pass (they run in batches: on a WideResNet-28-10,
-  0.10 to 0.19 s per image against 0.5 s per pass, ``bench/cpu_presets.py --wrn``). Its starting point
-  alone takes about 40 s there, so no preset keeps it under 30 s: the note says so.
+  0.10 to 0.19 s per image against 0.5 s per pass, ``bench/cpu_presets.py --wrn``). The worst case of
+  the start is a model that labels all noise as the image's class (an untrained network): 200 draws
+  take about 40 s there, so the start's draws are lowered first (to 50; a trained model mostly finds
+  its start within the first 10), then the iterations, and last the draws again (to 20 at the least).
 """
 
 from __future__ import annotations
@@ -56,14 +58,17 @@ def worst_case_passes(name: str, params: dict) -> float | None:
     if name.startswith("hopskipjump"):
         init = params.get("init_evals", 100)
         queries = sum(min(init * math.sqrt(t), params["max_evals"]) for t in range(1, params["steps"] + 1))
-        return (210 + queries + 25 * params["steps"]) * QUERY_PASS
+        return (params.get("start_draws", 200) + 10 + queries + 25 * params["steps"]) * QUERY_PASS
     return None
 
 
 def _shrink(name: str, params: dict) -> dict | None:
-    """The next smaller preset: fewer steps first; at one step, fewer of the inner iterations."""
+    """The next smaller preset: fewer noise draws for a label-only attack's start (its worst case, not
+    its usual cost), then fewer steps; at one step, fewer of the inner iterations."""
     out = dict(params)
-    if out.get("steps", 1) > 1:
+    if out.get("start_draws", 0) > 50:
+        out["start_draws"] = max(50, out["start_draws"] // 2)
+    elif out.get("steps", 1) > 1:
         out["steps"] = max(1, int(out["steps"] * 0.8))
     elif out.get("binary_steps", 1) > 1:
         out["binary_steps"] -= 1
@@ -71,6 +76,8 @@ def _shrink(name: str, params: dict) -> dict | None:
         out["candidates"] -= 1
     elif out.get("max_evals", 10) > 10:
         out["max_evals"] = max(10, out["max_evals"] // 2)
+    elif out.get("start_draws", 0) > 20:  # last: one round of uniform noise, one around the image
+        out["start_draws"] = max(20, out["start_draws"] // 2)
     else:
         return None
     return out

@@ -11,7 +11,7 @@ preset, with the usual preset and with the preset the page offers for this model
 RobustBench's key layout (the time does not depend on them), installed with ``fetch-model --from``
 under a temporary ``ADVLENS_HOME``.
 
-    python bench/cpu_presets.py --wrn [--threads N]
+    python bench/cpu_presets.py --wrn [--threads N] [--only hopskipjump,hopskipjump_linf]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def install_random_wrn(folder: Path) -> None:
         raise SystemExit("fetch-model --from failed")
 
 
-def wrn_presets(threads: int | None, argv, cap_s: float = 120.0) -> dict:
+def wrn_presets(threads: int | None, argv, cap_s: float = 120.0, only: set[str] | None = None) -> dict:
     """Each attack on one CIFAR-10 sample labelled with the network's own prediction, so that nothing
     is broken before the attack starts; a random-weight network's prediction barely moves, so the
     attacks that stop on success run to their last step: the worst case of each preset. A run is
@@ -76,9 +76,9 @@ def wrn_presets(threads: int | None, argv, cap_s: float = 120.0) -> dict:
     from advlens.attack_cost import fitted_preset, pass_seconds
 
     per_pass = pass_seconds(model)
-    runs = [("pgd", "page defaults", {})]
+    runs = [("pgd", "page defaults", {})] if not only or "pgd" in only else []
     for n, c in ATTACKS.items():
-        if c.CPU_PRESET:
+        if c.CPU_PRESET and (not only or n in only):
             fitted, note = fitted_preset(c, model)
             runs += [(n, "usual cpu preset", dict(c.CPU_PRESET))] + ([(n, "fitted cpu preset", fitted)] if note else [])
     rows = []
@@ -119,9 +119,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--photos", default=",".join(SAMPLE_PHOTOS))
     ap.add_argument("--wrn", action="store_true", help="the Attack Lab's attacks on a WideResNet-28-10 (issue 25)")
     ap.add_argument("--threads", type=int, default=None, help="with --wrn: torch threads (default: the Attack Lab's)")
+    ap.add_argument("--only", default="", help="with --wrn: these attacks only (comma-separated names)")
     args = ap.parse_args(argv)
     if args.wrn:
-        return wrn_presets(args.threads, argv)
+        return wrn_presets(args.threads, argv, only=set(filter(None, args.only.split(","))))
     model = load_model("efficientnet_lite0", "cpu")
     rows = []
     for photo in args.photos.split(","):

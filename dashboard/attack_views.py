@@ -101,7 +101,19 @@ def query_section(res, cls) -> None:
     it has spent on this image, the measure of such attacks (Chen et al. 2020, Fig. 3)."""
     distance = getattr(cls, "distance", None)
     traj = res.trajectory
-    if cls.uses_gradients or distance is None or traj is None or len(traj) == 0:
+    if cls.uses_gradients or distance is None or traj is None:
+        return
+    no_start = getattr(traj, "no_start", None)
+    if no_start is not None and bool(no_start[0]):
+        draws = (res.params or {}).get("start_draws", "its")
+        st.info(
+            f"No starting point: none of the {draws} noise draws (uniform, then growing noise around the image) "
+            f"was labelled {'the target class' if res.target is not None else 'another class'}, so the image is "
+            "left as it was. A model that gives almost every input one label (an untrained network, for one) "
+            "does this; raise start_draws or use a gradient attack."
+        )
+        return
+    if len(traj) == 0:
         return
     series = traj.series(0)
     queries = series["step"]  # the queries image 0 had used at each recorded iteration

@@ -88,6 +88,49 @@ def test_hopskipjump_leaves_a_misclassified_image_and_records_queries(data):
     assert bool(a.trajectory.success[-1][1])
 
 
+class OneLabel(nn.Module):
+    """Gives every input the label 0 (as an untrained network nearly does): no noise is adversarial."""
+
+    num_classes, input_size, class_names = 3, (3, 8, 8), ("a", "b", "c")
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.tensor([[1.0, 0.0, 0.0]]).expand(len(x), 3) + 0 * self.w
+
+
+@pytest.mark.parametrize("draws,queries", [(20, 1 + 20), (200, 1 + 200), (45, 1 + 50)])  # 10 draws per round
+def test_hopskipjump_without_a_starting_point_spends_its_draws_and_says_so(draws, queries):
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    a = ATTACKS["hopskipjump"](OneLabel(), steps=3, start_draws=draws, record=True)
+    out = a(x, torch.zeros(2, dtype=torch.long))
+    assert torch.equal(out, x)  # nothing adversarial was found: the images come back as they were
+    assert a.no_start.tolist() == [True, True] and a.trajectory.no_start.tolist() == [True, True]
+    assert a.queries.tolist() == [queries, queries]  # the clean check, then every draw: no more
+
+
+def test_the_attack_lab_names_a_missing_starting_point():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import torch
+
+        from advlens.attacks import ATTACKS, run_attack
+        from dashboard.attack_views import query_section
+        from tests.test_attacks_blackbox import OneLabel
+
+        res = run_attack(OneLabel(), torch.rand(1, 3, 8, 8), 0, "hopskipjump", steps=2, start_draws=30, record=True)
+        query_section(res, ATTACKS["hopskipjump"])
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert not at.exception
+    (info,) = at.info
+    assert info.value.startswith("No starting point: none of the 30 noise draws")
+    assert "raise start_draws or use a gradient attack" in info.value
+
+
 @pytest.mark.parametrize("name", ["difgsm", "tifgsm"])
 def test_di_ti_fgsm_budget_box_and_success(data, name):
     model, x, y = data

@@ -18,7 +18,9 @@ Recording (``record=True``) keeps one entry per iteration: its ``step`` is the n
 image 0 has used so far (so the Attack Lab's trajectory reads queries against distance), the loss
 is minus the distance (higher is stronger), and the probabilities are those of the label the
 attack saw (1 for the predicted class): the attack never sees more. ``self.queries`` holds each
-image's total, ``self.query_curve`` the (queries, distance) points of every image.
+image's total, ``self.query_curve`` the (queries, distance) points of every image, ``self.no_start``
+the images for which none of the ``start_draws`` noise draws was adversarial (they are returned
+unchanged; the trajectory carries both).
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ class HopSkipJump(Attack):
         Param("max_evals", int, 10_000, 1, 100_000, "", "at most this many queries per gradient estimate"),
         Param("gamma", float, 1.0, 1e-6, 1000.0, "", "binary-search threshold factor (theta = gamma / d^1.5)"),
         Param("batch_size", int, 256, 1, 100_000, "", "images sent to the model at once"),
+        Param(
+            "start_draws",
+            int,
+            200,
+            10,
+            10_000,
+            "",
+            "noise draws per image for an adversarial starting point (half uniform, half around the image)",
+        ),
     )
 
     # ----- the oracle's view ------------------------------------------------------------------
@@ -102,22 +113,25 @@ class HopSkipJump(Attack):
         return self._project(x, xa, high)
 
     def _initial(self, x, rows):
-        """Uniform noise until adversarial (at most 100 draws per image, 10 per call; then Gaussian noise
-        around x with a growing sigma, 100 draws more: a model may give all uniform noise one label),
-        blended toward x by binary search (to 0.001)."""
+        """Uniform noise until adversarial (the first half of ``start_draws`` per image, 10 per call; then
+        Gaussian noise around x with a sigma growing from 0.05 to 25.6: a model may give all uniform noise
+        one label), blended toward x by binary search (to 0.001)."""
         n = len(x)
         start = x.clone()
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         draws = 10  # candidates per image and call; the first adversarial one is kept (one query each)
-        for r in range(20):
+        rounds = max(2, math.ceil(self.start_draws / draws))
+        uniform = rounds // 2
+        for r in range(rounds):
             todo = (~found).nonzero()[:, 0]
             if todo.numel() == 0:
                 break
             base = x[todo].repeat_interleave(draws, 0)
-            if r < 10:
+            if r < uniform:
                 noise = torch.rand_like(base)
             else:  # a model may label all uniform noise one class: then noise around x, growing
-                noise = (base + 0.05 * 2 ** (r - 10) * torch.randn_like(base)).clamp_(0.0, 1.0)
+                grow = 9 * (r - uniform) / max(rounds - uniform - 1, 1)  # 0 .. 9 doublings
+                noise = (base + 0.05 * 2**grow * torch.randn_like(base)).clamp_(0.0, 1.0)
             adv = self._adversarial(noise, rows[todo].repeat_interleave(draws)).view(-1, draws)
             hit = adv.any(1)
             first = adv.float().argmax(1)
@@ -255,8 +269,10 @@ class HopSkipJump(Attack):
             curve[i].append((int(self._oracle.queries[i]), float(self._dist(xa[i : i + 1], x[i : i + 1]))))
         self.queries = self._oracle.queries.cpu()
         self.query_curve = curve
+        self.no_start = (~found & ~clean_adv).cpu()  # images no noise draw made adversarial: left as they were
         if self.trajectory is not None:
             self.trajectory.queries = self.queries  # type: ignore[attr-defined]
+            self.trajectory.no_start = self.no_start  # type: ignore[attr-defined]
         del self._oracle, self._y, self._target
         return xa
 
@@ -267,5 +283,5 @@ class HopSkipJumpLinf(HopSkipJump):
     distance = LINF
     PARAMS = HopSkipJump.PARAMS[:3] + (
         Param("gamma", float, 1.0, 1e-6, 1000.0, "", "binary-search threshold factor (theta = gamma / d^2)"),
-        HopSkipJump.PARAMS[4],
+        *HopSkipJump.PARAMS[4:],
     )
