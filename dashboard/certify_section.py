@@ -27,9 +27,8 @@ SUBSET_HELP = f"Which images: {RULE_HELP}."
 JOBS_SHOWN = 8
 
 
-def certified_section(store: RunStore | None = None) -> None:
+def certified_section(store: RunStore) -> None:
     """The form, then the certification jobs, then the result chosen (inline or a finished job)."""
-    store = store or RunStore()
     st.caption(
         "Certified accuracy at radius r: the share of images that the smoothed classifier (Cohen et al. 2019) "
         "classifies correctly with a certified L2 radius of at least r. A proof, not an attack: no L2 "

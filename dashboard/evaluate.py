@@ -31,6 +31,7 @@ from dashboard.corruption_section import corruption_section
 from dashboard.image_picker import cached_dataset
 from dashboard.leaderboard_section import leaderboard_section
 from dashboard.minimal_norm_section import minimal_norm_section
+from dashboard.run_store import open_store
 from dashboard.url_state import synced, write
 from dashboard.widgets import page_setup
 
@@ -357,13 +358,8 @@ def results_section(store: RunStore) -> None:
         show_evaluation(rep["id"], rep)
 
 
-def render() -> None:
-    page_setup("Evaluate robustness")
-    st.caption(
-        "AutoAttack's standard suite (APGD-CE, APGD-T, FAB-T, Square-5000) or the quick one, as a background "
-        "job: every figure states its suite and n. The cascade runs each attack on what the earlier ones left."
-    )
-    store = RunStore()
+def job_sections(store: RunStore) -> None:
+    """What runs as background jobs: evaluations, their results, leaderboard rows, certification."""
     with st.expander("New evaluation", expanded=not store.list_runs(kind="evaluate")):
         new_evaluation_form(store)
     st.subheader("Evaluations")
@@ -377,6 +373,17 @@ def render() -> None:
     leaderboard_section(store)
     st.subheader("Certified robustness (randomized smoothing)")
     certified_section(store)
+
+
+def render() -> None:
+    page_setup("Evaluate robustness")
+    st.caption(
+        "AutoAttack's standard suite (APGD-CE, APGD-T, FAB-T, Square-5000) or the quick one, as a background "
+        "job: every figure states its suite and n. The cascade runs each attack on what the earlier ones left."
+    )
+    store = open_store()
+    if store is not None:  # the job sections; without a store the inline ones below still work
+        job_sections(store)
     st.subheader("Common corruptions")
     corruption_section()
     st.subheader("Minimal-norm curve (FMN)")

@@ -202,9 +202,14 @@ def _earlier_reports() -> list[dict]:
     """The saved reports of finished evaluations (what the page lists above)."""
     from advlens.evaluation import jobs as eval_jobs
     from advlens.jobs import RunStore
+    from advlens.paths import HomeError
 
     out = []
-    for run in RunStore().list_runs(kind="evaluate", status="done"):
+    try:
+        runs = RunStore().list_runs(kind="evaluate", status="done")
+    except HomeError:  # the page has said so once (dashboard.run_store)
+        return out
+    for run in runs:
         report = eval_jobs.load_report(run.id)
         if report is not None:
             out.append({**report, "id": run.id})

@@ -25,6 +25,7 @@ from advlens.training.config import FIELDS, ConfigError, TrainConfig, recommende
 from advlens.training.objectives import Objective, list_objectives
 from advlens.zoo import list_models
 from dashboard.params import field_input, param_inputs, seed_from_url, write_to_url
+from dashboard.run_store import open_store
 from dashboard.widgets import page_setup
 
 URL_READ_KEY = "tr_url_read"
@@ -431,8 +432,9 @@ def render() -> None:
         "Train a model with standard or adversarial training. Each run trains in a background process; "
         "it survives closing this tab and restarting the server. Finished runs join the model zoo."
     )
-    store = RunStore()
-    store.reap_dead()
+    store = open_store()
+    if store is None:
+        return
     objectives = {cls.name: cls for cls in list_objectives()}
     runs = store.list_runs()
     # decided once per session: a changing `expanded` would fold the form while the user fills it

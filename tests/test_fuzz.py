@@ -565,6 +565,23 @@ def test_27_2_a_read_only_or_full_home_is_one_line(tmp_path, monkeypatch, capsys
     assert "ADVLENS_HOME" in line and "read-only" in line, line
 
 
+def test_27_2_pages_on_a_home_that_cannot_hold_the_store_say_so_in_one_line(tmp_path, monkeypatch):
+    """Found with a real read-only home (as an unprivileged user, outside CI): the Training and Evaluate
+    pages ended in a traceback. A home under a regular file fails the same way for root too."""
+    from streamlit.testing.v1 import AppTest
+
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("ADVLENS_HOME", str(tmp_path / "a_file" / "home"))
+    for page in ("training", "evaluate"):
+        at = AppTest.from_file(str(ROOT / f"dashboard/{page}.py"), default_timeout=120).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        (error,) = at.error
+        assert error.value.startswith("ADVLENS_HOME (") and "not a folder" in error.value, error.value
+        assert "Background jobs" in error.value
+    # the Evaluate page still offers what runs without the store
+    assert any(s.value == "Common corruptions" for s in at.subheader)
+
+
 # 3. an import under the name of another model; replacing an import needs a confirmation
 def test_27_3_a_name_the_zoo_has_is_refused_and_replacing_an_import_needs_a_confirmation(tmp_path, capsys, cli):
     from advlens.paths import user_models_dir

@@ -10,9 +10,10 @@ from advlens.jobs import RunStore, api
 
 
 def _section():
+    from advlens.jobs import RunStore
     from dashboard.certify_section import certified_section
 
-    certified_section()
+    certified_section(RunStore())
 
 
 def _page():
