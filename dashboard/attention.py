@@ -17,7 +17,7 @@ from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image
 from advlens.attribution.empty import check_maps
 from advlens.attribution.metrics import ERASE_VALUES
 from advlens.budget import format_linf
-from advlens.jobs import RunStore, cancel, progress_text
+from advlens.jobs import cancel, progress_text
 from advlens.paths import HomeError
 from advlens.predict import topk_from_probs as topk_of
 from advlens.threads import interactive
@@ -26,6 +26,7 @@ from dashboard.cam_pair import fix_applier, signed_control
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
 from dashboard.params import budget_input
+from dashboard.run_store import open_store
 from dashboard.session_memo import session_memo
 from dashboard.url_state import synced
 from dashboard.widgets import empty_map_notice, page_setup
@@ -242,9 +243,8 @@ def study_job(model_name: str, ds_name: str, n: int, eps: float, steps: int, set
 
 def study_job_panel(job_id: str) -> None:
     """The study job's progress from the job store, with Stop and Resume; a full rerun when it is done."""
-    store = RunStore()
-    store.reap_dead()
-    rec = store.get(job_id)
+    store = open_store()
+    rec = store.get(job_id) if store is not None else None
     if rec is None:
         return
     cols = st.columns([4, 1])
