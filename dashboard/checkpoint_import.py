@@ -33,6 +33,11 @@ def checkpoint_loader() -> None:
             type=["json"],
             key="ckpt_meta",
         )
+        if weights is not None and meta is None and weights.name.lower().endswith(".pt2"):
+            st.caption(
+                "No metadata yet: a program imported alone gets classes numbered 0, 1, ..., no normalisation "
+                "and no dataset. Add its JSON above first to name them."
+            )
         if weights is not None and st.button("Import checkpoint", key="ckpt_import_upload"):
             _import(weights.getvalue(), meta.getvalue() if meta else None, weights.name, replace)
     with tab_path:

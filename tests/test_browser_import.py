@@ -73,7 +73,9 @@ def test_an_exported_network_imported_in_the_browser_shows_its_gradcam_beside_a_
     page.get_by_text("Load your own checkpoint").click(timeout=90_000)
     upload(page, 0, weights)
     page.get_by_role("button", name="Import checkpoint").wait_for(timeout=90_000)  # the rerun has seen it
+    page.get_by_text("No metadata yet").wait_for(timeout=60_000)  # a program alone would get numbered classes
     upload(page, 1, sidecar)
+    page.get_by_text("No metadata yet").wait_for(state="detached", timeout=60_000)
     page.get_by_role("button", name="Import checkpoint").click(timeout=60_000)
     try:
         page.get_by_text(f"Imported {NAME} (torch_export, cifar10)").wait_for(timeout=120_000)
