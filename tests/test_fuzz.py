@@ -532,6 +532,7 @@ def test_27_2_a_read_only_or_full_home_is_one_line(tmp_path, monkeypatch, capsys
 
     import advlens.jobs.store as store_mod
     import advlens.models.checkpoint as ckpt_mod
+    from advlens.paths import runs_dir
 
     ckpt = _small_checkpoint(tmp_path)
 
@@ -553,6 +554,8 @@ def test_27_2_a_read_only_or_full_home_is_one_line(tmp_path, monkeypatch, capsys
             assert cli(TRAIN_DETACH) == 2
             line = _one_line(capsys.readouterr().err)
             assert "ADVLENS_HOME" in line and words in line, line
+            runs = runs_dir()  # the failed submission left no half-made run folder (seen on a real full disk)
+            assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
 
     store_mod.RunStore().list_runs()  # the store exists; now the file system turns read-only
     connect = sqlite3.connect

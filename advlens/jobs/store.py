@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import time
@@ -313,9 +314,19 @@ class RunStore:
         folder = run_dir(run_id)
         from ..models.checkpoint import atomic_write_bytes
 
-        with writing_home(f"making the folder of run {run_id}"):
-            (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
+        made = not folder.exists()
+        try:
+            with writing_home(f"making the folder of run {run_id}"):
+                (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(folder / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
+            self._insert(run_id, config, device, world_size, kind, meta)
+        except BaseException:  # a full or read-only home: no half-made folder is left behind
+            if made:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self.get(run_id)
+
+    def _insert(self, run_id: str, config: dict, device: str, world_size: int, kind: str, meta: dict | None) -> None:
         now = time.time()
         train = kind == "train"
         with self.connect(write=True) as con:
@@ -340,7 +351,6 @@ class RunStore:
                     json.dumps(meta or {}, sort_keys=True),
                 ),
             )
-        return self.get(run_id)
 
     # ------------------------------------------------------------------------------- read
     def get(self, run_id: str) -> RunRecord | None:
