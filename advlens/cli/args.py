@@ -152,3 +152,11 @@ def load_input(args, model):
         ds.item_name(args.index),
         {"kind": "dataset", "dataset": args.dataset, "split": args.split, "index": args.index},
     )
+
+
+def queued_line(what: str, rec, extra: str = "") -> str:
+    """The line every ``--detach`` prints: which job, where it waits, and how to watch it."""
+    return (
+        f"{what} {rec.id} {rec.status} on {rec.device} (worker pid {rec.pid}){extra}; "
+        "watch it with `python -m advlens runs`"
+    )

@@ -136,6 +136,7 @@ def detach(args, dataset: str, choice: dict, radii: list[float]) -> int:
     """``--detach``: queue the certification as a job (:mod:`advlens.certify`) and return."""
     from ..certify import CertifyConfigError, CertifySpec, submit
     from . import UsageError
+    from .args import queued_line
 
     spec = CertifySpec(
         model=args.model,
@@ -158,7 +159,5 @@ def detach(args, dataset: str, choice: dict, radii: list[float]) -> int:
         rec = submit(spec)
     except CertifyConfigError as exc:
         raise UsageError(str(exc)) from None
-    print(
-        f"certification {rec.id} queued on {rec.device} (worker pid {rec.pid}); watch it with `python -m advlens runs`"
-    )
+    print(queued_line("certification", rec))
     return 0

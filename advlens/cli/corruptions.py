@@ -99,6 +99,7 @@ def detach(args, spec) -> int:
 
     from ..evaluation.corruption_suite import submit_job
     from . import UsageError
+    from .args import queued_line
 
     settings = {**asdict(spec), "models": list(args.model), "seed": args.seed, "batch_size": args.batch_size}
     settings["device"] = getattr(args, "device", None) or "auto"
@@ -106,7 +107,5 @@ def detach(args, spec) -> int:
         rec = submit_job(settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print(
-        f"corruption evaluation {rec.id} queued on {rec.device} (worker pid {rec.pid}); watch it with `python -m advlens runs`"
-    )
+    print(queued_line("corruption evaluation", rec))
     return 0

@@ -77,6 +77,7 @@ def run(args) -> int:
     from ..evaluation import jobs
     from ..evaluation.spec import EvalConfigError
     from . import UsageError
+    from .args import queued_line
 
     if args.run_id:
         from ..jobs.store import RunStore
@@ -109,7 +110,7 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     if args.detach:
         rec = jobs.submit(spec)
-        print(f"evaluation {rec.id} {rec.status} (worker pid {rec.pid}); watch it with `python -m advlens runs`")
+        print(queued_line("evaluation", rec))
         return 0
     shard, finish = _shard()
     rank0 = shard is None or shard.rank == 0

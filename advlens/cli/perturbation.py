@@ -150,6 +150,7 @@ def run_job_command(args, method: str, raw: dict) -> int:
     from ..perturbations import jobs
     from ..perturbations.saved import PerturbationError
     from . import UsageError
+    from .args import queued_line
 
     if args.run_id:
         store = RunStore()
@@ -166,10 +167,7 @@ def run_job_command(args, method: str, raw: dict) -> int:
     spec = build_spec(args, method, raw)
     if args.detach:
         rec = jobs.submit(spec)
-        print(
-            f"{method} job {rec.id} {rec.status} (worker pid {rec.pid}), saved as {spec.name} when done; watch it "
-            "with `python -m advlens runs`"
-        )
+        print(queued_line(f"{method} job", rec, f", saved as {spec.name} when done"))
         return 0
     try:
         meta = jobs.run_spec(spec, progress=_progress, log=print)
