@@ -133,22 +133,24 @@ class Param:
         try:
             value = _coerce(self.kind, value)
         except (TypeError, ValueError):
-            raise ParamError(f"{where}{self.name} must be {_kind_name(self.kind)}, not {value!r}") from None
+            raise ParamError(f"{where}{self.name} must be {_kind_name(self.kind)}, not {_shown(value)}") from None
         if self.choices and value not in self.choices:
-            raise ParamError(f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, not {value!r}")
+            raise ParamError(
+                f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, not {_shown(value)}"
+            )
         if self.kind in (tuple, list, dict):
             return value
         if self.min is not None and self.min_open and value <= self.min:
             raise ParamError(
-                f"{where}{self.name} = {self.format(value)} is too small: {self.name} must be > {self.format(self.min)}"
+                f"{where}{self.name} = {_cut(self.format(value))} is too small: {self.name} must be > {self.format(self.min)}"
             )
         if self.min is not None and value < self.min:
             raise ParamError(
-                f"{where}{self.name} = {self.format(value)} is too small: {self.name} must be >= {self.format(self.min)}"
+                f"{where}{self.name} = {_cut(self.format(value))} is too small: {self.name} must be >= {self.format(self.min)}"
             )
         if self.max is not None and value > self.max:
             raise ParamError(
-                f"{where}{self.name} = {self.format(value)} is too large: {self.name} must be <= {self.format(self.max)}"
+                f"{where}{self.name} = {_cut(self.format(value))} is too large: {self.name} must be <= {self.format(self.max)}"
             )
         return value
 
@@ -179,7 +181,9 @@ def _dict_of(prm: Param, text: str, owner: str) -> dict:
     out = {}
     for item in text.split(","):
         if "=" not in item:
-            raise ParamError(f"{prm._where(owner)}{prm.name} takes KEY=VALUE pairs or a JSON object, not {item!r}")
+            raise ParamError(
+                f"{prm._where(owner)}{prm.name} takes KEY=VALUE pairs or a JSON object, not {_shown(item)}"
+            )
         k, v = item.split("=", 1)
         out[k.strip()] = scalar_text(v.strip())
     return out
@@ -325,7 +329,11 @@ def json_value(prm: Param, value):
 
 
 def _shown(value) -> str:
-    text = repr(value)
+    return _cut(repr(value))
+
+
+def _cut(text: str) -> str:
+    """A value as a message shows it: at most 60 characters (a 100,000-digit flag is not echoed)."""
     return text if len(text) <= 60 else text[:57] + "..."
 
 

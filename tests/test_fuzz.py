@@ -480,12 +480,18 @@ def test_27_1_model_names_and_config_texts_are_capped():
             TrainConfig.from_json_file(_big_config())
 
 
+ATTACK_ONE = ["attack", "--model", "digits_small_cnn", "--dataset", "digits", "--index", "0", "--attack", "hopskipjump"]
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
         (["train", "--dataset", "digits", "--step-milestones", "0.5," * 50_000], "at most 100 numbers"),
         (["train", "--dataset", "digits", "--arch-option", "hidden=" + "1," * 50_000], "whole number from 8"),
         (["certify", "--model", "digits_small_cnn", "--sigma", "0.25", "--radii", "1," * 50_000], "at most 100"),
+        (ATTACK_ONE + ["--set", "start_draws=" + "9" * 100_000], "must be a whole number"),
+        (ATTACK_ONE + ["--set", "start_draws=" + "9" * 4_000], "is too large"),
+        (ATTACK_ONE + ["--set", "start_draws=" + "a" * 100_000], "must be a whole number"),
     ],
 )
 def test_27_1_long_lists_on_the_command_line_are_one_short_line(args, words, capsys, cli):
