@@ -155,7 +155,9 @@ def seed_from_url(params, prefix: str, url_prefix: str = "") -> None:
         try:
             st.session_state[key] = state_value(prm, prm.parse(st.query_params[url_key]))
         except ParamError:
-            st.warning(f"Ignored {url_key}={st.query_params[url_key]!r} from the link (not a valid value).")
+            raw = st.query_params[url_key]
+            shown = repr(raw) if len(raw) <= 60 else f"{raw[:40]!r}... ({len(raw):,} characters)"
+            st.warning(f"Ignored {url_key}={shown} from the link (not a valid value).")
 
 
 def write_to_url(params, values: dict, url_prefix: str = "") -> None:

@@ -784,3 +784,20 @@ def test_27_8_the_model_picker_says_why_a_link_with_a_trailing_plus_is_not_used(
     app.run()
     assert not app.exception
     assert any("empty transform name" in w.value for w in app.warning), [w.value for w in app.warning]
+
+
+def test_a_bad_attack_setting_in_a_link_is_ignored_in_one_short_line():
+    """A link's value that is not a valid setting falls back to the default with one warning, which
+    shows the start of the value and its length, never a 5,000-digit number in full."""
+    from streamlit.testing.v1 import AppTest
+
+    for value, shown in (("abc", "start_draws='abc'"), ("9" * 5_000, "(5,000 characters)"), ("5", "start_draws='5'")):
+        at = AppTest.from_file(str(ROOT / "dashboard/attack_lab.py"), default_timeout=120)
+        at.query_params.update(
+            {"model": "digits_small_cnn", "attack": "hopskipjump", "start_draws": value, "auto": "0"}
+        )
+        at.run()
+        assert not at.exception
+        assert at.number_input(key="atk_hopskipjump_start_draws").value == 200  # the default
+        (warning,) = [w.value for w in at.warning if "from the link" in w.value]
+        assert shown in warning and len(warning) < 200, warning
