@@ -54,6 +54,19 @@ def upload(pg, index: int, path) -> None:
     pytest.fail(f"{path.name} did not upload:\n" + pg.locator("body").inner_text()[-3000:])
 
 
+IMAGES = "Array.from(document.querySelectorAll('[data-testid=stImage] img'))"
+
+
+def assert_images_drawn(pg) -> None:
+    """Every image on the page loads. The browser fetches an image after its element appears (and a rerun
+    may replace one while it is fetched), so wait for all of them before naming any that stayed broken."""
+    try:
+        pg.wait_for_function(f"{IMAGES}.every(i => i.complete && i.naturalWidth > 0)", timeout=60_000)
+    except Exception:
+        broken = pg.evaluate(f"{IMAGES}.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))")
+        pytest.fail(f"images that did not load: {broken}")
+
+
 def test_an_exported_network_imported_in_the_browser_shows_its_gradcam_beside_a_shipped_one(server, page, tmp_path):  # noqa: F811
     torch.manual_seed(0)
     program = torch.export.export(MyNet().eval(), (torch.rand(1, 3, 32, 32),))  # batch 1, as the tutorials do
@@ -105,9 +118,7 @@ def test_an_exported_network_imported_in_the_browser_shows_its_gradcam_beside_a_
     assert "No attention map" not in body and "Traceback" not in body
     maps = page.locator("[data-testid='stImage'] img")
     assert maps.count() >= 8  # per model: clean, adversarial, and their two Grad-CAM overlays
-    assert page.evaluate(
-        "Array.from(document.querySelectorAll('[data-testid=stImage] img')).every(i => i.complete && i.naturalWidth > 0)"
-    )
+    assert_images_drawn(page)
     assert page.locator("[data-testid='stException']").count() == 0
 
     # The Attention page: our network attacked and mapped, the shipped model's maps beside them.
@@ -131,7 +142,5 @@ def test_an_exported_network_imported_in_the_browser_shows_its_gradcam_beside_a_
     assert "cifar10_resnet20: clean" in body  # the second model's predictions above its maps
     assert "clean · Grad-CAM at net.layer3 for" in body  # at ResNet-20's own default layer
     assert "No attention map" not in body and "Traceback" not in body
-    assert page.evaluate(
-        "Array.from(document.querySelectorAll('[data-testid=stImage] img')).every(i => i.complete && i.naturalWidth > 0)"
-    )
+    assert_images_drawn(page)
     assert page.locator("[data-testid='stException']").count() == 0
