@@ -78,16 +78,12 @@ def leaderboard_rows(report: dict) -> list[dict]:
 def leaderboard_lines(report: dict) -> list[str]:
     """One line per result: ours (with its 95% interval and n) beside the published figure."""
     out = [f"leaderboard rows on {TEST_SET}:"]
-    for r in report.get("results", []):
-        try:
-            entry = get_catalog_entry(str(r["model"]).split("+", 1)[0])
-        except KeyError:
-            continue
-        lo, hi = r["robust_interval_95"]
-        inside = "inside" if lo * 100 <= entry.autoattack <= hi * 100 else "OUTSIDE"
+    for r in leaderboard_rows(report):
+        lo, hi = r["ours_interval"]
+        inside = "inside" if r["inside"] else "OUTSIDE"
         out.append(
-            f"  {entry.name}: robust {r['robust_accuracy'] * 100:.2f}% [{lo * 100:.1f}, {hi * 100:.1f}] on n = {r['n']} "
-            f"(clean {r['clean_accuracy'] * 100:.2f}%) | published AutoAttack {entry.autoattack:.2f}%, clean "
-            f"{entry.clean:.2f}% on n = {entry.n_test:,}: the published figure is {inside} our interval"
+            f"  {r['model']}: robust {r['ours_robust']:.2f}% [{lo:.1f}, {hi:.1f}] on n = {r['n']} "
+            f"(clean {r['ours_clean']:.2f}%) | published AutoAttack {r['published_robust']:.2f}%, clean "
+            f"{r['published_clean']:.2f}% on n = {r['published_n']:,}: the published figure is {inside} our interval"
         )
     return out

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import time
 import traceback
 from collections import defaultdict
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..jobs.store import RunStore, run_dir
-from ..jobs.worker import JobLog
+from ..jobs.worker import JobLog, StopFlag
 from ..models import Classifier, build_model, get_architecture
 from ..models.checkpoint import remove_stale_temporaries
 from . import distributed, schedule
@@ -48,22 +47,6 @@ from .state import load_training_state, save_model_checkpoint, save_training_sta
 
 CANCEL_POLL_S = 1.0
 EVAL_SEED = 12345
-
-
-class StopRequested:
-    """Why the run should stop early: set by SIGTERM, the store's cancel flag, or a step limit."""
-
-    def __init__(self):
-        self.event = threading.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
 
 
 @dataclass
@@ -168,7 +151,7 @@ class Trainer:
         run_id: str,
         store: RunStore | None = None,
         dist_ctx: distributed.DistContext | None = None,
-        stop: StopRequested | None = None,
+        stop: StopFlag | None = None,
         interrupt_at: int | None = None,
         echo: bool = True,
     ):
@@ -176,7 +159,7 @@ class Trainer:
         self.run_id = run_id
         self.store = store or RunStore()
         self.dist = dist_ctx or distributed.DistContext()
-        self.stop = stop if stop is not None else StopRequested()
+        self.stop = stop if stop is not None else StopFlag()
         self.interrupt_at = interrupt_at
         self.folder = run_dir(run_id)
         self.ckpt_dir = self.folder / "checkpoints"
