@@ -17,6 +17,7 @@ from advlens.predict import top_k
 from advlens.zoo import list_models
 from dashboard.cam_pair import cam_pair
 from dashboard.model_picker import model_picker
+from dashboard.session_memo import session_memo
 from dashboard.url_state import synced
 
 KEY = "att_second"
@@ -43,8 +44,9 @@ def second_model_section(src) -> None:
     if tuple(model.input_size) != size:  # a transform chain cannot change the size, but a link can name anything
         st.error(f"{name} takes {'x'.join(map(str, model.input_size))} images, not {'x'.join(map(str, size))}.")
         return
-    clean, adv = top_k(model, torch.cat([src.x, src.x_adv]), k=1)
-    pair = cam_pair(model, src.x, src.x_adv, clean.indices[0], adv.indices[0], f"{KEY}_cam", (name, src.model_name))
+    image = (name, *src.key)  # this model on this clean/adversarial pair: a new image or attack is a new key
+    clean, adv = session_memo(("second_top1", *image), lambda: top_k(model, torch.cat([src.x, src.x_adv]), k=1))
+    pair = cam_pair(model, src.x, src.x_adv, clean.indices[0], adv.indices[0], f"{KEY}_cam", image)
     if pair is None:
         return
     ov_clean, ov_adv, settings = pair

@@ -137,3 +137,31 @@ def test_attention_page_compares_a_second_model_on_the_same_image():
     captions = [i.caption for im in at.get("image") for i in im.proto.imgs]
     assert sum(c.startswith("clean ·") for c in captions) == 2, captions  # the page's model, then the second
     assert sum(c.startswith("adversarial ·") for c in captions) == 2, captions
+
+
+def test_the_second_model_maps_the_new_image_when_the_attacked_image_changes(digits_test, monkeypatch):
+    """A new clean/adversarial pair on which both models predict what they predicted before must still
+    get its own maps from the second model (the maps were once keyed by the model names only)."""
+    import dashboard.cam_pair as cam_pair_module
+
+    seen = []
+    real = cam_pair_module.compute_map
+
+    def recording(model, x, *args, **kwargs):
+        seen.append(x[1:].clone())  # the adversarial image of the pair
+        return real(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(cam_pair_module, "compute_map", recording)
+    x, y = digits_test.item(5)
+    at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT)
+    at.query_params["att_second_on"] = "1"
+    at.query_params["att_second"] = "mnist_small_cnn_pgd_at"
+    for scale in (0.01, 0.02):  # noise too small to change either model's prediction
+        torch.manual_seed(0)
+        x_adv = (x + scale * torch.randn_like(x).sign()).clamp(0, 1)
+        at.session_state[CURRENT_KEY] = CurrentExample("digits_small_cnn", x, y, x_adv, "noise", {}, "digits test #5")
+        at.run()
+        assert not at.exception, at.exception
+        lines = [m.value for m in at.markdown if "mnist_small_cnn_pgd_at" in m.value]
+        assert len(lines) == 1 and "held" in lines[0], lines  # the same predictions both times
+        assert any(torch.equal(s, x_adv) for s in seen), "the second model's maps were not computed on this image"
