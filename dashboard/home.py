@@ -7,7 +7,7 @@ import streamlit as st
 
 from advlens.budget import format_linf, linf_text
 from advlens.data import DATASETS, to_uint8_hwc
-from advlens.evaluation.known import evaluation_of
+from advlens.evaluation.known import evaluation_of, finished_evaluations
 from advlens.predict import top_k
 from advlens.showcase import SHOWCASE
 from advlens.zoo import list_models
@@ -148,6 +148,7 @@ def render() -> None:
 
     everything = list_models(include_unreadable=True)
     models = [e for e in everything if not e.problem]
+    found = finished_evaluations([e.name for e in models])  # the run store read once for the table
     st.subheader("Models")
     st.dataframe(
         [
@@ -162,7 +163,7 @@ def render() -> None:
                     else ""
                 ),
                 "description": e.description,
-                "robustness (best-known evaluation)": evaluation_of(e) or "not evaluated (see Evaluate)",
+                "robustness (best-known evaluation)": evaluation_of(e, found) or "not evaluated (see Evaluate)",
             }
             for e in models
         ],

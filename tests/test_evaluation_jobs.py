@@ -116,7 +116,7 @@ def test_torchrun_shards_the_images_and_the_merged_result_equals_one_process(tmp
 
 
 def test_the_best_known_evaluation_prefers_the_standard_suite_and_a_finished_run_queues_a_quick_one(monkeypatch):
-    from advlens.evaluation.known import describe_best, evaluation_of
+    from advlens.evaluation.known import describe_best, evaluation_of, finished_evaluations
     from advlens.training import jobs as train_jobs
     from advlens.zoo import get_entry
 
@@ -132,6 +132,9 @@ def test_the_best_known_evaluation_prefers_the_standard_suite_and_a_finished_run
     text = describe_best("digits_small_cnn")
     assert "standard (AutoAttack" in text and "n = 8" in text and "upper bound" not in text
     assert evaluation_of(get_entry("digits_small_cnn")) == text
+    found = finished_evaluations()  # read once for a table of models: the same answer
+    assert len(found["digits_small_cnn"]) == 2 and evaluation_of(get_entry("digits_small_cnn"), found) == text
+    assert finished_evaluations(["mnist_small_cnn"]) == {}  # the reports of other models are not read
     # a finished training run queues the quick suite on its model (spawning is stubbed here)
     launched = []
     monkeypatch.setenv("ADVLENS_AUTO_EVALUATE", "1")

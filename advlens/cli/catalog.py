@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run_models(args) -> int:
-    from ..evaluation.known import evaluation_of
+    from ..evaluation.known import evaluation_of, finished_evaluations
     from ..zoo import list_models
 
     if getattr(args, "robustbench", False):
@@ -31,6 +31,7 @@ def run_models(args) -> int:
 
         return print_catalog()
 
+    found = finished_evaluations()  # the run store read once for every model listed
     for e in list_models(include_unreadable=True):
         if e.problem:
             print(f"{e.name:<28s} [unreadable, left out] {e.path}: {e.problem}")
@@ -38,7 +39,7 @@ def run_models(args) -> int:
         acc = e.metrics.get("test_accuracy")
         extra = f"  test acc {acc * 100:.1f}%" if isinstance(acc, (int, float)) else ""
         print(f"{e.name:<28s} {e.arch:<20s} {e.dataset:<10s} [{e.source}] {e.description}{extra}")
-        known = evaluation_of(e)
+        known = evaluation_of(e, found)
         if known:
             print(f"{'':<28s} best-known evaluation: {known}")
     return 0

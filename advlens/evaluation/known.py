@@ -14,28 +14,39 @@ from ..jobs.store import RunStore, db_path, run_dir
 from ..safe_json import loads_limited
 from .suites import SUITES
 
+Found = dict[str, list[tuple[str, dict, list[dict]]]]
 
-def evaluations_of(model_name: str) -> list[tuple[str, dict, list[dict]]]:
-    """(run id, report, the model's records) for every finished evaluation of ``model_name``."""
+
+def finished_evaluations(names=None) -> Found:
+    """The finished evaluations in the run store, read once: model name -> (run id, report, the model's
+    records) per evaluation that includes it; only those of ``names`` when given (the other reports are
+    not read). A page listing many models reads the store once this way."""
     if not db_path().is_file():
-        return []
-    out = []
+        return {}
+    out: Found = {}
     for rec in RunStore().list_runs(kind="evaluate", status="done"):
-        if model_name not in rec.config.get("models", []):
+        models = [m for m in rec.config.get("models", []) if names is None or m in names]
+        if not models:
             continue
-        path = run_dir(rec.id) / "report.json"
         try:
-            report = loads_limited(path.read_text(), "report.json", 256 * 1024**2)
+            report = loads_limited((run_dir(rec.id) / "report.json").read_text(), "report.json", 256 * 1024**2)
         except (OSError, ValueError):
             continue
-        records = [r for r in report.get("results", []) if r.get("model") == model_name]
-        if records:
-            out.append((rec.id, report, records))
+        for name in dict.fromkeys(models):
+            records = [r for r in report.get("results", []) if r.get("model") == name]
+            if records:
+                out.setdefault(name, []).append((rec.id, report, records))
     return out
 
 
-def best_known(model_name: str) -> tuple[str, dict, list[dict]] | None:
-    found = evaluations_of(model_name)
+def evaluations_of(model_name: str, found: Found | None = None) -> list[tuple[str, dict, list[dict]]]:
+    """(run id, report, the model's records) for every finished evaluation of ``model_name`` (from
+    ``found``, :func:`finished_evaluations`'s answer, when the caller has read the store already)."""
+    return (finished_evaluations({model_name}) if found is None else found).get(model_name, [])
+
+
+def best_known(model_name: str, found: Found | None = None) -> tuple[str, dict, list[dict]] | None:
+    found = evaluations_of(model_name, found)
     if not found:
         return None
 
@@ -61,11 +72,11 @@ def describe(records: list[dict], suite_name: str, norm: str, n: int, source: st
     return f"robust {figures} · {suite.title if suite else suite_name}{bound}, {norm}, n = {n}, {images} ({source})"
 
 
-def describe_best(model_name: str, shipped: list[dict] | None = None) -> str | None:
+def describe_best(model_name: str, shipped: list[dict] | None = None, found: Found | None = None) -> str | None:
     """The best-known evaluation of ``model_name`` in words: the strongest of the run store's finished
     evaluations, or the standard-suite records shipped in the model's metadata (``shipped``) when no
     evaluation here is as strong (the larger n wins between equal suites)."""
-    best = best_known(model_name)
+    best = best_known(model_name, found)
     if shipped:
         mine = (SUITES["standard"].strength, shipped[0]["n"])
         suite = SUITES.get(best[1].get("suite")) if best else None
@@ -77,7 +88,8 @@ def describe_best(model_name: str, shipped: list[dict] | None = None) -> str | N
     return describe(records, report["suite"], report["norm"], report["n"], f"evaluation {run_id}", report.get("subset"))
 
 
-def evaluation_of(entry) -> str | None:
+def evaluation_of(entry, found: Found | None = None) -> str | None:
     """The best-known robustness evaluation of a zoo entry, with its protocol (None if never evaluated):
-    the evaluations run here against the records shipped in its metadata."""
-    return describe_best(entry.name, entry.shipped_evaluations)
+    the evaluations run here (``found``: :func:`finished_evaluations`, read once for many entries)
+    against the records shipped in its metadata."""
+    return describe_best(entry.name, entry.shipped_evaluations, found)
