@@ -190,6 +190,14 @@ def run(
     device=None,
 ) -> dict:
     """Evaluate each model of ``model_names`` on the images ``spec`` chooses; returns the report."""
+    return _run_models(spec, model_names, seed, batch_size, device, log, lambda k: progress)
+
+
+def _run_models(spec, models, seed, batch_size, device, log, progress_of, should_stop=None, folder=None) -> dict | None:
+    """The report of ``models`` on the images ``spec`` chooses; ``progress_of(k)`` is the k-th model's
+    ``progress(done, total)``. With ``folder``, each model's record is saved as ``parts/<k>.json`` when
+    it is done and read back instead of redone (a resumed job). None when stopped inside a model."""
+    from ..safe_json import loads_limited
     from ..zoo import load_model
     from .jobs import images  # the one subset rule
 
@@ -197,22 +205,28 @@ def run(
     log(subset.describe())
     if subset.warning():
         log(f"warning: {subset.warning()}")
-    report = {
-        "suite": SUITE_NAME,
-        "dataset": spec.dataset,
-        "split": spec.split,
-        "n": len(x),
-        "subset": subset.to_dict(),
-        "results": [],
-    }
-    keys = subset.indices.tolist()
-    for name in model_names:
+    report = {"suite": SUITE_NAME, "dataset": spec.dataset, "split": spec.split, "n": len(x)}
+    report.update(subset=subset.to_dict(), results=[])
+    for k, name in enumerate(models):
+        path = None if folder is None else folder / "parts" / f"{k}.json"
+        if path is not None and path.is_file():
+            report["results"].append(loads_limited(path.read_text(), path.name, 64 * 1024**2))
+            continue
         model = load_model(name, device)
         if tuple(x.shape[1:]) != tuple(model.input_size):
             raise ValueError(f"{spec.dataset} images are {tuple(x.shape[1:])}; {name} expects {model.input_size}")
-        res = evaluate_corruptions(model, x, y, keys=keys, seed=seed, batch_size=batch_size, progress=progress)
+        res = evaluate_corruptions(
+            model, x, y, keys=subset.indices.tolist(), seed=seed, batch_size=batch_size,
+            names=NAMES, progress=progress_of(k), should_stop=should_stop,
+        )  # fmt: skip
+        if len(res.correct) < len(NAMES):
+            return None  # stopped inside this model: resume redoes it
         record = {"model": name, **res.to_dict()}
         record["protocol"] = f"{record['protocol']}; {subset.describe()}"
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+            log(f"{name}: mCA {record['mean_corruption_accuracy'] * 100:.2f}% (n = {record['n']})")
         report["results"].append(record)
     return report
 
@@ -253,39 +267,15 @@ def check_job_spec(spec: dict) -> dict:
 
 def run_job_parts(spec: dict, folder, progress=None, should_stop=None, log=print, device=None) -> dict | None:
     """:func:`run` as a job: each model's record saved as ``parts/<k>.json`` when it is done, so a
-    resumed job redoes only the model it was stopped in. The report, or None when stopped."""
-    from ..safe_json import loads_limited
-    from ..zoo import load_model
-    from .jobs import images
-
+    resumed job redoes only the model it was stopped in; ``progress(fraction)`` over all the models.
+    The report, or None when stopped."""
     cspec = CorruptionSpec(**{k: spec[k] for k in CorruptionSpec.__dataclass_fields__})
-    x, y, subset = images(cspec)
-    log(subset.describe())
-    report = {"suite": SUITE_NAME, "dataset": cspec.dataset, "split": cspec.split, "n": len(x)}
-    report.update(subset=subset.to_dict(), results=[])
     models = spec["models"]
-    for k, name in enumerate(models):
-        path = folder / "parts" / f"{k}.json"
-        if path.is_file():
-            report["results"].append(loads_limited(path.read_text(), path.name, 64 * 1024**2))
-            continue
-        model = load_model(name, device)
-        if tuple(x.shape[1:]) != tuple(model.input_size):
-            raise ValueError(f"{cspec.dataset} images are {tuple(x.shape[1:])}; {name} expects {model.input_size}")
-        step = None if progress is None else (lambda d, t, k=k: progress((k + d / t) / len(models)))
-        res = evaluate_corruptions(
-            model, x, y, keys=subset.indices.tolist(), seed=spec["seed"], batch_size=spec["batch_size"],
-            names=NAMES, progress=step, should_stop=should_stop,
-        )  # fmt: skip
-        if len(res.correct) < len(NAMES):
-            return None  # stopped inside this model: resume redoes it
-        record = {"model": name, **res.to_dict()}
-        record["protocol"] = f"{record['protocol']}; {subset.describe()}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
-        log(f"{name}: mCA {record['mean_corruption_accuracy'] * 100:.2f}% (n = {record['n']})")
-        report["results"].append(record)
-    return report
+
+    def progress_of(k: int):
+        return None if progress is None else (lambda d, t: progress((k + d / t) / len(models)))
+
+    return _run_models(cspec, models, spec["seed"], spec["batch_size"], device, log, progress_of, should_stop, folder)
 
 
 @register_kind
