@@ -104,12 +104,16 @@ def images(spec: StudySpec):
 
 
 # ------------------------------------------------------------------------------------------- chunks
-def study_chunk(spec: StudySpec, model, x, y, start: int) -> dict:
-    """Attack images ``start..start+len(x)`` and analyse them: their metrics, as JSON-able lists."""
+def study_chunk(spec: StudySpec, model, x, y, start: int, progress=None) -> dict:
+    """Attack images ``start..start+len(x)`` and analyse them: their metrics, as JSON-able lists.
+    ``progress(done, total)`` in 100 steps: the attack is the first half, the maps the second."""
     from .attacks import attack_in_batches
 
+    def half(first: bool):
+        return None if progress is None else (lambda d, t: progress(round((0 if first else 50) + 50 * d / t), 100))
+
     torch.manual_seed(spec.seed + start)  # each chunk its own seed: a resumed study equals an uninterrupted one
-    x_adv = attack_in_batches(model, x, y, "pgd", eps=spec.eps, steps=spec.steps)
+    x_adv = attack_in_batches(model, x, y, "pgd", eps=spec.eps, steps=spec.steps, progress=half(True))
     a = analyze_attention_shift(
         model,
         x,
@@ -120,6 +124,7 @@ def study_chunk(spec: StudySpec, model, x, y, start: int) -> dict:
         target=spec.target,
         k_percent=spec.k_percent,
         threshold=spec.threshold,
+        progress=half(False),
     )
     return {
         "start": start,

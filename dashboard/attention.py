@@ -11,21 +11,21 @@ import streamlit as st
 import torch
 
 from advlens import attention_study as study
-from advlens.attacks import AttackConfigError, attack_in_batches
+from advlens.attacks import AttackConfigError
 from advlens.attribution import METHODS, TARGET_LABELS, LayerError, attention_view
 from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image_rgb, overlay
 from advlens.attribution.empty import check_maps
 from advlens.attribution.metrics import ERASE_VALUES
 from advlens.budget import format_linf
-from advlens.jobs import cancel, progress_text
+from advlens.jobs import RunStore, cancel, progress_text
 from advlens.paths import HomeError
 from advlens.predict import topk_from_probs as topk_of
-from advlens.threads import interactive
 from dashboard.attention_compare import second_model_section
 from dashboard.cam_pair import fix_applier, signed_control
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
 from dashboard.lens import layer_control, lens_source
 from dashboard.params import budget_input
+from dashboard.progress import result_on_click
 from dashboard.run_store import open_store
 from dashboard.session_memo import session_memo
 from dashboard.url_state import synced
@@ -140,19 +140,24 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
         else:
             study_job(model_name, ds_name, n, eps, steps, settings)
     job_id = st.session_state.get("ana_job")
-    if job_id:
-        st.fragment(run_every=2)(study_job_panel)(job_id)
-        found = study.load_result(job_id)
-        if found is not None:
-            spec, result = found
-            st.session_state["ana_result"] = (
-                spec["model"],
-                spec["dataset"],
-                result.n_total,
-                spec["eps"],
-                spec["steps"],
-                result,
-            )
+    store = open_store() if job_id else None
+    rec = store.get(job_id) if store is not None else None
+    if rec is not None:
+        # polls the store only while the job runs; a finished job's result is read once
+        st.fragment(run_every=2 if rec.active else None)(study_job_panel)(store, job_id, rec.active)
+        if rec.status == "done" and st.session_state.get("ana_loaded") != job_id:
+            found = study.load_result(job_id)
+            if found is not None:
+                st.session_state["ana_loaded"] = job_id
+                spec, result = found
+                st.session_state["ana_result"] = (
+                    spec["model"],
+                    spec["dataset"],
+                    result.n_total,
+                    spec["eps"],
+                    spec["steps"],
+                    result,
+                )
     stored = st.session_state.get("ana_result")
     if not stored or stored[0] != model_name:
         return
@@ -190,43 +195,30 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
 
 
 def study_inline(model_name: str, model, ds_name: str, n: int, eps: float, steps: int, settings: dict) -> None:
-    """The study on a few images, here and now (more are a background job: :func:`study_job`)."""
-    from advlens.attribution.analysis import analyze_attention_shift
-    from advlens.data.subset import choose_images
-    from dashboard.image_picker import cached_dataset
-
+    """The study on a few images, here and now (more are a background job: :func:`study_job`): the
+    job's engine calls on one chunk of all the images (seed ``spec.seed`` = 0, as before), under the
+    CPU gate with a progress bar."""
+    spec = study.StudySpec(model=model_name, dataset=ds_name, n=n, eps=float(eps), steps=steps, **settings)
     try:
-        ds = cached_dataset(ds_name, "test", None)
-        subset = choose_images(ds, n)  # the one subset rule: first N in an official order, else stratified
-        x, y = ds.batch(subset.indices)
-        st.caption(subset.describe("Images"))
-        bar = st.progress(0.0, text="attacking...")
-        # One heavy call at a time per server (advlens.threads): a second session waits in line.
-        with interactive(lambda place: bar.progress(0.0, text=f"waiting for the CPU, number {place} in line")):
-            torch.manual_seed(0)
-            x_adv = attack_in_batches(
-                model,
-                x,
-                y,
-                "pgd",
-                eps=eps,
-                steps=steps,
-                progress=lambda d, t: bar.progress(0.5 * d / t, "attacking..."),
-            )
-            result = analyze_attention_shift(
-                model,
-                x,
-                y,
-                x_adv,
-                **settings,
-                progress=lambda d, t: bar.progress(0.5 + 0.5 * d / t, text="attention maps..."),
-            )
-        bar.empty()
-    except (AttackConfigError, LayerError, ValueError, RuntimeError, OSError) as exc:
+        study.check_spec(spec)
+        x, y, subset = study.images(spec)  # the one subset rule: first N in an official order, else stratified
+    except (ValueError, OSError) as exc:
         st.error(f"The analysis could not run: {exc}")
         return
-    st.session_state["ana_job"] = None
-    st.session_state["ana_result"] = (model_name, ds_name, len(x), eps, steps, result)
+    st.caption(subset.describe("Images"))
+
+    def work(progress, should_stop):
+        # One chunk, not the job's chunks of study.CHUNK: its seed covers every image as the page always did.
+        result = study.as_analysis(study.merge([study.study_chunk(spec, model, x, y, 0, progress)]))
+        st.session_state["ana_job"] = None  # kept even when another click interrupts the run
+        st.session_state["ana_result"] = (model_name, ds_name, len(x), eps, steps, result)
+        return result
+
+    key = ("ana_inline", model_name, ds_name, n, float(eps), steps, *settings.items())
+    try:
+        result_on_click(True, key, f"Attention study on {len(x)} images", work, "The analysis could not run")
+    except (AttackConfigError, LayerError, RuntimeError, OSError) as exc:
+        st.error(f"The analysis could not run: {exc}")
 
 
 def study_job(model_name: str, ds_name: str, n: int, eps: float, steps: int, settings: dict) -> None:
@@ -241,10 +233,12 @@ def study_job(model_name: str, ds_name: str, n: int, eps: float, steps: int, set
     st.session_state["ana_result"] = None
 
 
-def study_job_panel(job_id: str) -> None:
-    """The study job's progress from the job store, with Stop and Resume; a full rerun when it is done."""
-    store = open_store()
-    rec = store.get(job_id) if store is not None else None
+def study_job_panel(store: RunStore, job_id: str, polling: bool) -> None:
+    """The study job's progress from the job store, with Stop and Resume. ``polling``: the fragment
+    reruns every 2 s (the job was active); a full rerun when the job ends (the result is shown, the
+    polling stops) or is resumed (the polling starts)."""
+    store.reap_dead()  # a worker that died leaves its job active: this ends it
+    rec = store.get(job_id)
     if rec is None:
         return
     cols = st.columns([4, 1])
@@ -253,10 +247,11 @@ def study_job_panel(job_id: str) -> None:
         cols[0].progress(rec.progress, text=progress_text(rec))
         if cols[1].button("Stop", key="ana_stop"):
             cancel(rec.id, store)
+            st.rerun()
     elif rec.status in ("cancelled", "failed") and cols[1].button("Resume", key="ana_resume"):
         study.resume(rec.id, store)
-    if rec.status == "done" and st.session_state.get("ana_seen") != rec.id:
-        st.session_state["ana_seen"] = rec.id
+        st.rerun()
+    if polling and not rec.active:
         st.rerun()
 
 

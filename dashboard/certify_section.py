@@ -17,11 +17,12 @@ from advlens.data.subset import RULE_HELP, choose_images
 from advlens.intervals import clopper_pearson
 from advlens.jobs import RunStore, cancel, progress_text
 from advlens.paths import HomeError
-from advlens.smoothing import ABSTAIN, certified_accuracy, certify_batch
+from advlens.smoothing import ABSTAIN, Stopped, certified_accuracy, certify_batch
 from advlens.zoo import list_models
 from dashboard.charts import line_chart
 from dashboard.image_picker import cached_dataset
 from dashboard.model_picker import get_model
+from dashboard.progress import result_on_click
 
 SUBSET_HELP = f"Which images: {RULE_HELP}."
 JOBS_SHOWN = 8
@@ -91,6 +92,8 @@ def start(settings: dict, store: RunStore) -> None:
 
 
 def certify_inline(settings: dict) -> None:
+    """Certify a few images here, under the CPU gate (it waits its turn) with a progress bar and Stop;
+    Stop keeps the images certified so far."""
     name, dataset = settings["model"], settings["dataset"]
     try:
         ds = cached_dataset(dataset, "test", settings["root"])
@@ -99,19 +102,28 @@ def certify_inline(settings: dict) -> None:
         model = get_model(name)
         if tuple(x.shape[1:]) != tuple(model.input_size):
             raise ValueError(f"{dataset} images are {tuple(x.shape[1:])}; {name} expects {tuple(model.input_size)}")
-        bar = st.progress(0.0, text="certifying")
-
-        def progress(done, total):
-            bar.progress(done / total, text=f"certifying: {done:,} of {total:,} forward passes")
-
-        s = settings
-        certs = certify_batch(model, to_float(x), s["sigma"], s["n0"], s["n"], s["alpha"], progress=progress)
     except (DataError, ValueError, KeyError) as exc:
         st.error(str(exc))
         return
-    bar.empty()
-    st.session_state["cert_shown"] = None
-    st.session_state["cert_result"] = (name, subset.describe(), settings, certs, y.tolist())
+    s = settings
+
+    def work(progress, should_stop):
+        try:
+            certs = certify_batch(
+                model, to_float(x), s["sigma"], s["n0"], s["n"], s["alpha"], progress=progress, should_stop=should_stop
+            )
+            images = subset.describe()
+        except Stopped as exc:
+            certs = exc.partial
+            images = f"{subset.describe()}; stopped after {len(certs)} of {len(x)} images"
+        if certs:  # shown now, even when another click interrupts the run (its rerun shows it)
+            st.session_state["cert_shown"] = None
+            st.session_state["cert_result"] = (name, images, settings, certs, y.tolist()[: len(certs)])
+        return certs
+
+    key = ("certify_inline", *sorted(settings.items()))
+    title = f"Certifying {len(x)} images ({len(x) * (s['n0'] + s['n']):,} forward passes)"
+    result_on_click(True, key, title, work, "Certification settings rejected")
 
 
 def jobs_list(store: RunStore) -> None:

@@ -145,7 +145,7 @@ def leaderboard_section(store: RunStore, key: str = "lb") -> None:
     )
     entries = list_catalog("cifar10")
     names = [e.name for e in entries]
-    cached = [n for n in names if is_cached(get_catalog_entry(n))]
+    cached = [e.name for e in entries if is_cached(e)]
     default = cached[0] if cached else DEFAULT
     name = synced(
         st.selectbox,

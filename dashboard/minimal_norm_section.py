@@ -22,9 +22,9 @@ from advlens.budget import format_budget
 from advlens.data.catalog import DATASETS
 from advlens.zoo import list_models
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, MARGIN, figure
-from dashboard.image_picker import cached_dataset
+from dashboard.image_picker import cached_dataset, compatible_datasets
 from dashboard.model_picker import get_model
-from dashboard.progress import memo_get, run_and_memo
+from dashboard.progress import memo_get, result_on_click, run_and_memo
 
 UPPER = "upper bound from one attack (FMN)"
 NORMS = tuple(NORM_ATTACKS)  # L0, L1, L2, Linf
@@ -166,9 +166,7 @@ def show_curve(found: dict, key: str, points: list[dict] = ()) -> None:
 
 def _datasets_for(model) -> list[str]:
     """Datasets of the model's input size (the engine refuses one whose classes differ)."""
-    return [
-        d.name for d in DATASETS.values() if d.name not in SKIPPED and tuple(d.input_size) == tuple(model.input_size)
-    ]
+    return [d for d in compatible_datasets(model) if d not in SKIPPED]
 
 
 def lab_curve_section(model_name: str, model, attack: str, params: dict) -> None:
@@ -191,29 +189,21 @@ def lab_curve_section(model_name: str, model, attack: str, params: dict) -> None
     clicked = c3.button("Run on n images", key="atk_curve_run")
     key = ("fmn_curve", model_name, ds_name, n, attack, tuple(sorted(params.items())))
     work = partial(compute, model_name, ds_name, n, norm, dict(params))
-    if clicked and not run_and_memo(key, f"FMN-{norm} on {n} images", work, "Curve settings rejected"):
-        return
-    found = memo_get(key)
+    found = result_on_click(clicked, key, f"FMN-{norm} on {n} images", work, "Curve settings rejected")
     if found is not None:
         show_curve(found, "atk_curve_chart")
 
 
-def _earlier_reports() -> list[dict]:
-    """The saved reports of finished evaluations (what the page lists above)."""
-    from advlens.evaluation import jobs as eval_jobs
-    from advlens.jobs import RunStore
+def _earlier_reports(model_name: str) -> list[dict]:
+    """The saved reports of the finished evaluations that include ``model_name`` (what the page lists above)."""
+    from advlens.evaluation.known import evaluations_of
     from advlens.paths import HomeError
 
-    out = []
     try:
-        runs = RunStore().list_runs(kind="evaluate", status="done")
+        found = evaluations_of(model_name)
     except HomeError:  # the page has said so once (dashboard.run_store)
-        return out
-    for run in runs:
-        report = eval_jobs.load_report(run.id)
-        if report is not None:
-            out.append({**report, "id": run.id})
-    return out
+        return []
+    return [{**report, "id": run_id} for run_id, report, _ in found]
 
 
 def minimal_norm_section() -> None:
@@ -254,7 +244,7 @@ def minimal_norm_section() -> None:
     if found is None:
         return
     norm = found["curve"]["norm"]
-    points = suite_points(_earlier_reports(), found["model"], norm)
+    points = suite_points(_earlier_reports(found["model"]), found["model"], norm)
     show_curve(found, "mn_chart", points)
     if points:
         st.caption(

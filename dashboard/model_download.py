@@ -24,8 +24,8 @@ def size_text(entry: CatalogEntry) -> str:
     return f"{approx_bytes(entry) / 1e6:,.0f} MB"
 
 
-def fetch_command(entry: CatalogEntry, source: str = "FILE") -> str:
-    return f"python -m advlens fetch-model {entry.name} --from {source}"
+def fetch_command(entry: CatalogEntry) -> str:
+    return f"python -m advlens fetch-model {entry.name} --from FILE"
 
 
 def published_text(entry: CatalogEntry) -> str:

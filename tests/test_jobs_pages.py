@@ -60,3 +60,29 @@ def test_many_images_are_a_job_with_stop_resume_and_results(monkeypatch):
     captions = " ".join(c.value for c in at.caption)
     assert "Clopper-Pearson" in captions and "of 2 images" in captions
     assert any(f"job {rec.id}" in str(c.proto) for c in at.get("plotly_chart"))
+
+
+def test_a_few_images_wait_their_turn_and_a_stop_keeps_the_images_done(monkeypatch):
+    """The inline certification runs under the CPU gate (advlens.threads) with the pages' progress
+    helper; Stop (here: the engine raising Stopped) shows the certificates finished before it."""
+    from advlens.smoothing import Certificate, Stopped
+    from advlens.threads import GATE
+    from dashboard import certify_section
+
+    gated = []
+
+    def stopped(model, x, sigma, n0, n, alpha, progress=None, should_stop=None):
+        gated.append(GATE.running)
+        progress(n0 + n, len(x) * (n0 + n))
+        exc = Stopped("stopped")
+        exc.partial = [Certificate(0, 0.3, 0.9, 95, n, 0.1)]
+        raise exc
+
+    monkeypatch.setattr(certify_section, "certify_batch", stopped)
+    at = _page()
+    at.number_input(key="cert_images").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert gated == [1]  # in the gate's one slot
+    captions = " ".join(c.value for c in at.caption)
+    assert "stopped after 1 of 3 images" in captions and "Abstained on 0 of 1 images" in captions

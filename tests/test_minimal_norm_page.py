@@ -55,7 +55,7 @@ def test_suite_points_keep_the_model_and_norm_and_the_chart_marks_them():
 
 
 def _evaluate_page(monkeypatch, reports):
-    monkeypatch.setattr(section, "_earlier_reports", lambda: reports)
+    monkeypatch.setattr(section, "_earlier_reports", lambda model_name: reports)
     at = AppTest.from_file(str(ROOT / "dashboard/evaluate.py"), default_timeout=240)
     at.run()
     assert not at.exception, at.exception
@@ -103,6 +103,6 @@ def test_earlier_reports_are_the_finished_evaluations_of_the_store():
     store.create_run(eval_jobs.check_spec(spec).to_dict(), "cpu", kind="evaluate")  # queued: not listed
     (eval_jobs.run_dir(done.id) / "report.json").write_text(json.dumps(_report("digits_small_cnn", "L2", 1.5, 0.5)))
     store.finish(done.id, "done")
-    reports = section._earlier_reports()
+    reports = section._earlier_reports("digits_small_cnn")
     assert [r["id"] for r in reports] == [done.id]
     assert section.suite_points(reports, "digits_small_cnn", "L2")[0]["label"] == f"standard suite, n = 12 ({done.id})"

@@ -165,3 +165,46 @@ def test_the_second_model_maps_the_new_image_when_the_attacked_image_changes(dig
         lines = [m.value for m in at.markdown if "mnist_small_cnn_pgd_at" in m.value]
         assert len(lines) == 1 and "held" in lines[0], lines  # the same predictions both times
         assert any(torch.equal(s, x_adv) for s in seen), "the second model's maps were not computed on this image"
+
+
+def test_a_finished_study_job_is_read_once_and_not_polled(monkeypatch):
+    import streamlit as st
+
+    from advlens import attention_study as study
+    from advlens.jobs import RunStore
+
+    spec = study.StudySpec(model="digits_small_cnn", dataset="digits", n=4, eps=0.2, steps=1)
+    monkeypatch.setattr(study, "spawn_worker", lambda *a, **k: 0)
+    store = RunStore()
+    rec = study.submit(spec, store)
+    assert study.execute(rec.id, store, echo=False).status == "done"
+    loads, every = [], []
+    load, fragment = study.load_result, st.fragment
+    monkeypatch.setattr(study, "load_result", lambda job_id: loads.append(job_id) or load(job_id))
+
+    def spy(*args, **kwargs):
+        if args:  # @st.fragment on a function
+            return fragment(*args, **kwargs)
+        deco = fragment(**kwargs)
+        return lambda f: (every.append(kwargs.get("run_every")) if f.__name__ == "study_job_panel" else None) or deco(f)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    at = AppTest.from_file(ATTENTION, default_timeout=TIMEOUT)
+    at.session_state["ana_job"] = rec.id
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    assert loads == [rec.id] and every == [None, None]  # the result read once; no polling of a finished job
+    assert any("first 4 images" in m.value for m in at.markdown)
+
+    queued = study.submit(spec, store)  # an active job is polled until it stops
+    at.session_state["ana_job"] = queued.id
+    every.clear()
+    at.run()
+    assert every == [2]
+    at.button(key="ana_stop").click().run()
+    assert not at.exception, at.exception
+    assert store.require(queued.id).status == "cancelled" and every[-1] is None and loads == [rec.id]
+    at.button(key="ana_resume").click().run()  # resumed: polled again
+    assert not at.exception, at.exception
+    assert store.require(queued.id).status == "queued" and every[-1] == 2
