@@ -29,6 +29,8 @@ import weakref
 
 import torch
 
+from .models.modes import eval_mode, model_device
+
 DEFAULT_SECONDS = 30.0
 QUERY_PASS = 0.35  # one image through a batched forward pass, as a fraction of a forward+backward pass
 _PASS_S: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -39,12 +41,13 @@ def pass_seconds(model) -> float:
     known = _PASS_S.get(model)
     if known is not None:
         return known
-    x = torch.rand(1, *model.input_size, requires_grad=True)
     best = math.inf
-    for _ in range(2):  # the first call pays for allocations
-        t0 = time.perf_counter()
-        (grad,) = torch.autograd.grad(model(x).max(), x)
-        best = min(best, time.perf_counter() - t0)
+    with eval_mode(model):  # as the attack will run: eval mode, holding the model's lock
+        x = torch.rand(1, *model.input_size, device=model_device(model), requires_grad=True)
+        for _ in range(2):  # the first call pays for allocations
+            t0 = time.perf_counter()
+            torch.autograd.grad(model(x).max(), x)
+            best = min(best, time.perf_counter() - t0)
     _PASS_S[model] = best
     return best
 
@@ -62,7 +65,7 @@ def worst_case_passes(name: str, params: dict) -> float | None:
     return None
 
 
-def _shrink(name: str, params: dict) -> dict | None:
+def _shrink(params: dict) -> dict | None:
     """The next smaller preset: fewer noise draws for a label-only attack's start (its worst case, not
     its usual cost), then fewer steps; at one step, fewer of the inner iterations."""
     out = dict(params)
@@ -88,7 +91,7 @@ def fitted_preset(cls, model, seconds: float = DEFAULT_SECONDS, per_pass: float 
 
     ``per_pass``: seconds of one forward+backward pass (measured with :func:`pass_seconds` if None).
     """
-    preset = {k: v for k, v in cls.CPU_PRESET.items()}
+    preset = dict(cls.CPU_PRESET)
     if not preset:
         return preset, ""
     full = {p.name: p.default for p in cls.params()} | preset
@@ -98,15 +101,14 @@ def fitted_preset(cls, model, seconds: float = DEFAULT_SECONDS, per_pass: float 
     per_pass = pass_seconds(model) if per_pass is None else per_pass
     if passes * per_pass <= seconds:
         return preset, ""
-    fitted = full
-    while worst_case_passes(cls.name, fitted) * per_pass > seconds:
-        smaller = _shrink(cls.name, fitted)
+    fitted, worst = full, passes * per_pass
+    while worst > seconds:
+        smaller = _shrink(fitted)
         if smaller is None:
             break
         fitted = smaller
-    preset = {k: fitted[k] for k in {*preset, *(k for k in fitted if fitted[k] != full[k])}}
-    preset = {k: preset[k] for k in sorted(preset, key=list(full).index)}
-    worst = worst_case_passes(cls.name, fitted) * per_pass
+        worst = worst_case_passes(cls.name, fitted) * per_pass
+    preset = {k: fitted[k] for k in full if k in preset or fitted[k] != full[k]}  # in the parameters' order
     how = (
         f"lowered to stay under {seconds:.0f} s"
         if worst <= seconds

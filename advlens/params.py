@@ -133,24 +133,24 @@ class Param:
         try:
             value = _coerce(self.kind, value)
         except (TypeError, ValueError):
-            raise ParamError(f"{where}{self.name} must be {_kind_name(self.kind)}, not {_shown(value)}") from None
+            raise ParamError(f"{where}{self.name} must be {_kind_name(self.kind)}, not {short_repr(value)}") from None
         if self.choices and value not in self.choices:
             raise ParamError(
-                f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, not {_shown(value)}"
+                f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, not {short_repr(value)}"
             )
         if self.kind in (tuple, list, dict):
             return value
         if self.min is not None and self.min_open and value <= self.min:
             raise ParamError(
-                f"{where}{self.name} = {_cut(self.format(value))} is too small: {self.name} must be > {self.format(self.min)}"
+                f"{where}{self.name} = {short_text(self.format(value))} is too small: {self.name} must be > {self.format(self.min)}"
             )
         if self.min is not None and value < self.min:
             raise ParamError(
-                f"{where}{self.name} = {_cut(self.format(value))} is too small: {self.name} must be >= {self.format(self.min)}"
+                f"{where}{self.name} = {short_text(self.format(value))} is too small: {self.name} must be >= {self.format(self.min)}"
             )
         if self.max is not None and value > self.max:
             raise ParamError(
-                f"{where}{self.name} = {_cut(self.format(value))} is too large: {self.name} must be <= {self.format(self.max)}"
+                f"{where}{self.name} = {short_text(self.format(value))} is too large: {self.name} must be <= {self.format(self.max)}"
             )
         return value
 
@@ -178,12 +178,16 @@ def _dict_of(prm: Param, text: str, owner: str) -> dict:
         except ValueError as exc:
             raise ParamError(f"{prm._where(owner)}{prm.name}: not a JSON object ({exc})") from None
         return value if isinstance(value, dict) else {}
+    return key_values(text.split(","), f"{prm._where(owner)}{prm.name} takes KEY=VALUE pairs or a JSON object, not ")
+
+
+def key_values(items, prefix: str) -> dict:
+    """``["hidden=512", "dropout=0.1"]`` -> ``{"hidden": 512, "dropout": 0.1}`` (each value read by
+    :func:`scalar_text`); an item without ``=``: :class:`ParamError` ``prefix`` + the item (shortened)."""
     out = {}
-    for item in text.split(","):
+    for item in items:
         if "=" not in item:
-            raise ParamError(
-                f"{prm._where(owner)}{prm.name} takes KEY=VALUE pairs or a JSON object, not {_shown(item)}"
-            )
+            raise ParamError(prefix + short_repr(item))
         k, v = item.split("=", 1)
         out[k.strip()] = scalar_text(v.strip())
     return out
@@ -319,20 +323,21 @@ def json_value(prm: Param, value):
             raise ParamError(f"{name} takes at most {MAX_ITEMS} numbers, not {len(value):,}.")
         if isinstance(value, (list, tuple)) and all(_finite(v) for v in value):
             return tuple(float(v) for v in value)
-        raise ParamError(f"{name} must be a list of numbers, not {_shown(value)}.")
+        raise ParamError(f"{name} must be a list of numbers, not {short_repr(value)}.")
     if kind is list and isinstance(value, list):
         return list(value)
     what = {int: "a whole number", float: "a finite number", str: "text", list: "a list"}.get(kind, _kind_name(kind))
     if prm.optional:
         what += " or null"
-    raise ParamError(f"{name} must be of type {annotation(prm)} ({what}), not {_shown(value)}.")
+    raise ParamError(f"{name} must be of type {annotation(prm)} ({what}), not {short_repr(value)}.")
 
 
-def _shown(value) -> str:
-    return _cut(repr(value))
+def short_repr(value) -> str:
+    """``repr(value)`` as a message shows it: at most 60 characters (:func:`short_text`)."""
+    return short_text(repr(value))
 
 
-def _cut(text: str) -> str:
+def short_text(text: str) -> str:
     """A value as a message shows it: at most 60 characters (a 100,000-digit flag is not echoed)."""
     return text if len(text) <= 60 else text[:57] + "..."
 

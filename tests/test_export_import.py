@@ -326,3 +326,27 @@ def test_a_program_exported_at_batch_1_gives_one_gradcam_map_per_image(tmp_path)
         torch.testing.assert_close(maps, compute_map(original, x, method, "net.features.4", y), rtol=1e-4, atol=1e-6)
     one = compute_map(model, x, "gradcam", "net.features.4", 2)  # one class for every image
     torch.testing.assert_close(one[1], compute_map(model, x[1:2], "gradcam", "net.features.4", 2)[0])
+
+
+def test_a_program_exported_at_batch_1_gives_one_feature_row_per_image(tmp_path):
+    """The feature views hook a layer too: on a batch-1 program, every image gets its own features, not
+    only the last slice's."""
+    from advlens.attribution.features import clean_and_adv_features, layer_features
+
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    buf = io.BytesIO()
+    torch.export.save(torch.export.export(net, (torch.rand(1, 1, 8, 8),)), buf)
+    import_checkpoint(buf.getvalue(), json.dumps({"class_names": NAMES}).encode(), "fixed_feats.pt2")
+    model = load_model("fixed_feats", device="cpu")
+    assert model.program_batch == 1
+    original = Classifier(net, ModelSpec("fixed_feats", (1, 8, 8), tuple(NAMES), (0.0,), (1.0,))).eval()
+    x = torch.rand(3, 1, 8, 8)
+    layers = ["net.features.1", "net.features.4"]
+    feats, expected = layer_features(model, x, layers), layer_features(original, x, layers)
+    for name in layers:
+        assert feats[name].shape[0] == 3
+        torch.testing.assert_close(feats[name], expected[name], rtol=1e-4, atol=1e-6)
+    clean, adv = clean_and_adv_features(model, x, x.flip(0), ["net.features.4"])
+    torch.testing.assert_close(adv["net.features.4"], expected["net.features.4"].flip(0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(clean["net.features.4"], expected["net.features.4"], rtol=1e-4, atol=1e-6)

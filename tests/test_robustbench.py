@@ -411,3 +411,23 @@ def test_the_cpu_preset_is_lowered_to_keep_a_wideresnet_under_30_s(monkeypatch):
     assert note in [c.value for c in at.caption]
     button.click().run()
     assert at.number_input(key="atk_cw_steps").value == preset["steps"]
+
+
+def test_timing_a_pass_leaves_a_model_in_train_mode_as_it_was():
+    """``pass_seconds`` runs on the model every session shares: in eval mode and under its lock, on its
+    device, and it leaves the mode, the BatchNorm statistics and the weights' gradients as they were."""
+    from advlens.attack_cost import pass_seconds
+    from advlens.models import Classifier, ModelSpec
+
+    bn = torch.nn.BatchNorm2d
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), bn(2), bn(2), torch.nn.Flatten(), torch.nn.Linear(72, 3))
+    model = Classifier(net, ModelSpec("timed", (1, 8, 8), ("a", "b", "c"), (0.0,), (1.0,))).train()
+    model.net[2].eval()  # a frozen BatchNorm inside a model in train mode
+    stats = [model.net[i].running_mean.clone() for i in (1, 2)]
+    seconds = pass_seconds(model)
+    assert seconds > 0 and pass_seconds(model) == seconds  # measured once per model
+    assert model.training and model.net[1].training and not model.net[2].training
+    for i, before in zip((1, 2), stats):  # an eval-mode pass: no BatchNorm statistic moved
+        torch.testing.assert_close(model.net[i].running_mean, before, rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())

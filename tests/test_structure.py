@@ -181,6 +181,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "advlens.attribution",
             "advlens.transforms",
             "advlens.predict",
+            "advlens.attack_cost",  # times a model, under its lock, to fit an attack's preset
             "advlens.threads",  # the CPU's turns: it releases the models' locks (advlens.models.modes)
         ),
     ),

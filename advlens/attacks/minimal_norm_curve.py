@@ -12,6 +12,7 @@ not the smallest, so the curve is an upper bound on the true robust accuracy, as
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +71,7 @@ class NormCurve:
         )
 
     def to_dict(self) -> dict:
+        median = self.median()
         return {
             "norm": self.norm,
             "attack": self.attack,
@@ -78,7 +80,7 @@ class NormCurve:
             "n": self.n,
             "stopped": self.stopped,
             "norms": [None if not torch.isfinite(v) else float(v) for v in self.norms],
-            "median": None if not self.n or not torch.isfinite(self.norms.median()) else self.median(),
+            "median": median if math.isfinite(median) else None,
             "curve": self.table(),
         }
 

@@ -142,24 +142,25 @@ class Square(Attack):
         return x_best
 
 
-def _bump_rect(rows: int, cols: int, device) -> torch.Tensor:
-    """Concentric rectangles of weight 1 / (r + 1)^2 around the centre, unit L2 norm."""
+def _bump_rect(rows: int, cols: int, device, power: int = 2, size=torch.Tensor.norm) -> torch.Tensor:
+    """Concentric rectangles of weight 1 / (r + 1)^power around the centre, of unit ``size`` (L2 norm;
+    :func:`_bump_l1`: power 4 and unit L1 norm)."""
     out = torch.zeros(rows, cols, device=device)
     r0, c0 = rows // 2, cols // 2
     for r in range(max(rows // 2 + 1, cols // 2 + 1)):
         out[max(r0 - r, 0) : min(r0 - r + 2 * r + 1, rows), max(c0 - r, 0) : min(c0 - r + 2 * r + 1, cols)] += (
-            1.0 / (r + 1) ** 2
+            1.0 / (r + 1) ** power
         )
-    return out / out.norm().clamp_min(1e-12)
+    return out / size(out).clamp_min(1e-12)
 
 
-def _bump(side: int, device) -> torch.Tensor:
+def _bump(side: int, device, power: int = 2, size=torch.Tensor.norm) -> torch.Tensor:
     """The paper's L2 square: a positive bump over a negative one, unit norm, randomly transposed."""
     out = torch.zeros(side, side, device=device)
     if side // 2:
-        out[: side // 2] = _bump_rect(side // 2, side, device)
-    out[side // 2 :] = -_bump_rect(side - side // 2, side, device)
-    out /= out.norm().clamp_min(1e-12)
+        out[: side // 2] = _bump_rect(side // 2, side, device, power, size)
+    out[side // 2 :] = -_bump_rect(side - side // 2, side, device, power, size)
+    out /= size(out).clamp_min(1e-12)
     return out.t() if bool(torch.rand(()) > 0.5) else out
 
 
@@ -198,26 +199,14 @@ def _l1(t: torch.Tensor, dims) -> torch.Tensor:
     return t.abs().sum(dim=dims, keepdim=True)
 
 
-def _bump_rect_l1(rows: int, cols: int, device) -> torch.Tensor:
-    """Concentric rectangles of weight 1 / (r + 1)^4 around the centre, unit L1 norm (the official
-    ``eta_rectangles`` for L1)."""
-    out = torch.zeros(rows, cols, device=device)
-    r0, c0 = rows // 2, cols // 2
-    for r in range(max(rows // 2 + 1, cols // 2 + 1)):
-        out[max(r0 - r, 0) : min(r0 - r + 2 * r + 1, rows), max(c0 - r, 0) : min(c0 - r + 2 * r + 1, cols)] += (
-            1.0 / (r + 1) ** 4
-        )
-    return out / out.abs().sum().clamp_min(1e-12)
+def _l1_size(t: torch.Tensor) -> torch.Tensor:
+    return t.abs().sum()
 
 
 def _bump_l1(side: int, device) -> torch.Tensor:
-    """The L1 square: a positive bump over a negative one, unit L1 norm, randomly transposed."""
-    out = torch.zeros(side, side, device=device)
-    if side // 2:
-        out[: side // 2] = _bump_rect_l1(side // 2, side, device)
-    out[side // 2 :] = -_bump_rect_l1(side - side // 2, side, device)
-    out /= out.abs().sum().clamp_min(1e-12)
-    return out.t() if bool(torch.rand(()) > 0.5) else out
+    """The L1 square: a positive bump over a negative one, unit L1 norm, randomly transposed; its
+    rectangles weigh 1 / (r + 1)^4 (the official ``eta_rectangles`` for L1)."""
+    return _bump(side, device, 4, _l1_size)
 
 
 class SquareL1(Square):

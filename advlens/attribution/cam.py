@@ -27,6 +27,7 @@ Layer maps (h x w) are upsampled to the input size with
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,20 @@ def _prepare(model: nn.Module, x: torch.Tensor, target, layer: str | None):
     return name, module, x.detach().to(device).float(), t
 
 
+def _in_program_batches(method):
+    """``method(model, x, target, layer, ...)`` called with exactly the program's batch at a time on a
+    program exported with a fixed batch (:func:`advlens.models.exported.in_program_batches`): its
+    forward runs a larger input in slices, and the layer hook would keep the last slice's output only."""
+
+    @functools.wraps(method)
+    def run(model: nn.Module, x: torch.Tensor, target, layer: str | None = None, **options) -> torch.Tensor:
+        from ..models.exported import in_program_batches
+
+        return in_program_batches(model, x, target, lambda xs, ts: method(model, xs, ts, layer, **options))
+
+    return run
+
+
 def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """(N, 1, h, w) layer maps -> (N, 1, H, W) via ``LayerAttribution.interpolate``."""
     if mode not in UPSAMPLE_MODES:
@@ -60,6 +75,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") 
     return LayerAttribution.interpolate(maps, tuple(size), interpolate_mode=mode)
 
 
+@_in_program_batches
 def gradcam(
     model: nn.Module,
     x: torch.Tensor,
@@ -115,6 +131,7 @@ def activations_and_gradients(
     return acts, grads, logits
 
 
+@_in_program_batches
 def gradcam_plus_plus(
     model: nn.Module, x: torch.Tensor, target, layer: str | None = None, upsample_mode: str | None = "bilinear"
 ) -> torch.Tensor:
@@ -134,6 +151,7 @@ def gradcam_plus_plus(
     return maps[:, 0]
 
 
+@_in_program_batches
 def layercam(
     model: nn.Module, x: torch.Tensor, target, layer: str | None = None, upsample_mode: str | None = "bilinear"
 ) -> torch.Tensor:

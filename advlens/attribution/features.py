@@ -40,9 +40,16 @@ def layer_features(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict
     """Outputs (CPU tensors) of the named layers for the batch ``x``, from one eval-mode forward pass."""
     for name in layers:
         resolve_layer(model, name)
+    from ..models.exported import in_program_batches
+
+    def recorded(xs: torch.Tensor, _) -> dict[str, torch.Tensor]:
+        with record_outputs(model, layers) as out:
+            model(xs)
+        return dict(out)
+
     device = model_device(model)
-    with inference_guard(model, freeze_params=False), record_outputs(model, layers) as feats:
-        model(x.detach().to(device).float())
+    with inference_guard(model, freeze_params=False):  # a fixed-batch program: one forward (and hook) per slice
+        feats = in_program_batches(model, x.detach().to(device).float(), None, recorded)
     missing = [n for n in layers if n not in feats]
     if missing:
         raise LayerError(f"layer {missing[0]!r} was not used in the forward pass")

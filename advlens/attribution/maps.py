@@ -64,10 +64,5 @@ def compute_map(
     ``stdev`` for SmoothGrad, ``upsample_mode`` or ``relu`` for Grad-CAM).
     """
     m = get_method(method)
-    if m.uses_layer:  # a layer hook sees one forward call: a fixed-batch program gets its own batch size
-        from ..models.exported import in_program_batches
-
-        maps = in_program_batches(model, x, target, lambda xs, ts: m.fn(model, xs, ts, layer=layer, **options))
-    else:
-        maps = m.fn(model, x, target, **options)
+    maps = m.fn(model, x, target, layer=layer, **options) if m.uses_layer else m.fn(model, x, target, **options)
     return maps.detach().float().cpu()

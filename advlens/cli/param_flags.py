@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..params import REQUIRED, Param, ParamError, scalar_text
+from ..params import REQUIRED, Param, ParamError, key_values
 
 
 def dest_of(prm: Param, prefix: str = "") -> str:
@@ -95,13 +95,7 @@ def given_values(args, params, prefix: str = "", skip: tuple[str, ...] = ()) -> 
         if value is None:
             continue
         if prm.kind is dict:
-            items = {}
-            for item in value:
-                if "=" not in item:
-                    raise ParamError(f"{prm.cli_flags[0]} takes KEY=VALUE, not {item!r}")
-                k, v = item.split("=", 1)
-                items[k.strip()] = scalar_text(v.strip())
-            value = items
+            value = key_values(value, f"{prm.cli_flags[0]} takes KEY=VALUE, not ")
         elif prm.kind is list:
             texts = value if isinstance(value, list) else [value]  # a command may set it itself
             value = [t.strip() for text in texts for t in str(text).split(",") if t.strip()]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..params import short_repr
 from ..plugins import load_plugins
 from ..registry import Registry
 from .base import Classifier, ModelSpec
@@ -40,8 +41,7 @@ def _int_kwargs(spec: ModelSpec, allowed: dict[str, tuple[int, int]]) -> dict[st
             raise ValueError(f"{spec.arch} has no option {key!r} (its options: {known})")
         lo, hi = allowed[key]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-            raise ValueError(f"{spec.arch}'s {key} must be a whole number from {lo} to {hi}, not {shown}")
+            raise ValueError(f"{spec.arch}'s {key} must be a whole number from {lo} to {hi}, not {short_repr(value)}")
         out[key] = value
     return out
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+from ..params import short_repr
 from ..safe_json import JSONLimitError, loads_limited
 from .errors import CheckpointError
 
@@ -59,11 +60,11 @@ def check_metadata(meta, where: str) -> dict:
     problems: list[str] = []
     arch = meta["arch"]
     if not isinstance(arch, str) or not 0 < len(arch) <= 100:
-        problems.append(f"arch must be an architecture name, not {_short(arch)}")
+        problems.append(f"arch must be an architecture name, not {short_repr(arch)}")
     size = meta["input_size"]
     channels = None
     if not isinstance(size, list) or len(size) != 3 or not all(_is_int(v) for v in size):
-        problems.append(f"input_size must be three whole numbers [C, H, W], not {_short(size)}")
+        problems.append(f"input_size must be three whole numbers [C, H, W], not {short_repr(size)}")
     else:
         channels, h, w = size
         if channels not in CHANNELS:
@@ -72,7 +73,7 @@ def check_metadata(meta, where: str) -> dict:
             problems.append(f"input_size {h}x{w} is outside 1..{MAX_INPUT_SIDE} pixels per side (MAX_INPUT_SIDE)")
     names = meta["class_names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names[: MAX_CLASSES + 1]):
-        problems.append(f"class_names must be a list of strings, not {_short(names)}")
+        problems.append(f"class_names must be a list of strings, not {short_repr(names)}")
     elif not 2 <= len(names) <= MAX_CLASSES:
         problems.append(f"class_names has {len(names):,} entries; 2 to {MAX_CLASSES:,} are accepted (MAX_CLASSES)")
     elif any(len(n) > MAX_CLASS_NAME for n in names):
@@ -80,17 +81,17 @@ def check_metadata(meta, where: str) -> dict:
     for key in ("mean", "std"):
         values = meta[key]
         if not isinstance(values, list) or not values or not all(_is_number(v) for v in values):
-            problems.append(f"{key} must be a list of finite numbers, not {_short(values)}")
+            problems.append(f"{key} must be a list of finite numbers, not {short_repr(values)}")
         elif channels in CHANNELS and len(values) not in (1, channels):
             problems.append(f"{key} has {len(values)} values for {channels} channel(s)")
         elif key == "std" and any(v <= 0 for v in values):
             problems.append(f"std must be positive (the model divides by it), not {values}")
     for key in ("dataset", "description", "created_at"):
         if key in meta and not (isinstance(meta[key], str) and len(meta[key]) <= MAX_TEXT):
-            problems.append(f"{key} must be text of at most {MAX_TEXT} characters, not {_short(meta[key])}")
+            problems.append(f"{key} must be text of at most {MAX_TEXT} characters, not {short_repr(meta[key])}")
     for key in ("recipe", "metrics", "arch_kwargs"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
-            problems.append(f"{key} must be a JSON object, not {_short(meta[key])}")
+            problems.append(f"{key} must be a JSON object, not {short_repr(meta[key])}")
     kwargs = meta.get("arch_kwargs") or {}
     if isinstance(kwargs, dict) and not all(_plain(v) for v in kwargs.values()):
         problems.append("arch_kwargs may hold only numbers, text, booleans and lists of them")
@@ -132,11 +133,11 @@ def check_header(header: dict, expected: dict[str, tuple[tuple[int, ...], bool]]
     problems: list[str] = []
     for key, entry in entries.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
-            problems.append(f"tensor {_short(key)} has a malformed header entry")
+            problems.append(f"tensor {short_repr(key)} has a malformed header entry")
             continue
         shape, dtype = entry["shape"], entry.get("dtype")
         if not all(_is_int(d) and d >= 0 for d in shape):
-            problems.append(f"tensor {_short(key)} has a malformed shape {_short(shape)}")
+            problems.append(f"tensor {short_repr(key)} has a malformed shape {short_repr(shape)}")
             continue
         if key not in expected:
             continue  # reported below, with the missing ones
@@ -160,11 +161,6 @@ def _plain(v) -> bool:
     if isinstance(v, (str, bool)) or v is None or _is_number(v):
         return True
     return isinstance(v, list) and len(v) <= 1000 and all(isinstance(x, (str, bool, int, float)) for x in v)
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _listing(where: str, problems: list[str]) -> str:

@@ -12,7 +12,8 @@ CONV_OPS = ("conv2d", "convolution", "_convolution", "conv_transpose2d", "cudnn_
 
 def in_slices(x: torch.Tensor, batch: int | None, fn, target=None):
     """``fn(x, target)`` with exactly ``batch`` rows at a time (any number when ``batch`` is None): the
-    last slice is padded with copies of its last row, and the results are trimmed and joined."""
+    last slice is padded with copies of its last row, and the results (tensors, or dicts of tensors)
+    are trimmed and joined."""
     if batch is None or x.shape[0] == batch:
         return fn(x, target)
     t = None
@@ -27,14 +28,19 @@ def in_slices(x: torch.Tensor, batch: int | None, fn, target=None):
         if k < batch:
             xs = torch.cat([xs, xs[-1:].expand(batch - k, *xs.shape[1:])])
             ts = None if ts is None else torch.cat([ts, ts[-1:].expand(batch - k)])
-        outs.append(fn(xs, ts)[:k])
+        out = fn(xs, ts)
+        outs.append({n: v[:k] for n, v in out.items()} if isinstance(out, dict) else out[:k])
+    if isinstance(outs[0], dict):
+        return {n: torch.cat([o[n] for o in outs]) for n in outs[0]}
     return torch.cat(outs)
 
 
 def in_program_batches(model: nn.Module, x: torch.Tensor, target, fn):
     """``fn(x, target)``, called with exactly the program's batch at a time when ``model`` is a program
     exported with a fixed batch (its forward runs a larger input in slices, so a hook on one of its
-    layers, as Grad-CAM's, would see one call per slice and keep the last). Any other model: one call."""
+    layers, as Grad-CAM's, would see one call per slice and keep the last). Any other model: one call.
+    Every function that hooks a layer and runs the model runs through this (the CAM methods in
+    :mod:`advlens.attribution.cam`, :func:`advlens.attribution.features.layer_features`)."""
     return in_slices(x, getattr(model, "program_batch", None), fn, target)
 
 
