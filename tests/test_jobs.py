@@ -190,6 +190,72 @@ def test_certification_is_a_job_that_resumes_with_the_images_not_finished():
     assert rec.metrics["images"] == 3 and "sigma 0.25" in report["protocol"]
 
 
+def test_runs_lists_the_model_of_every_kind_in_its_column(capsys):
+    """``python -m advlens runs`` takes its objective/arch columns from what each kind stored in meta."""
+    from advlens.cli import main
+    from advlens.evaluation.jobs import EvaluationJob
+    from advlens.perturbations.jobs import PerturbationJob
+    from advlens.training.jobs import TrainingJob
+
+    store = RunStore()
+    cert = api.create("certify", _cert_spec().to_dict(), store)  # queued, no worker
+    assert cert.status == "queued" and cert.device == "cpu" and cert.meta["module"] == "advlens.certify"
+    ev_spec = {"models": ["m1", "m2"], "suite": "quick", "dataset": "digits"}
+    ev = store.create_run(ev_spec, "cpu", kind="evaluate", meta=EvaluationJob().describe(ev_spec))
+    pe_spec = {"method": "universal", "model": "digits_small_cnn", "name": "u", "dataset": "digits"}
+    pe = store.create_run(pe_spec, "cpu", kind="perturbation", meta=PerturbationJob().describe(pe_spec))
+    tr_spec = {"objective": "pgd_at", "arch": "small_cnn", "dataset": "digits", "epochs": 1}
+    tr = store.create_run(tr_spec, "cpu", meta=TrainingJob().describe(tr_spec))
+    assert main(["runs"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+
+    def shows(run_id: str, what: str, model: str) -> bool:  # the objective, dataset and arch columns
+        return f" {what:<10s} {'digits':<14s} {model:<16s} " in rows[run_id]
+
+    assert shows(cert.id, "certificat", "digits_small_cnn") and "sigma" not in rows[cert.id]
+    assert shows(ev.id, "quick", "m1, m2")
+    assert shows(pe.id, "universal", "digits_small_cnn")
+    assert shows(tr.id, "pgd_at", "small_cnn")
+
+
+class _CountingStore:
+    """What a StopFlag reads of the store, counted."""
+
+    def __init__(self):
+        self.reads, self.flag = 0, False
+
+    def cancel_requested(self, job_id):
+        self.reads += 1
+        return self.flag
+
+
+def test_the_stop_flag_reads_the_store_at_most_once_per_interval(monkeypatch):
+    from advlens.jobs import worker
+
+    clock = [100.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
+    store = _CountingStore()
+    stop = worker.StopFlag(store, "job", poll_s=1.0)
+    assert not stop() and store.reads == 1  # the first call reads at once
+    assert not any(stop() for _ in range(100)) and store.reads == 1
+    store.flag = True  # another process asked for a cancel
+    clock[0] += 0.5
+    assert not stop() and store.reads == 1
+    clock[0] += 0.6
+    assert stop() and store.reads == 2 and stop.reason == "cancelled from the store"
+    assert stop() and store.reads == 2  # set: never read again
+    # a cancel asked in this process (RunStore.request_cancel) is read at the next call
+    store, stop = _CountingStore(), worker.StopFlag(_CountingStore(), "job", poll_s=1.0)
+    stop.store = store
+    assert not stop() and store.reads == 1
+    store.flag = True
+    monkeypatch.setattr(RunStore, "cancels_requested", RunStore.cancels_requested + 1)
+    assert stop() and store.reads == 2
+    sigterm = worker.StopFlag(_CountingStore(), "job")
+    sigterm.set("cancelled by SIGTERM")
+    assert sigterm() and sigterm.store.reads == 0
+
+
 def test_the_job_package_is_the_one_home_of_background_work():
     defined = {}
     for path in (ROOT / "advlens").rglob("*.py"):
@@ -232,6 +298,13 @@ def test_the_attention_study_is_a_job_that_resumes_chunk_by_chunk(monkeypatch):
     # the same study in one go gives the same per-image figures (each chunk its own seed)
     whole = study.run_chunks(spec, _digits_model(), *study.images(spec)[:2], log=lambda s: None)
     assert study.merge(whole)["success"] == a.success.tolist()
+    # the page's inline study reports its progress: the attack is the first half, the maps the second
+    seen = []
+    x, y, _ = study.images(spec)
+    quiet = study.study_chunk(spec, _digits_model(), x, y, 0)
+    shown = study.study_chunk(spec, _digits_model(), x, y, 0, progress=lambda d, t: seen.append((d, t)))
+    assert (shown["success"], shown["indices"]) == (quiet["success"], quiet["indices"])  # nothing else changes
+    assert seen[-1] == (100, 100) and (50, 100) in seen and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert study.merge(whole)["metrics"]["iou"] == pytest.approx(a.metrics["iou"].tolist())
 
 

@@ -264,6 +264,22 @@ def test_sigkill_during_saves_never_leaves_a_corrupt_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "absent.safetensors")
 
 
+def test_submit_checks_the_config_once_and_queues_it_on_its_device(monkeypatch):
+    """The checks (which may load an init_from model) run once per submit; the row is what create makes."""
+    checked, launched = [], []
+    real = jobs.validate
+    monkeypatch.setattr(jobs, "validate", lambda cfg: checked.append(cfg.objective) or real(cfg))
+    monkeypatch.setattr(jobs, "spawn_worker", lambda run_id, command, store=None: launched.append(command) or 0)
+    store = RunStore()
+    rec = jobs.submit(tiny(objective="standard"), store)
+    assert checked == ["standard"] and launched == [jobs.worker_command(rec.id)]
+    assert rec.status == "queued" and rec.device == "cpu" and rec.config["device"] == "cpu"
+    assert rec.meta == {"title": "standard · small_cnn on digits", "module": "advlens.training.jobs"}
+    made = jobs.create(tiny(objective="standard", seed=1), store)
+    assert checked == ["standard", "standard"] and made.kind == "train" and made.objective == "standard"
+    assert {k: v for k, v in made.config.items() if k != "seed"} == {k: v for k, v in rec.config.items() if k != "seed"}
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

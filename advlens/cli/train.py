@@ -157,6 +157,7 @@ def run_runs(args) -> int:
     if not runs:
         print("no runs yet; start one with `python -m advlens train ...` or on the Training page")
         return 0
+    labels: dict[str, str] = {}
     print(
         f"{'id':<8s} {'kind':<8s} {'status':<10s} {'objective':<10s} {'dataset':<14s} {'arch':<16s} {'progress':>9s} "
         f"{'created':<16s} message"
@@ -165,14 +166,34 @@ def run_runs(args) -> int:
         prog = f"{r.step}/{r.total_steps}" if r.total_steps else ""
         if r.kind != "train" and r.total_steps:
             prog = f"{r.progress * 100:.0f}%"
-        what, model = (
-            (r.objective, r.arch) if r.kind == "train" else (r.title.split(":")[0], r.title.partition(": ")[2])
-        )
+        what, model = _what_and_model(r, labels)
         print(
             f"{r.id:<8s} {r.kind:<8s} {r.status:<10s} {what[:10]:<10s} {r.dataset:<14s} {model[:16]:<16s} {prog:>9s} "
             f"{_fmt_age(r.created_at):<16s} {r.message[:60]}"
         )
     return 0
+
+
+def _what_and_model(r, labels: dict[str, str]) -> tuple[str, str]:
+    """The "objective" and "arch" columns of ``runs``: a training run's objective and architecture;
+    for another kind the fields its ``describe`` stored in ``meta`` (the suite or method, else the
+    kind's label; the model, or the models)."""
+    if r.kind == "train":
+        return r.objective, r.arch
+    meta = r.meta
+    what = meta.get("suite") or meta.get("method")
+    if not what:
+        if r.kind not in labels:
+            from ..jobs.kinds import kind_of
+
+            try:
+                labels[r.kind] = kind_of(r).label
+            except Exception:  # a kind this version does not know: its name
+                labels[r.kind] = r.kind
+        what = labels[r.kind]
+    models = meta.get("models")
+    model = meta.get("model") or (", ".join(map(str, models)) if isinstance(models, list) else str(models or ""))
+    return str(what), str(model)
 
 
 def run_objectives(args) -> int:

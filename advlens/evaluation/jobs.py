@@ -47,17 +47,6 @@ from .spec import EvalConfigError, EvalSpec
 
 SAVE_EVERY_S = 5.0
 GALLERY = 48  # broken images kept per part, for the page's gallery
-PROGRESS_SCALE = api.PROGRESS_SCALE  # the row's step/total_steps for an evaluation: thousandths done
-
-
-def resolved_device(spec: EvalSpec) -> str:
-    """The queue key of an evaluation: the same resolver as training's (advlens.device.queue_device)."""
-    from ..device import queue_device
-
-    try:
-        return queue_device(spec.device)
-    except ValueError as exc:
-        raise EvalConfigError(str(exc)) from None
 
 
 def check_spec(spec: EvalSpec) -> EvalSpec:
@@ -94,9 +83,6 @@ class EvaluationJob(JobKind):
 
     def validate(self, spec: dict) -> dict:
         return check_spec(EvalSpec.from_dict(spec)).to_dict()
-
-    def device(self, spec: dict) -> str:
-        return resolved_device(EvalSpec.from_dict(spec))
 
     def describe(self, spec: dict) -> dict:
         models = ", ".join(spec["models"])

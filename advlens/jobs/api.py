@@ -31,21 +31,33 @@ from .kinds import RECORDED, JobKind, get_kind, kind_of
 from .store import RunRecord, RunStore, log_name, run_dir
 from .worker import JobLog, StopFlag, cancel, format_exception, install_sigterm, spawn_worker, wait, wait_for_turn
 
-__all__ = ["Progress", "cancel", "execute", "list_jobs", "progress_text", "resume", "submit", "wait"]
+__all__ = ["Progress", "cancel", "create", "execute", "list_jobs", "progress_text", "resume", "submit", "wait"]
 
 PROGRESS_SCALE = 1000  # a job that reports fractions: the row's step/total_steps in thousandths
 
 
-def submit(kind: str | JobKind, spec: dict, store: RunStore | None = None, spawn=None) -> RunRecord:
-    """Check ``spec`` with its kind, queue it and launch its worker. Returns the job's record.
-    ``spawn`` (default :func:`~advlens.jobs.worker.spawn_worker`) launches the worker process."""
+def create(
+    kind: str | JobKind, spec: dict, store: RunStore | None = None, world_size: int = 1, validated: bool = False
+) -> RunRecord:
+    """Check ``spec`` with its kind (skipped when the caller has just ``validated`` it), pin its device
+    and insert its *queued* row; no worker yet. Returns the job's record."""
     store = store or RunStore()
     k = get_kind(kind) if isinstance(kind, str) else kind
-    spec = k.validate(dict(spec))
+    spec = dict(spec) if validated else k.validate(dict(spec))
     device = k.device(spec)
     spec["device"] = device  # the worker uses the device the page showed
     meta = {**k.describe(spec), "module": type(k).__module__}
-    rec = store.create_run(spec, device, kind=k.name, meta=meta)
+    return store.create_run(spec, device, world_size=world_size, kind=k.name, meta=meta)
+
+
+def submit(
+    kind: str | JobKind, spec: dict, store: RunStore | None = None, spawn=None, validated: bool = False
+) -> RunRecord:
+    """Check ``spec`` with its kind, queue it (:func:`create`) and launch its worker. Returns the job's
+    record. ``spawn`` (default :func:`~advlens.jobs.worker.spawn_worker`) launches the worker process."""
+    store = store or RunStore()
+    k = get_kind(kind) if isinstance(kind, str) else kind
+    rec = create(k, spec, store, validated=validated)
     (spawn or spawn_worker)(rec.id, k.worker_command(rec.id), store)
     return store.require(rec.id)
 

@@ -216,11 +216,6 @@ class RunRecord:
         return cls(**d)
 
     @property
-    def spec(self) -> dict:
-        """The job's spec (the ``config`` column): what its kind validated and its worker runs."""
-        return self.config
-
-    @property
     def title(self) -> str:
         """One line naming the job in listings: the kind's title, or a training run's objective and arch."""
         return self.meta.get("title") or (f"{self.objective} · {self.arch}" if self.objective else self.kind)
@@ -253,6 +248,7 @@ class RunStore:
     """Short-transaction access to ``runs.sqlite``. Cheap to create; holds no open connection."""
 
     _initialised: set[str] = set()
+    cancels_requested = 0  # cancels asked by this process: a StopFlag reads the store at once when it grows
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else db_path()
@@ -452,6 +448,7 @@ class RunStore:
                 " WHERE id = ? AND status = 'queued'",
                 (now, run_id),
             )
+        RunStore.cancels_requested += 1
         return self.require(run_id)
 
     def requeue(self, run_id: str, device: str) -> RunRecord:
@@ -566,8 +563,6 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         """Forget a finished job: its rows and its folder (a deleted training run leaves the zoo)."""
-        import shutil
-
         rec = self.require(run_id)
         if rec.active:
             raise ValueError(f"run {run_id} is {rec.status}; cancel it first.")

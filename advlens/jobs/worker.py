@@ -23,6 +23,7 @@ from ..paths import PROJECT_ROOT, home
 from .store import FINISHED, RunRecord, RunStore, hostname, process_start, run_dir
 
 CLAIM_POLL_S = 1.0
+CANCEL_POLL_S = 1.0  # a StopFlag reads the store's cancel flag at most this often (seconds)
 WORKER_ENV = "ADVLENS_WORKER"
 
 
@@ -53,12 +54,18 @@ class JobLog:
 
 class StopFlag:
     """Why a job should stop early. ``set`` by SIGTERM (or a step limit); calling it also reads the
-    store's cancel flag, so ``should_stop()`` is the one question a kind's loop asks between steps."""
+    store's cancel flag, so ``should_stop()`` is the one question a kind's loop asks between steps.
 
-    def __init__(self, store: RunStore | None = None, job_id: str | None = None):
+    The store is read at most every ``poll_s`` seconds (the first call reads at once), since a loop may
+    ask every iteration; a cancel requested by this process (:meth:`RunStore.request_cancel`) is read at
+    the next call, and SIGTERM sets the flag at once."""
+
+    def __init__(self, store: RunStore | None = None, job_id: str | None = None, poll_s: float = CANCEL_POLL_S):
         self.event = threading.Event()
         self.reason = ""
-        self.store, self.job_id = store, job_id
+        self.store, self.job_id, self.poll_s = store, job_id, poll_s
+        self._last_read: float | None = None
+        self._cancels_seen = -1
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -68,8 +75,16 @@ class StopFlag:
     def __bool__(self) -> bool:
         return self.event.is_set()
 
+    def _read_due(self) -> bool:
+        now = time.monotonic()
+        asked_here = RunStore.cancels_requested != self._cancels_seen
+        if not asked_here and self._last_read is not None and now - self._last_read < self.poll_s:
+            return False
+        self._last_read, self._cancels_seen = now, RunStore.cancels_requested
+        return True
+
     def __call__(self) -> bool:
-        if not self and self.store is not None and self.store.cancel_requested(self.job_id):
+        if not self and self.store is not None and self._read_due() and self.store.cancel_requested(self.job_id):
             self.set("cancelled from the store")
         return bool(self)
 

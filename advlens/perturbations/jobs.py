@@ -157,10 +157,6 @@ class PerturbationJob(JobKind):
         return {"metrics": metrics, "final_path": str(saved.user_dir() / f"{spec.name}.safetensors")}
 
 
-def worker_command(run_id: str, method: str | None = None) -> list[str]:
-    return PerturbationJob().worker_command(run_id)
-
-
 def submit(spec: PerturbationSpec, store: RunStore | None = None) -> RunRecord:
     """Check ``spec``, queue it and launch its worker. Returns the run's record."""
     rec = api.submit(PerturbationJob(), spec.to_dict(), store, spawn=spawn_worker)

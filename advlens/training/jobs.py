@@ -43,9 +43,6 @@ class TrainingJob(JobKind):
         validate(cfg)
         return cfg.to_dict()
 
-    def device(self, spec: dict) -> str:
-        return TrainConfig.from_dict(spec).resolved_device()
-
     def requeue_device(self, job: RunRecord) -> str:
         cfg = TrainConfig.from_dict(job.config)
         validate(cfg)
@@ -81,13 +78,12 @@ def prepare_config(cfg: TrainConfig) -> tuple[TrainConfig, str]:
     return cfg, device
 
 
-def create(cfg: TrainConfig, store: RunStore | None = None, world_size: int = 1) -> RunRecord:
-    """Validate and insert a queued run (no worker yet)."""
-    store = store or RunStore()
-    cfg, device = prepare_config(cfg)
-    kind = TrainingJob()
-    meta = {**kind.describe(cfg.to_dict()), "module": __name__}
-    return store.create_run(cfg.to_dict(), device, world_size=world_size, meta=meta)
+def create(cfg: TrainConfig, store: RunStore | None = None, world_size: int = 1, validated: bool = False) -> RunRecord:
+    """Validate and insert a queued run (no worker yet). ``validated``: the caller has just run
+    :func:`prepare_config` on ``cfg`` (its checks, which may load an ``init_from`` model, are not repeated)."""
+    if not validated:
+        cfg, _ = prepare_config(cfg)
+    return api.create(TrainingJob(), cfg.to_dict(), store, world_size=world_size, validated=True)
 
 
 class DuplicateRun(ConfigError):
@@ -114,7 +110,7 @@ def submit(cfg: TrainConfig, store: RunStore | None = None, allow_duplicate: boo
     twin = None if allow_duplicate else active_twin(cfg, store)
     if twin is not None:
         raise DuplicateRun(twin)
-    return api.submit(TrainingJob(), cfg.to_dict(), store, spawn=spawn_worker)
+    return api.submit(TrainingJob(), cfg.to_dict(), store, spawn=spawn_worker, validated=True)
 
 
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
@@ -185,7 +181,7 @@ def run_in_foreground(cfg: TrainConfig, store: RunStore | None = None, echo: boo
     try:
         run_id = ""
         if dist_ctx.is_main:
-            rec = create(cfg, store, world_size=dist_ctx.world_size)
+            rec = create(cfg, store, world_size=dist_ctx.world_size, validated=True)
             store.attach_worker(rec.id, os.getpid())
             run_id = rec.id
         run_id = dist_ctx.broadcast_str(run_id)

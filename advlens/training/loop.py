@@ -26,7 +26,6 @@ import contextlib
 import math
 import os
 import time
-import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -45,7 +44,6 @@ from .init_from import apply_init
 from .objectives import EpochContext, Objective, StepContext, get_objective
 from .state import load_training_state, save_model_checkpoint, save_training_state
 
-CANCEL_POLL_S = 1.0
 EVAL_SEED = 12345
 
 
@@ -160,11 +158,12 @@ class Trainer:
         self.store = store or RunStore()
         self.dist = dist_ctx or distributed.DistContext()
         self.stop = stop if stop is not None else StopFlag()
+        if self.stop.store is None:  # the one reader of the cancel flag reads this run's row
+            self.stop.store, self.stop.job_id = self.store, run_id
         self.interrupt_at = interrupt_at
         self.folder = run_dir(run_id)
         self.ckpt_dir = self.folder / "checkpoints"
         self.log = JobLog(self.folder / "train.log" if self.dist.is_main else None, echo=echo and self.dist.is_main)
-        self._last_poll = 0.0
 
     # ------------------------------------------------------------------------------- set-up
     def _device(self) -> torch.device:
@@ -307,13 +306,9 @@ class Trainer:
         return self._elapsed_before + (time.time() - self._t_start)
 
     def _poll_stop(self) -> bool:
-        """Rank 0 looks at the cancel flag about once a second; every rank learns the verdict."""
-        local = bool(self.stop)
-        if self.dist.is_main and not local and time.time() - self._last_poll >= CANCEL_POLL_S:
-            self._last_poll = time.time()
-            if self.store.cancel_requested(self.run_id):
-                self.stop.set("cancelled from the store")
-                local = True
+        """Rank 0 asks its stop flag (which reads the store's cancel flag about once a second,
+        :class:`~advlens.jobs.worker.StopFlag`); every rank learns the verdict."""
+        local = self.stop() if self.dist.is_main else bool(self.stop)
         if self.interrupt_at is not None and self.state.step >= self.interrupt_at:
             self.stop.set(f"interrupted at step {self.state.step}")
             local = True
@@ -465,7 +460,7 @@ class Trainer:
         if epoch_done or st.step >= self.total_steps:
             # a run that ends inside an epoch (max_steps) still gets the objective's end-of-epoch
             # measurements: rho_2, the attention snapshot, the Fast-AT guard
-            verdict_stop, _ = self._epoch_hook(prev_weights)
+            verdict_stop = self._epoch_hook(prev_weights)
         if epoch_done:
             st.epoch += 1
             st.batch_in_epoch = 0
@@ -528,8 +523,9 @@ class Trainer:
         self.train_model.train()
         return evals
 
-    def _epoch_hook(self, prev_weights) -> tuple[bool, bool]:
-        """Run the objective's end-of-epoch hook on rank 0 and apply its verdict on every rank."""
+    def _epoch_hook(self, prev_weights) -> bool:
+        """Run the objective's end-of-epoch hook on rank 0 and apply its verdict on every rank.
+        Returns whether the objective stopped the run."""
         st = self.state
         stop = restore = False
         message = ""
@@ -563,7 +559,7 @@ class Trainer:
                 + (" (restored the weights from before this epoch)" if restore else "")
             )
             self.total_steps = st.step
-        return stop, restore
+        return stop
 
     def _finish(self) -> dict:
         """The final metrics (rank 0), the last checkpoint, the final weights and the store's record."""
@@ -622,7 +618,3 @@ class Trainer:
             step=st.step,
             total_steps=self.total_steps,
         )
-
-
-def format_exception(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
