@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from .attribution.analysis import ShiftAnalysis, analyze_attention_shift
-from .data import DataError, load_dataset
 from .data.catalog import DATASETS
-from .data.subset import SUBSET_SEED, choose_images
+from .data.subset import SUBSET_SEED, load_subset
 from .jobs import api
 from .jobs.kinds import JobKind, register_kind
 from .jobs.spec import JobSpec
@@ -87,20 +86,15 @@ def check_spec(spec: StudySpec) -> StudySpec:
         entry = get_entry(spec.model)
     except KeyError as exc:
         raise StudyConfigError(exc.args[0]) from None
-    shape = DATASETS[spec.dataset].input_size
-    if entry.input_size is not None and spec.dataset != "folder" and tuple(entry.input_size) != tuple(shape):
-        raise StudyConfigError(f"{spec.model} expects {tuple(entry.input_size)} images; {spec.dataset} has {shape}")
+    if problem := entry.size_problem(spec.dataset):
+        raise StudyConfigError(problem)
     return spec
 
 
 def images(spec: StudySpec):
-    ds = load_dataset(spec.dataset, split=spec.split, root=spec.root)
-    try:
-        subset = choose_images(ds, spec.n, spec.offset, None, spec.subset_seed)
-    except DataError as exc:
-        raise StudyConfigError(str(exc)) from None
-    x, y = ds.batch(subset.indices)
-    return x, y, subset
+    return load_subset(
+        spec.dataset, spec.split, spec.root, spec.n, spec.offset, None, spec.subset_seed, error=StudyConfigError
+    )
 
 
 # ------------------------------------------------------------------------------------------- chunks

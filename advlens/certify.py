@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from .data import DataError, load_dataset, to_float
+from .data import to_float
 from .data.catalog import DATASETS
-from .data.subset import SUBSET_SEED, choose_images
+from .data.subset import SUBSET_SEED, load_subset
 from .intervals import clopper_pearson
 from .jobs import api
 from .jobs.kinds import JobKind, register_kind
@@ -95,9 +95,8 @@ def check_spec(spec: CertifySpec) -> CertifySpec:
         entry = get_entry(spec.model)
     except KeyError as exc:
         raise CertifyConfigError(exc.args[0]) from None
-    shape = DATASETS[spec.dataset].input_size
-    if entry.input_size is not None and spec.dataset != "folder" and tuple(entry.input_size) != tuple(shape):
-        raise CertifyConfigError(f"{spec.model} expects {tuple(entry.input_size)} images; {spec.dataset} has {shape}")
+    if problem := entry.size_problem(spec.dataset):
+        raise CertifyConfigError(problem)
     return spec
 
 
@@ -107,12 +106,10 @@ def _number(v) -> bool:
 
 def images(spec: CertifySpec):
     """The images ``spec`` certifies (the one subset rule) as floats in [0, 1], their labels and the subset."""
-    ds = load_dataset(spec.dataset, split=spec.split, root=spec.root)
-    try:
-        subset = choose_images(ds, spec.images, spec.offset, spec.indices, spec.subset_seed)
-    except DataError as exc:
-        raise CertifyConfigError(str(exc)) from None
-    x, y = ds.batch(subset.indices)
+    x, y, subset = load_subset(
+        spec.dataset, spec.split, spec.root, spec.images, spec.offset, spec.indices, spec.subset_seed,
+        error=CertifyConfigError,
+    )  # fmt: skip
     return to_float(x), y, subset
 
 

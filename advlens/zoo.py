@@ -51,6 +51,16 @@ class ZooEntry:
     input_size: tuple[int, int, int] | None = None
     problem: str = ""  # why the checkpoint cannot be used ("" when it can): shown, never loaded
 
+    def size_problem(self, dataset: str) -> str | None:
+        """Why this model cannot take ``dataset``'s images (their sizes differ), or None. A folder of
+        images is resized to the model's input, so it always fits; so does a model of unknown size."""
+        from .data.catalog import DATASETS
+
+        shape = tuple(DATASETS[dataset].input_size)
+        if self.input_size is None or dataset == "folder" or tuple(self.input_size) == shape:
+            return None
+        return f"{self.name} expects {tuple(self.input_size)} images; {dataset} has {shape}"
+
     @property
     def shipped_evaluations(self) -> list[dict] | None:
         """The standard-suite records shipped in the checkpoint's metadata (what

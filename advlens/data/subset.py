@@ -206,6 +206,31 @@ def choose_images(
     )
 
 
+def load_subset(
+    dataset: str,
+    split: str,
+    root: str | None,
+    n: int = 0,
+    offset: int = 0,
+    indices=None,
+    seed: int = SUBSET_SEED,
+    *,
+    first: bool = False,
+    error: type[Exception] = DataError,
+):
+    """The images of ``dataset``'s ``split`` that the rule (:func:`choose_images`) picks: (x, y, subset).
+    A choice the rule refuses raises ``error`` (a job kind's config error) with the rule's one line."""
+    from .catalog import load_dataset
+
+    ds = load_dataset(dataset, split=split, root=root)
+    try:
+        subset = choose_images(ds, n, offset, indices, seed, first=first)
+    except DataError as exc:
+        raise error(str(exc)) from None
+    x, y = ds.batch(subset.indices)
+    return x, y, subset
+
+
 def check_indices(indices, total: int, ds: ImageDataset | None = None) -> torch.Tensor:
     """Given indices as a LongTensor, checked: whole numbers, in range, no repeats, not too many."""
     name = f"{ds.name} ({ds.split})" if ds is not None else "the split"

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import DataError, load_dataset
-from ..data.subset import Subset, choose_images
+from ..data.subset import Subset, load_subset
 from ..jobs import api
 from ..jobs.kinds import JobKind, register_kind
 from ..jobs.store import RunRecord, RunStore, run_dir
@@ -57,7 +56,6 @@ def check_spec(spec: EvalSpec) -> EvalSpec:
     spec.validated()
     if spec.dataset not in DATASETS:
         raise EvalConfigError(f"unknown dataset {spec.dataset!r}; available: {', '.join(DATASETS)}")
-    shape = DATASETS[spec.dataset].input_size
     for name in spec.models + ([spec.surrogate] if spec.surrogate else []):
         if is_checkpoint_path(name):
             if not Path(name).is_file():
@@ -67,8 +65,8 @@ def check_spec(spec: EvalSpec) -> EvalSpec:
             entry = get_entry(name)
         except KeyError as exc:
             raise EvalConfigError(exc.args[0]) from None
-        if entry.input_size is not None and spec.dataset != "folder" and tuple(entry.input_size) != tuple(shape):
-            raise EvalConfigError(f"{name} expects {tuple(entry.input_size)} images; {spec.dataset} has {shape}")
+        if problem := entry.size_problem(spec.dataset):
+            raise EvalConfigError(problem)
     return spec
 
 
@@ -134,13 +132,10 @@ def images(spec: EvalSpec) -> tuple[torch.Tensor, torch.Tensor, Subset]:
     """The images ``spec`` evaluates, chosen by the one subset rule (:mod:`advlens.data.subset`):
     the first ``n`` where the split's order is the official one, a class-stratified sample otherwise,
     or exactly ``spec.indices``."""
-    ds = load_dataset(spec.dataset, split=spec.split, root=spec.root)
-    try:
-        subset = choose_images(ds, spec.n, spec.offset, spec.indices, spec.subset_seed, first=spec.legacy_first_n)
-    except DataError as exc:
-        raise EvalConfigError(str(exc)) from None
-    x, y = ds.batch(subset.indices)
-    return x, y, subset
+    return load_subset(
+        spec.dataset, spec.split, spec.root, spec.n, spec.offset, spec.indices, spec.subset_seed,
+        first=spec.legacy_first_n, error=EvalConfigError,
+    )  # fmt: skip
 
 
 def name_images(record: dict, subset: Subset) -> dict:

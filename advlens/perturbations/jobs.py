@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..data import DataError, load_dataset
-from ..data.subset import SUBSET_SEED, choose_images
+from ..data.subset import SUBSET_SEED, load_subset
 from ..jobs import api
 from ..jobs.kinds import JobKind, register_kind
 from ..jobs.spec import JobSpec
@@ -115,9 +114,8 @@ def check_spec(spec: PerturbationSpec, store_check: bool = True) -> Perturbation
     for name in (spec.dataset, spec.heldout()[0]):
         if name not in DATASETS:
             raise PerturbationConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-        shape = DATASETS[name].input_size
-        if entry.input_size is not None and name != "folder" and tuple(entry.input_size) != tuple(shape):
-            raise PerturbationConfigError(f"{spec.model} expects {tuple(entry.input_size)} images; {name} has {shape}")
+        if problem := entry.size_problem(name):
+            raise PerturbationConfigError(problem)
     for what, v in (("n", spec.n), ("heldout_n", spec.heldout_n), ("offset", spec.offset)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > MAX_IMAGES:
             raise PerturbationConfigError(f"{what} must be a whole number from 0 to {MAX_IMAGES:,}, not {v!r}")
@@ -175,13 +173,7 @@ def list_jobs(store: RunStore | None = None, limit: int = 50) -> list[RunRecord]
 
 # ------------------------------------------------------------------------------------------ running
 def load_images(dataset: str, split: str, root: str | None, n: int, offset: int, seed: int):
-    ds = load_dataset(dataset, split=split, root=root)
-    try:
-        subset = choose_images(ds, n, offset, None, seed)
-    except DataError as exc:
-        raise PerturbationConfigError(str(exc)) from None
-    x, y = ds.batch(subset.indices)
-    return x, y, subset
+    return load_subset(dataset, split, root, n, offset, None, seed, error=PerturbationConfigError)
 
 
 def run_spec(
