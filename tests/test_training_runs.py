@@ -83,6 +83,8 @@ def test_resume_continues_with_identical_step_optimizer_and_rng():
     rec = jobs.execute(split.id, store, echo=False)
     assert rec.status == "done" and rec.step == 14
     assert "resumed from step 5" in read_log_tail(rec.log_path, 200)
+    with pytest.raises(ValueError, match="is done; start a new run to train longer"):
+        jobs.resume(rec.id, store)  # a finished run says what to do instead
     a, b = _weights(store.require(straight.id).final_path), _weights(rec.final_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sa = load_training_state(store.require(straight.id).folder / "checkpoints")

@@ -142,8 +142,7 @@ def run_runs(args) -> int:
         if args.resume:  # any kind of job: advlens.jobs resumes it with its kind
             from ..jobs import api
 
-            kind = store.require(args.resume).kind
-            rec = jobs.resume(args.resume, store) if kind == "train" else api.resume(args.resume, store)
+            rec = api.resume(args.resume, store)
             print(f"run {rec.id}: {rec.status} (worker pid {rec.pid})")
             return 0
     except ValueError as exc:

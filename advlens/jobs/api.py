@@ -69,7 +69,7 @@ def resume(job_id: str, store: RunStore | None = None, spawn=None) -> RunRecord:
     rec = store.require(job_id)
     k = kind_of(rec)
     if rec.status == "done" and not k.rerun_when_done:
-        raise ValueError(f"{k.label} {job_id} is done")
+        raise ValueError(f"{k.label} {job_id} is done{k.done_hint}")
     store.requeue(job_id, k.requeue_device(rec))
     (spawn or spawn_worker)(job_id, k.worker_command(job_id), store)
     return store.require(job_id)

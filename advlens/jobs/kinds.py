@@ -37,6 +37,7 @@ class JobKind:
     stopped = "cancelled; resume starts it again"
     config_error: type[Exception] = ValueError
     rerun_when_done = False  # may a done job be resumed (run again)?
+    done_hint = ""  # what to do instead, in the message refusing to resume a done job
     store = None  # the job's RunStore, set by the worker loop before execute
 
     def validate(self, spec: dict) -> dict:

@@ -32,6 +32,7 @@ class TrainingJob(JobKind):
 
     name = "train"
     label = "training"
+    done_hint = "; start a new run to train longer."
     stopped = "cancelled; resume continues from the last checkpoint"
     config_error = ConfigError
 
@@ -116,9 +117,6 @@ def submit(cfg: TrainConfig, store: RunStore | None = None, allow_duplicate: boo
 def resume(run_id: str, store: RunStore | None = None) -> RunRecord:
     """Queue a cancelled or failed run again and launch its worker; training continues from the
     last checkpoint (or from the start when none was written)."""
-    store = store or RunStore()
-    if store.require(run_id).status == "done":
-        raise ValueError(f"run {run_id} is done; start a new run to train longer.")
     return api.resume(run_id, store, spawn=spawn_worker)
 
 
@@ -200,9 +198,7 @@ def run_existing(run_id: str, store: RunStore | None = None, echo: bool = True) 
 
     rec = store.require(run_id)
     if rec.status in ("cancelled", "failed"):
-        cfg = TrainConfig.from_dict(rec.config)
-        validate(cfg)
-        store.requeue(run_id, cfg.resolved_device())
+        store.requeue(run_id, TrainingJob().requeue_device(rec))
         rec = store.require(run_id)
     elif rec.status == "done":
         raise ValueError(f"run {run_id} is already done.")
