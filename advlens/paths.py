@@ -32,6 +32,12 @@ def runs_dir() -> Path:
     return home() / "runs"
 
 
+def run_model_name(run_id: str, objective: str) -> str:
+    """The zoo's name of a finished training run's model (``run-<id>-<objective>``): what the zoo lists
+    and what the job store's record names."""
+    return f"run-{run_id}-{objective}"
+
+
 class HomeError(OSError):
     """``$ADVLENS_HOME`` cannot be written; the message names it and says what to do."""
 

@@ -30,7 +30,7 @@ from .models.robustbench import cached_entries as rb_cached_entries
 from .models.robustbench import get_catalog_entry, is_robustbench_name, not_cached_message
 from .models.robustbench.store import published_metrics as rb_metrics
 from .models.schema import MAX_METADATA_BYTES, parse_metadata_text
-from .paths import ASSET_MODELS_DIR, runs_dir, user_models_dir, writing_home
+from .paths import ASSET_MODELS_DIR, run_model_name, runs_dir, user_models_dir, writing_home
 from .safe_files import UnsafeFileError, read_small_file
 from .safe_json import loads_limited
 from .transforms import TransformError, chain_name, split_name
@@ -152,7 +152,7 @@ def _run_entry(path: Path, meta: dict) -> ZooEntry:
     name = _run_name(path.parent)
     desc = f"training run {run_id}{f' ({name})' if name else ''}: " + ", ".join(bits)
     shape = tuple(meta.get("input_size", ())) or None
-    return ZooEntry(f"run-{run_id}-{objective}", meta["arch"], dataset, "run", desc, path, metrics, shape)
+    return ZooEntry(run_model_name(run_id, objective), meta["arch"], dataset, "run", desc, path, metrics, shape)
 
 
 def _run_name(folder: Path) -> str:

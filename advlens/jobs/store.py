@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import home, runs_dir, writing_home
+from ..paths import home, run_model_name, runs_dir, writing_home
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -222,7 +222,7 @@ class RunRecord:
 
     @property
     def zoo_name(self) -> str:
-        return f"run-{self.id}-{self.objective}"
+        return run_model_name(self.id, self.objective)
 
     @property
     def folder(self) -> Path:
