@@ -17,12 +17,13 @@ from advlens.attribution.display import COLORMAPS, diverging_rgb, enlarge, image
 from advlens.attribution.empty import check_maps
 from advlens.attribution.metrics import ERASE_VALUES
 from advlens.budget import format_linf
-from advlens.jobs import RunStore, cancel, progress_text
+from advlens.jobs import RunStore
 from advlens.paths import HomeError
 from advlens.predict import topk_from_probs as topk_of
 from dashboard.attention_compare import second_model_section
 from dashboard.cam_pair import fix_applier, signed_control
 from dashboard.charts import ADV_COLOR, CLEAN_COLOR, topk_bars
+from dashboard.job_panel import job_row, rerun_when_finished
 from dashboard.lens import layer_control, lens_source
 from dashboard.params import budget_input
 from dashboard.progress import result_on_click
@@ -144,7 +145,7 @@ def analysis_section(model_name: str, model, method: str, layer: str | None, tar
     rec = store.get(job_id) if store is not None else None
     if rec is not None:
         # polls the store only while the job runs; a finished job's result is read once
-        st.fragment(run_every=2 if rec.active else None)(study_job_panel)(store, job_id, rec.active)
+        st.fragment(run_every=2 if rec.active else None)(study_job_panel)(store, job_id)
         if rec.status == "done" and st.session_state.get("ana_loaded") != job_id:
             found = study.load_result(job_id)
             if found is not None:
@@ -233,26 +234,17 @@ def study_job(model_name: str, ds_name: str, n: int, eps: float, steps: int, set
     st.session_state["ana_result"] = None
 
 
-def study_job_panel(store: RunStore, job_id: str, polling: bool) -> None:
-    """The study job's progress from the job store, with Stop and Resume. ``polling``: the fragment
-    reruns every 2 s (the job was active); a full rerun when the job ends (the result is shown, the
-    polling stops) or is resumed (the polling starts)."""
+def study_job_panel(store: RunStore, job_id: str) -> None:
+    """The study job's progress from the job store, with Stop and Resume. The fragment polls every 2 s
+    while the job is active; a full rerun when the job ends (the result is shown, the polling stops) or
+    is resumed (the polling starts)."""
     store.reap_dead()  # a worker that died leaves its job active: this ends it
     rec = store.get(job_id)
     if rec is None:
         return
-    cols = st.columns([4, 1])
-    cols[0].markdown(f"Study job `{rec.id}` ({rec.title}): **{rec.status}** {rec.message}")
-    if rec.active:
-        cols[0].progress(rec.progress, text=progress_text(rec))
-        if cols[1].button("Stop", key="ana_stop"):
-            cancel(rec.id, store)
-            st.rerun()
-    elif rec.status in ("cancelled", "failed") and cols[1].button("Resume", key="ana_resume"):
-        study.resume(rec.id, store)
-        st.rerun()
-    if polling and not rec.active:
-        st.rerun()
+    rerun_when_finished("ana_active_job", [rec])
+    # study.resume: the generic resume with the kind's worker launcher (the one its tests replace)
+    job_row(rec, store, "ana", f"Study job `{rec.id}` ({rec.title}): ", (4, 1), with_id=False, resume=study.resume)
 
 
 def render() -> None:

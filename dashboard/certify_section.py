@@ -15,12 +15,13 @@ from advlens.data import DataError, to_float
 from advlens.data.catalog import DATASETS
 from advlens.data.subset import RULE_HELP, choose_images
 from advlens.intervals import clopper_pearson
-from advlens.jobs import RunStore, cancel, progress_text
+from advlens.jobs import RunStore
 from advlens.paths import HomeError
 from advlens.smoothing import ABSTAIN, Stopped, certified_accuracy, certify_batch
 from advlens.zoo import list_models
 from dashboard.charts import line_chart
 from dashboard.image_picker import cached_dataset
+from dashboard.job_panel import job_row, rerun_when_finished
 from dashboard.model_picker import get_model
 from dashboard.progress import result_on_click
 
@@ -127,21 +128,15 @@ def certify_inline(settings: dict) -> None:
 
 
 def jobs_list(store: RunStore) -> None:
-    """The certification jobs: progress from the store, Stop for a running one, Resume for a stopped one."""
+    """The certification jobs: progress from the store, Stop for a running one, Resume for a stopped one,
+    Show for a finished one."""
     store.reap_dead()
-    for rec in store.list_runs(kind=cert_jobs.KIND, limit=JOBS_SHOWN):
-        cols = st.columns([5, 2, 1])
-        cols[0].markdown(f"`{rec.id}` {rec.title} on {rec.dataset} · **{rec.status}** {rec.message}")
-        if rec.active:
-            cols[1].progress(rec.progress, text=progress_text(rec))
-            if cols[2].button("Stop", key=f"cert_stop_{rec.id}"):
-                cancel(rec.id, store)
-                st.rerun()
-        elif rec.status in ("cancelled", "failed"):
-            if cols[2].button("Resume", key=f"cert_resume_{rec.id}"):
-                cert_jobs.resume(rec.id, store)
-                st.rerun()
-        elif rec.status == "done" and cols[2].button("Show", key=f"cert_show_{rec.id}"):
+    runs = store.list_runs(kind=cert_jobs.KIND, limit=JOBS_SHOWN)
+    rerun_when_finished("cert_active_runs", runs)  # a job ended: show its result, stop the polling
+    for rec in runs:
+        # cert_jobs.resume: the generic resume with the kind's worker launcher (the one its tests replace)
+        cols = job_row(rec, store, "cert", f"`{rec.id}` {rec.title} on {rec.dataset} · ", resume=cert_jobs.resume)
+        if rec.status == "done" and cols[2].button("Show", key=f"cert_show_{rec.id}"):
             st.session_state["cert_shown"] = rec.id
             st.rerun()
 

@@ -23,12 +23,13 @@ from advlens.data.subset import RULE_HELP, SUBSET_SEED, choose_images, parse_ind
 from advlens.evaluation import NORMS, SUITES, EvalConfigError, EvalSpec
 from advlens.evaluation import jobs as eval_jobs
 from advlens.evaluation.report import cascade_rows, curves_figure, rows, to_csv, to_html
-from advlens.jobs import RunStore, cancel
+from advlens.jobs import RunStore
 from advlens.paths import HomeError
 from advlens.zoo import list_models
 from dashboard.certify_section import certified_section
 from dashboard.corruption_section import corruption_section
 from dashboard.image_picker import cached_dataset
+from dashboard.job_panel import rerun_when_finished, resume_button, stop_button
 from dashboard.leaderboard_section import leaderboard_section
 from dashboard.minimal_norm_section import minimal_norm_section
 from dashboard.run_store import open_store
@@ -205,25 +206,18 @@ def jobs_table(store: RunStore) -> None:
         ]
     )
     st.dataframe(table, hide_index=True, width="stretch")
+    # a run that ended redraws the whole page, so that its results appear without a click (this table
+    # is a fragment that refreshes on its own)
+    rerun_when_finished("ev_active_runs", runs)
     active = [r for r in runs if r.active]
-    # a run that was active on the last tick and is not now has finished: redraw the whole page so
-    # that its results appear without a click (this table is a fragment that refreshes on its own)
-    was_active = st.session_state.get("ev_active_runs", set())
-    st.session_state["ev_active_runs"] = {r.id for r in active}
-    if was_active - st.session_state["ev_active_runs"]:
-        st.rerun(scope="app")
     if active and not st.session_state.get("ev_fast_refresh"):  # resumed elsewhere (CLI, another server)
         st.rerun(scope="app")  # redraw so that the table refreshes every 2 s while it runs
     for r in active:
         cols = st.columns([4, 1])
         cols[0].progress(r.progress, text=f"{r.id}: {r.status}, {r.progress * 100:.0f}%")
-        if cols[1].button("Cancel", key=f"ev_cancel_{r.id}"):
-            cancel(r.id, store)
-            st.rerun()
+        stop_button(r, store, cols[1], f"ev_cancel_{r.id}", "Cancel")
     for r in runs:
-        if r.status in ("cancelled", "failed") and st.button(f"Resume {r.id}", key=f"ev_resume_{r.id}"):
-            eval_jobs.resume(r.id, store)
-            st.rerun()
+        resume_button(r, store, st, f"ev_resume_{r.id}", f"Resume {r.id}")
 
 
 def gallery(run_id: str, part: int, record: dict, spec: dict) -> None:

@@ -24,6 +24,7 @@ from advlens.jobs.store import RunStore
 from advlens.models.robustbench import get_catalog_entry, is_cached, list_catalog
 from advlens.paths import HomeError, home
 from advlens.training.ship import SHARED_DATA
+from dashboard.job_panel import rerun_when_finished
 from dashboard.model_download import download_box, published_text
 from dashboard.url_state import synced
 
@@ -129,6 +130,7 @@ def show_run(store: RunStore, run_id: str) -> None:
     rec = store.get(run_id)
     if rec is None:
         return
+    rerun_when_finished(f"{RUN_KEY}_active", [rec])  # it ended: redraw once, so that the polling stops
     if rec.status != "done":
         st.progress(rec.progress, text=f"Evaluation {rec.id}: {rec.status}, {rec.progress * 100:.0f}% {rec.message}")
         return

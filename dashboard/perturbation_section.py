@@ -13,12 +13,13 @@ import torch
 from advlens.attacks.display import perturbation_rgb, picture
 from advlens.attacks.patch import fixed_placement
 from advlens.budget import format_linf
-from advlens.jobs import RunStore, cancel
+from advlens.jobs import RunStore
 from advlens.paths import HomeError
 from advlens.perturbations import jobs as pert_jobs
 from advlens.perturbations import saved
 from advlens.perturbations.measure import perturb
 from advlens.predict import predict_proba
+from dashboard.job_panel import stop_button
 from dashboard.url_state import synced
 
 NONE = "(none)"
@@ -160,9 +161,7 @@ def jobs_list() -> None:
         if r.active:
             cols = st.columns([4, 1])
             cols[0].progress(r.progress, text=f"{text}, {r.progress * 100:.0f}%")
-            if cols[1].button("Cancel", key=f"pert_cancel_{r.id}"):
-                cancel(r.id, store)
-                st.rerun()
+            stop_button(r, store, cols[1], f"pert_cancel_{r.id}", "Cancel")
         else:
             st.caption(text + (f": {r.message}" if r.message else ""))
     if any(r.active for r in runs):

@@ -17,13 +17,14 @@ import streamlit as st
 import torch
 
 from advlens.data import DATASETS
-from advlens.jobs.store import ACTIVE, RunRecord, RunStore, read_log_tail
+from advlens.jobs.store import RunRecord, RunStore, read_log_tail
 from advlens.models import ARCHITECTURES
 from advlens.params import Param, ParamError
 from advlens.training import jobs
 from advlens.training.config import FIELDS, ConfigError, TrainConfig, recommended_for_dataset
 from advlens.training.objectives import Objective, list_objectives
 from advlens.zoo import list_models
+from dashboard.job_panel import rerun_when_finished, resume_button, stop_button
 from dashboard.params import field_input, param_inputs, seed_from_url, write_to_url
 from dashboard.run_store import open_store
 from dashboard.widgets import page_setup
@@ -327,11 +328,7 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
     if rec is None:
         st.warning(f"Run {run_id} is no longer in the store.")
         return
-    seen = st.session_state.setdefault("tr_seen_status", {})
-    previous = seen.get(run_id)
-    seen[run_id] = rec.status
-    if previous in ACTIVE and rec.status not in ACTIVE:
-        st.rerun(scope="app")  # refresh the table, and stop the auto-refresh
+    rerun_when_finished("tr_active_runs", [rec])  # it ended: refresh the table, and stop the auto-refresh
     m = store.metrics(run_id)
     last = {k: v["value"][-1] for k, v in m.items() if v["value"]}
     cols = st.columns(6)
@@ -355,17 +352,9 @@ def run_details(store: RunStore, run_id: str, objectives: dict[str, type[Objecti
         f"{' · ' + rec.message if rec.message else ''}",
     )
     b1, b2, _ = st.columns([1, 1, 4])
-    if rec.active and b1.button("Cancel", key=f"tr_cancel_{run_id}"):
-        jobs.cancel(run_id, store)
-        st.toast(f"Cancel requested for {run_id}; it stops after the current step, with a checkpoint.")
-        st.rerun(scope="app")
-    if rec.status in ("cancelled", "failed") and b2.button("Resume", key=f"tr_resume_{run_id}"):
-        try:
-            jobs.resume(run_id, store)
-        except (ConfigError, ValueError, OSError) as exc:
-            st.error(f"Cannot resume: {exc}")
-        else:
-            st.rerun(scope="app")
+    toast = f"Cancel requested for {run_id}; it stops after the current step, with a checkpoint."
+    stop_button(rec, store, b1, f"tr_cancel_{run_id}", "Cancel", toast=toast)
+    resume_button(rec, store, b2, f"tr_resume_{run_id}")
     if rec.status == "done":
         acc = rec.metrics.get("test_accuracy")
         st.success(

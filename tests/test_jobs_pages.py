@@ -86,3 +86,49 @@ def test_a_few_images_wait_their_turn_and_a_stop_keeps_the_images_done(monkeypat
     assert gated == [1]  # in the gate's one slot
     captions = " ".join(c.value for c in at.caption)
     assert "stopped after 1 of 3 images" in captions and "Abstained on 0 of 1 images" in captions
+
+
+def _job_rows():
+    import streamlit as st
+
+    from advlens.jobs import RunStore
+    from dashboard.job_panel import job_row, rerun_when_finished
+
+    st.session_state["runs"] = st.session_state.get("runs", 0) + 1
+    store = RunStore()
+    jobs = store.list_runs(kind="certify")
+    rerun_when_finished("test_active_jobs", jobs)
+    for rec in jobs:
+        job_row(rec, store, "t", f"`{rec.id}` · ")
+
+
+def test_the_shared_job_row_stops_resumes_and_redraws_the_page_once_when_a_job_ends(monkeypatch):
+    """dashboard.job_panel: Stop for an active job, Resume (the generic one) for a cancelled one, and one
+    redraw of the whole page when a job this session watched ends."""
+    launched = []
+    monkeypatch.setattr(api, "spawn_worker", lambda run_id, command, store=None: launched.append(run_id) or 0)
+    store = RunStore()
+    meta = {"title": "a test job", "module": "advlens.certify"}
+    first = store.create_run({"images": 1}, "cpu", kind="certify", meta=meta)
+    at = AppTest.from_function(_job_rows, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [b.label for b in at.button] == ["Stop"] and at.session_state["runs"] == 1
+    store.update(first.id, status="running", step=500, total_steps=1000)
+    at.run()
+    assert at.session_state["runs"] == 2 and not at.exception
+    store.finish(first.id, "done")  # as its worker does
+    at.run()  # the job ended: this run redraws the page once
+    assert at.session_state["runs"] == 4 and not at.button and any("**done**" in m.value for m in at.markdown)
+    at.run()
+    assert at.session_state["runs"] == 5  # once only
+
+    second = store.create_run({"images": 2}, "cpu", kind="certify", meta=meta)
+    at.run()
+    at.button(key=f"t_stop_{second.id}").click().run()
+    assert not at.exception, at.exception
+    assert store.require(second.id).status == "cancelled"
+    assert [b.label for b in at.button] == ["Resume"]
+    at.button(key=f"t_resume_{second.id}").click().run()
+    assert not at.exception, at.exception
+    assert store.require(second.id).status == "queued" and launched == [second.id]
+    assert [b.label for b in at.button] == ["Stop"]
